@@ -1,0 +1,167 @@
+"""Checkpoints: the per-generation manifest, its segments, and the committed output manifest.
+
+Layout of a job folder (``output_path``)::
+
+    _manifest.json       committed output: generation, parts (relative paths), counters  <- readers
+    _report.json         the processor's final report (copy of the generation's)
+    _SUCCESS             written after the committed manifest
+    g0001/               one output generation
+      _checkpoint.json   the working manifest: format_version, fingerprint, status, plan ref, segment count
+      plan.json          the frozen plan: files (size, version, row groups or text index) and schema
+      segments/s000000.json  finished row ranges (part name, rows, partial state) since the previous checkpoint
+      parts/f00000-r000000000000.parquet  row output of one range: file index + first row, zero-padded
+      states/...         partial states too large for a segment
+      fit_state.json     what the processor's ``fit`` learned
+      _report.json
+
+A checkpoint writes one new segment and rewrites the small working manifest: O(1) per checkpoint
+whatever the job size. Every write is atomic (see ``Location.write_bytes``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from airflow_batch_provider.engine.sources import OUTPUT_FORMAT, OUTPUT_MANIFEST, SourceFile
+from airflow_batch_provider.engine.storage import Location
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHECKPOINT = "_checkpoint.json"
+_GEN_RE = re.compile(r"^g(\d{4,})$")
+
+
+def part_name(file_index: int, start: int) -> str:
+    return f"f{file_index:05d}-r{start:012d}.parquet"
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+@dataclass
+class Decision:
+    generation: int
+    resume: bool
+    reason: str
+    previous: dict[str, Any] | None = None
+
+
+def decide_generation(out: Location, fingerprint: str) -> Decision:
+    """Resume the latest unfinished generation with the same fingerprint, or start a new one."""
+    committed = out.child(OUTPUT_MANIFEST).read_json()
+    committed_gen = committed.get("generation") if isinstance(committed, dict) else None
+    gens = sorted(int(m.group(1)) for n in out.listdir() if (m := _GEN_RE.match(n)))
+    if not gens:
+        return Decision(1, False, "no checkpoint: starting a new job")
+    latest = gens[-1]
+    working = out.child(f"g{latest:04d}", CHECKPOINT).read_json()
+    if latest == committed_gen or (isinstance(working, dict) and working.get("status") == "succeeded"):
+        return Decision(latest + 1, False, f"generation {latest} succeeded: running fresh as generation {latest + 1}")
+    if not isinstance(working, dict) or working.get("format_version") != FORMAT_VERSION:
+        out.child(f"g{latest:04d}").remove(recursive=True)
+        return Decision(latest + 1, False, f"generation {latest} has no readable checkpoint: starting clean")
+    if working.get("fingerprint") != fingerprint:
+        log.warning("job fingerprint changed (%s -> %s): the source, processor or its parameters changed; "
+                    "discarding unfinished generation %d and starting clean", working.get("fingerprint"),
+                    fingerprint, latest)
+        out.child(f"g{latest:04d}").remove(recursive=True)
+        return Decision(latest + 1, False, f"fingerprint changed: discarded generation {latest}, starting clean")
+    return Decision(latest, True, f"resuming generation {latest} from its checkpoint", working)
+
+
+@dataclass
+class CheckpointStore:
+    """The working manifest of one generation, plus the finished-range records it references."""
+
+    out: Location
+    generation: int
+    fingerprint: str
+    job_id: str
+    records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    segments: int = 0
+    counters: dict[str, Any] = field(default_factory=dict)
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def gen(self) -> Location:
+        return self.out.child(f"g{self.generation:04d}")
+
+    def load(self, manifest: dict[str, Any]) -> None:
+        self.segments = int(manifest.get("segments", 0))
+        self.counters = dict(manifest.get("counters", {}))
+        for i in range(self.segments):
+            for rec in self.gen.child("segments", f"s{i:06d}.json").read_json(default=[]):
+                self.records[(rec["f"], rec["s"])] = rec
+
+    def save_plan(self, files: list[SourceFile], schema: pa.Schema) -> None:
+        self.gen.child("plan.json").write_json({"files": [f.to_dict() for f in files], "schema": schema_to_text(schema)})
+
+    def load_plan(self) -> tuple[list[SourceFile], pa.Schema]:
+        plan = self.gen.child("plan.json").read_json()
+        return [SourceFile.from_dict(f) for f in plan["files"]], schema_from_text(plan["schema"])
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records[(record["f"], record["s"])] = record
+        self._pending.append(record)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def write(self, status: str, **extra: Any) -> None:
+        """Append a segment with the records since the last checkpoint, then rewrite the working manifest."""
+        if self._pending:
+            self.gen.child("segments", f"s{self.segments:06d}.json").write_json(self._pending)
+            self.segments += 1
+            self._pending = []
+        self.gen.child(CHECKPOINT).write_json({
+            "format_version": FORMAT_VERSION,
+            "job_id": self.job_id,
+            "generation": self.generation,
+            "fingerprint": self.fingerprint,
+            "status": status,
+            "segments": self.segments,
+            "counters": self.counters,
+            "updated_at": time.time(),
+            **extra,
+        })
+
+    def commit_output(self, parts: list[str], report: Any, summary: dict[str, Any]) -> None:
+        """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``."""
+        self.gen.child("_report.json").write_json(report)
+        self.out.child(OUTPUT_MANIFEST).write_json({
+            "format": OUTPUT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "generation": self.generation,
+            "fingerprint": self.fingerprint,
+            "job_id": self.job_id,
+            "parts": parts,
+            "report": f"g{self.generation:04d}/_report.json",
+            "summary": summary,
+        })
+        self.out.child("_report.json").write_json(report)
+        self.out.child("_SUCCESS").write_bytes(b"")
+
+    def remove_stale(self, keep_parts: set[str]) -> None:
+        """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
+        parts_dir = self.gen.child("parts")
+        for name in parts_dir.listdir():
+            if name not in keep_parts:
+                parts_dir.child(name).remove()
+        for name in self.out.listdir():
+            m = _GEN_RE.match(name)
+            if m and int(m.group(1)) < self.generation:
+                self.out.child(name).remove(recursive=True)

@@ -1,0 +1,116 @@
+"""Progress events: one object per event, sent to the log (throttled) and to callbacks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger("airflow_batch_provider.progress")
+
+EVENT_TYPES = ("started", "progress", "checkpoint", "retry", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A progress event. Readable as attributes or, for dict-minded callbacks, as ``event["key"]``."""
+
+    event_type: str
+    job_id: str
+    progress_percentage: float
+    rows_processed: int
+    rows_total: int
+    chunks_done: int
+    chunks_total: int
+    rows_per_second: float
+    eta_seconds: float | None
+    message: str = ""
+    timestamp: float = field(default_factory=time.time)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        eta = "-" if self.eta_seconds is None else _duration(self.eta_seconds)
+        return (
+            f"{self.event_type}: {self.progress_percentage:5.1f}% | {self.rows_processed:,}/{self.rows_total:,} rows"
+            f" | {self.chunks_done:,}/{self.chunks_total:,} chunks | {self.rows_per_second:,.0f} rows/s | ETA {eta}"
+            + (f" | {self.message}" if self.message else "")
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressTracker:
+    """Counts rows and chunks, and emits throttled events.
+
+    Rows resumed from a checkpoint count as done but not into the rate, so the ETA after a resume
+    reflects this run's speed.
+    """
+
+    def __init__(self, job_id: str, rows_total: int, chunks_total: int, *, interval: float = 5.0,
+                 callbacks: Iterable[Callable[[ProgressEvent], Any]] = (), enabled: bool = True) -> None:
+        self.job_id = job_id
+        self.rows_total = rows_total
+        self.chunks_total = chunks_total
+        self.interval = interval
+        self.callbacks = list(callbacks)
+        self.enabled = enabled
+        self.rows_done = 0
+        self.chunks_done = 0
+        self._resumed_rows = 0
+        self._started = time.monotonic()
+        self._last_emit = 0.0
+
+    def resume(self, rows: int, chunks: int) -> None:
+        self.rows_done += rows
+        self.chunks_done += chunks
+        self._resumed_rows += rows
+
+    def advance(self, rows: int, chunks: int = 1) -> None:
+        self.rows_done += rows
+        self.chunks_done += chunks
+        if time.monotonic() - self._last_emit >= self.interval:
+            self.emit("progress")
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return (self.rows_done - self._resumed_rows) / elapsed if elapsed > 0 else 0.0
+
+    def event(self, event_type: str, message: str = "", **extra: Any) -> ProgressEvent:
+        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+        rate = self.rate
+        remaining = self.rows_total - self.rows_done
+        eta = remaining / rate if rate > 0 else None
+        return ProgressEvent(event_type, self.job_id, round(min(pct, 100.0), 2), self.rows_done, self.rows_total,
+                             self.chunks_done, self.chunks_total, round(rate, 1), eta, message, extra=extra)
+
+    def emit(self, event_type: str, message: str = "", **extra: Any) -> ProgressEvent:
+        ev = self.event(event_type, message, **extra)
+        self._last_emit = time.monotonic()
+        if not self.enabled and event_type == "progress":
+            return ev
+        (log.warning if event_type in ("failed", "retry") else log.info)("%s", ev.line())
+        for cb in self.callbacks:
+            try:
+                cb(ev)
+            except Exception:  # a broken callback must not break the job
+                log.exception("progress callback %r failed on a %s event", cb, event_type)
+        return ev

@@ -1,0 +1,41 @@
+"""A deterministic, chunking-independent sample of a planned source (for processors' ``fit``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from airflow_batch_provider.engine import sources
+
+WINDOW = 1_000_000
+
+
+def deterministic_sample(fs: Any, files: list[sources.SourceFile], schema: pa.Schema, options: Any, size: int,
+                         seed: int = 0) -> pd.DataFrame:
+    """``size`` rows chosen by position with a fixed seed, in source order.
+
+    With ``size`` at least the row count, the sample is the whole dataset in source order. The choice
+    depends only on the row count and the seed, never on batch size or concurrency.
+    """
+    total = sum(f.rows for f in files)
+    if size >= total:
+        positions = np.arange(total)
+    else:
+        positions = np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
+    tables, offset = [], 0
+    for f in files:
+        lo, hi = np.searchsorted(positions, [offset, offset + f.rows])
+        local = positions[lo:hi] - offset
+        for w in range(0, f.rows, WINDOW):
+            pick = local[(local >= w) & (local < w + WINDOW)]
+            if len(pick):
+                stop = min(f.rows, w + WINDOW)
+                table = sources.read_rows(fs, f, w, stop, schema, options)
+                tables.append(table.take(pa.array(pick - w)))
+        offset += f.rows
+    if not tables:
+        return schema.empty_table().to_pandas()
+    return pa.concat_tables(tables).to_pandas()

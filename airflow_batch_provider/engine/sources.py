@@ -1,0 +1,231 @@
+"""Sources: find the files, fix one schema, plan row ranges, and read any row range of a file.
+
+A source is a file, a folder or a glob of Parquet, CSV or JSON Lines files, on any filesystem
+:class:`~airflow_batch_provider.engine.storage.Location` understands. A folder written by this engine
+is read through the parts its committed manifest lists, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from airflow_batch_provider.engine import textformats
+from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.exceptions import DataCorruptionError, SchemaMismatchError, SourceError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".parq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+OUTPUT_MANIFEST = "_manifest.json"
+OUTPUT_FORMAT = "airflow-batch-provider/output"
+GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file as frozen in the plan (JSON-safe through ``to_dict``/``from_dict``)."""
+
+    path: str
+    format: str
+    size: int
+    version: str  # mtime or etag: part of the job fingerprint
+    rows: int = 0
+    row_groups: tuple[int, ...] = ()  # Parquet: rows per row group
+    text_index: dict[str, Any] | None = None  # CSV / JSON Lines: textformats.TextIndex.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "size": self.size,
+            "version": self.version,
+            "rows": self.rows,
+            "row_groups": list(self.row_groups),
+            "text_index": self.text_index,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceFile:
+        return cls(**{**d, "row_groups": tuple(d.get("row_groups") or ())})
+
+
+def _format_of(path: str) -> str | None:
+    return FORMATS.get(posixpath.splitext(path)[1].lower())
+
+
+def _version(info: dict[str, Any]) -> str:
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
+        if info.get(key) is not None:
+            return str(info[key])
+    return ""
+
+
+def _engine_output_parts(loc: Location) -> list[str] | None:
+    manifest = loc.child(OUTPUT_MANIFEST).read_json()
+    if not isinstance(manifest, dict) or manifest.get("format") != OUTPUT_FORMAT:
+        return None
+    return [posixpath.join(loc.path, p) for p in manifest.get("parts", [])]
+
+
+def list_source_files(loc: Location) -> list[str]:
+    """The files a source stands for, in a stable (sorted) order."""
+    if GLOB_CHARS & set(loc.path):
+        paths = sorted(p for p in loc.fs.glob(loc.path) if not loc.fs.isdir(p))
+        if not paths:
+            raise SourceError(f"source {loc.uri}: the pattern matches no file; check the path and the pattern")
+        return _supported(loc, paths, explicit=True)
+    if not loc.exists():
+        raise SourceError(f"source {loc.uri} does not exist; check the path (and the connection, for object storage)")
+    if not loc.isdir():
+        return _supported(loc, [loc.path], explicit=True)
+    parts = _engine_output_parts(loc)
+    if parts is not None:
+        return parts
+    found = sorted(
+        p
+        for p in loc.fs.find(loc.path)
+        if not any(seg.startswith(("_", ".")) for seg in loc.relative(p).split("/"))
+    )
+    if not found:
+        raise SourceError(f"source folder {loc.uri} holds no file; expected Parquet, CSV or JSON Lines files")
+    return _supported(loc, found, explicit=False)
+
+
+def _supported(loc: Location, paths: list[str], *, explicit: bool) -> list[str]:
+    good = [p for p in paths if _format_of(p)]
+    bad = [p for p in paths if not _format_of(p)]
+    if bad and (explicit or not good):
+        raise SourceError(
+            f"source {loc.uri}: unsupported file type for {bad[0]!r}"
+            f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; supported extensions: "
+            f"{', '.join(sorted(FORMATS))}"
+        )
+    if bad:
+        log.warning("source %s: ignoring %d file(s) of unsupported type, e.g. %s", loc.uri, len(bad), bad[0])
+    return good
+
+
+def stat_files(fs: Any, paths: list[str]) -> list[SourceFile]:
+    """Cheap per-file facts (size, version) used for the fingerprint, before any data is read."""
+    out = []
+    for path in paths:
+        info = fs.info(path)
+        out.append(SourceFile(path=path, format=_format_of(path) or "parquet", size=int(info.get("size") or 0),
+                              version=_version(info)))
+    return out
+
+
+def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]:
+    import pyarrow.parquet as pq
+
+    if f.size == 0:
+        return f, None
+    try:
+        with fs.open(f.path, "rb") as fh:
+            pf = pq.ParquetFile(fh, pre_buffer=False)
+            groups = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
+            schema = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise DataCorruptionError(
+            f"{f.path}: cannot read the Parquet footer ({err}); the file is truncated or not Parquet. "
+            "Re-export it, or remove it from the source"
+        ) from err
+    return SourceFile(**{**f.to_dict(), "row_groups": groups, "rows": sum(groups)}), schema
+
+
+def _text_meta(fs: Any, f: SourceFile, options: textformats.TextOptions) -> tuple[SourceFile, pa.Schema | None]:
+    index = textformats.index_text_file(fs, f.path, f.format, options)
+    if index.rows == 0:
+        return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": 0}), None
+    schema = textformats.infer_text_schema(fs, f.path, index, options)
+    return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": index.rows}), schema
+
+
+def build_plan(fs: Any, files: list[SourceFile], options: textformats.TextOptions) -> tuple[list[SourceFile], pa.Schema]:
+    """Read footers / index text files, and fix one schema for the whole source."""
+    planned: list[SourceFile] = []
+    schemas: list[tuple[str, pa.Schema]] = []
+    for f in files:
+        meta, schema = _parquet_meta(fs, f) if f.format == "parquet" else _text_meta(fs, f, options)
+        planned.append(meta)
+        if meta.rows == 0:
+            log.warning("source file %s is empty (0 rows); it contributes no rows", f.path)
+        if schema is not None:
+            schemas.append((f.path, schema))
+    return planned, unify_schemas(schemas)
+
+
+def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
+    """One schema for all files: equal names and types; a null-typed column takes the other files' type."""
+    if not schemas:
+        return pa.schema([])
+    first_path, unified = schemas[0]
+    for path, schema in schemas[1:]:
+        if schema.names != unified.names:
+            raise SchemaMismatchError(
+                f"files in one source have different columns: {first_path} has {unified.names}, "
+                f"{path} has {schema.names}; split the source or align the files"
+            )
+        fields = []
+        for a, b in zip(unified, schema):
+            if a.type == b.type or pa.types.is_null(b.type):
+                fields.append(a)
+            elif pa.types.is_null(a.type):
+                fields.append(b)
+            else:
+                raise SchemaMismatchError(
+                    f"files in one source have different types for column {a.name!r}: {a.type} in "
+                    f"{first_path}, {b.type} in {path}; cast the files to one type"
+                )
+        unified = pa.schema(fields)
+    return unified
+
+
+def read_rows(fs: Any, f: SourceFile, start: int, stop: int, schema: pa.Schema,
+              options: textformats.TextOptions) -> pa.Table:
+    """Rows ``[start, stop)`` of one file, as a table with the source's schema."""
+    if f.format == "parquet":
+        table = _read_parquet_rows(fs, f, start, stop)
+    else:
+        index = textformats.TextIndex.from_dict(f.text_index or {})
+        table = textformats.read_text_rows(fs, f.path, index, start, stop, schema, options)
+    if table.num_rows != stop - start:
+        raise DataCorruptionError(
+            f"{f.path}: rows {start}-{stop} gave {table.num_rows} rows, expected {stop - start}; "
+            "the file changed or is damaged. Re-run on an unchanged copy"
+        )
+    if len(schema) and table.schema != schema:
+        table = table.select(schema.names).cast(schema)
+    return table
+
+
+def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    groups, first_row, row = [], None, 0
+    for i, n in enumerate(f.row_groups):
+        if row + n > start and row < stop:
+            groups.append(i)
+            first_row = row if first_row is None else first_row
+        row += n
+    try:
+        with fs.open(f.path, "rb") as fh:
+            table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups)
+    except (pa.ArrowException, OSError) as err:
+        raise DataCorruptionError(
+            f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "
+            "The file is damaged; re-export it or remove it from the source"
+        ) from err
+    return table.slice(start - (first_row or 0), stop - start)

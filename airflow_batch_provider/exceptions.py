@@ -1,0 +1,56 @@
+"""The provider's exception types, in one place.
+
+The engine and the processors import nothing from Airflow, so these are plain exceptions.
+The operators translate the permanent ones (:class:`BatchInputError` and its subclasses)
+into ``AirflowFailException`` so that Airflow does not retry what retrying cannot fix.
+"""
+
+from __future__ import annotations
+
+
+class BatchProviderError(Exception):
+    """Base class of every error raised by airflow-batch-provider."""
+
+
+class BatchInputError(BatchProviderError):
+    """Bad input that retrying cannot fix: a bad source, config or processor name."""
+
+
+class ConfigError(BatchInputError, ValueError):
+    """An invalid ``BatchConfig`` value or an unknown override key."""
+
+
+class SourceError(BatchInputError):
+    """The source is missing, matches no file, or has an unsupported format."""
+
+
+class SchemaMismatchError(SourceError):
+    """Files in one source do not share one schema."""
+
+
+class DataCorruptionError(BatchInputError):
+    """A file or a row range cannot be decoded (truncated file, malformed row, bad bytes)."""
+
+
+class ProcessorNotFoundError(BatchInputError, LookupError):
+    """A processor name that is not registered."""
+
+
+class ChunkFailedError(BatchProviderError):
+    """A chunk still failed after its in-task retries; the job checkpointed and stopped.
+
+    Transient by default: an Airflow retry resumes from the checkpoint.
+    """
+
+    def __init__(self, message: str, *, chunk: str | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.chunk = chunk
+        self.attempts = attempts
+
+
+class JobTimeoutError(BatchProviderError, TimeoutError):
+    """The whole job ran past ``timeout_seconds``; it checkpointed first."""
+
+
+class JobCancelledError(BatchProviderError):
+    """The job was asked to stop (SIGTERM, ``on_kill``); it checkpointed first."""

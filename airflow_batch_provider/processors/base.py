@@ -1,0 +1,195 @@
+"""The processor contract (scikit-learn style) and the adapter for plain callables.
+
+A processor is a plain object whose ``__init__`` only stores parameters:
+
+- ``fit(sample)`` (optional): learn global state from a deterministic, chunking-independent sample.
+- ``process(chunk, ctx) -> ChunkResult(rows=DataFrame | None, state=JSON-safe partial | None)``.
+- ``merge(states) -> state`` and ``finalize(state) -> report`` for aggregations; ``merge`` receives
+  the partial states in source order.
+- ``get_state()`` / ``set_state()``: the fitted state as JSON-safe data (never pickle).
+
+No Airflow imports here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ProcessingProfile:
+    """What a processor costs, for sizing batches and concurrency."""
+
+    processor_name: str
+    cpu_intensive: bool = True
+    memory_intensive: bool = False
+    io_intensive: bool = False
+    requires_order: bool = False
+    estimated_processing_time_per_row_ms: float = 0.01
+    memory_overhead_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class ChunkContext:
+    """What a processor knows about the chunk it is given. Also readable as a mapping."""
+
+    job_id: str
+    chunk_index: int
+    file_index: int
+    file: str
+    start_row: int
+    stop_row: int
+    attempt: int
+    output_uri: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+@dataclass
+class ChunkResult:
+    """A chunk's output: rows to write (a part file) and/or a small JSON-safe partial state."""
+
+    rows: pd.DataFrame | None = None
+    state: Any = None
+
+
+class BaseProcessor:
+    """Base class for processors. Subclasses override ``process`` and, to aggregate, ``merge``/``finalize``."""
+
+    name: ClassVar[str] = "processor"
+    version: ClassVar[str] = "1"
+    #: True when results do not depend on how rows are split into chunks (lets auto-tuning resize chunks).
+    chunk_invariant: ClassVar[bool] = False
+    #: rows of the deterministic sample handed to ``fit``; 0 means ``fit`` is not called.
+    fit_sample_size: int = 0
+    profile: ClassVar[ProcessingProfile | None] = None
+
+    def fit(self, sample: pd.DataFrame) -> None:  # pragma: no cover - optional hook
+        """Learn global state from a chunking-independent sample."""
+
+    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+        raise NotImplementedError
+
+    def merge(self, states: list[Any]) -> Any:
+        return None
+
+    def finalize(self, state: Any) -> dict[str, Any] | None:
+        return state if isinstance(state, dict) else None
+
+    def get_state(self) -> Any:
+        return None
+
+    def set_state(self, state: Any) -> None:
+        """Restore what ``fit`` learned (from ``get_state``)."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters, scikit-learn style (used in the job fingerprint)."""
+        sig = inspect.signature(type(self).__init__)
+        return {
+            name: getattr(self, name, None)
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this processor in a job fingerprint (batch size never does)."""
+        return {"name": self.name, "version": self.version, "params": self.get_params()}
+
+
+def code_hash(fn: Callable[..., Any]) -> str:
+    """A hash of a callable's source (or bytecode), so editing a DAG-file function changes the fingerprint."""
+    try:
+        text = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = code.co_code + repr(code.co_consts).encode() if code else repr(fn).encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def merge_dicts(states: list[Any]) -> dict[str, Any] | None:
+    """Merge callables' per-chunk dicts in source order.
+
+    Numbers (not bools) are summed, lists concatenated, nested dicts merged the same way; any other
+    value keeps the last chunk's value.
+    """
+    merged: dict[str, Any] | None = None
+    for state in states:
+        if not isinstance(state, dict):
+            continue
+        merged = _merge_two(merged or {}, state)
+    return merged
+
+
+def _merge_two(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    out = dict(left)
+    for key, value in right.items():
+        if key not in out:
+            out[key] = value
+            continue
+        old = out[key]
+        numeric = (int, float)
+        if isinstance(old, numeric) and isinstance(value, numeric) and not isinstance(old, bool) and not (
+            isinstance(value, bool)
+        ):
+            out[key] = old + value
+        elif isinstance(old, list) and isinstance(value, list):
+            out[key] = old + value
+        elif isinstance(old, dict) and isinstance(value, dict):
+            out[key] = _merge_two(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+class CallableProcessor(BaseProcessor):
+    """Adapts ``fn(batch_df, context, **params)`` (sync or ``async``) to the processor contract.
+
+    ``fn`` returns a DataFrame (row output), a dict (merged into the report by :func:`merge_dicts`),
+    a :class:`ChunkResult`, or None. Processor keyword arguments are passed to ``fn`` and are also in
+    ``context.params``.
+    """
+
+    name = "callable"
+
+    def __init__(self, fn: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str | None = None):
+        self.fn = fn
+        self.params = dict(params or {})
+        self.label = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+        self.chunk_invariant = bool(getattr(fn, "chunk_invariant", False))
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.label, "version": code_hash(self.fn), "params": self.params}
+
+    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+        out = self.fn(chunk, ctx, **self.params)
+        if inspect.isawaitable(out):
+            out = asyncio.run(_await(out))
+        if out is None or isinstance(out, ChunkResult):
+            return out or ChunkResult()
+        if isinstance(out, pd.DataFrame):
+            return ChunkResult(rows=out)
+        if isinstance(out, Mapping):
+            return ChunkResult(state=dict(out))
+        raise TypeError(
+            f"processor {self.label} returned {type(out).__name__}; "
+            "return a pandas DataFrame (rows), a dict (report values), a ChunkResult or None"
+        )
+
+    def merge(self, states: list[Any]) -> Any:
+        return merge_dicts(states)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

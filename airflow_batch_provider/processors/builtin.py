@@ -1,0 +1,46 @@
+"""Built-in processors registered under their names (the standard processors add themselves here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
+from airflow_batch_provider.processors.registry import _REGISTRY
+
+
+class PassthroughProcessor(BaseProcessor):
+    """Writes every row unchanged (re-chunks or converts a CSV/JSON Lines source to Parquet)."""
+
+    name = "passthrough"
+    chunk_invariant = True
+
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
+        return ChunkResult(rows=chunk, state={"rows": len(chunk)})
+
+    def merge(self, states: list[Any]) -> Any:
+        return {"rows": sum(s["rows"] for s in states if s)}
+
+
+class CountProcessor(BaseProcessor):
+    """Counts rows and nulls per column; writes no rows."""
+
+    name = "count"
+    chunk_invariant = True
+
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
+        nulls = {str(k): int(v) for k, v in chunk.isna().sum().items()}
+        return ChunkResult(state={"rows": len(chunk), "nulls": nulls})
+
+    def merge(self, states: list[Any]) -> Any:
+        out: dict[str, Any] = {"rows": 0, "nulls": {}}
+        for s in states:
+            if not s:
+                continue
+            out["rows"] += s["rows"]
+            for k, v in s["nulls"].items():
+                out["nulls"][k] = out["nulls"].get(k, 0) + v
+        return out
+
+
+for _cls in (PassthroughProcessor, CountProcessor):
+    _REGISTRY.setdefault(_cls.name, _cls)

@@ -1,0 +1,126 @@
+"""Processor registry: names -> processor classes or callables, plus third-party entry points.
+
+Other packages register processors through the ``airflow_batch_provider.processors`` entry-point
+group (``name = "package.module:attr"``). No Airflow imports here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from airflow_batch_provider.exceptions import ProcessorNotFoundError
+from airflow_batch_provider.processors.base import BaseProcessor, CallableProcessor
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "airflow_batch_provider.processors"
+_REGISTRY: dict[str, Any] = {}
+_entry_points_loaded = False
+
+
+def register_processor(name: str, processor: Any, *, replace: bool = False) -> Any:
+    """Register a processor class or a (sync or ``async``) callable under ``name``.
+
+    Usable as a decorator: ``@register_processor("clean")`` on a function or class.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("register_processor: name must be a non-empty string")
+
+    def _register(obj: Any) -> Any:
+        if not (inspect.isclass(obj) or callable(obj)):
+            raise TypeError(f"register_processor({name!r}): expected a class or a callable, got {obj!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not obj and not replace:
+            raise ValueError(f"processor {name!r} is already registered; pass replace=True to override it")
+        _REGISTRY[name] = obj
+        return obj
+
+    return _register if processor is None else _register(processor)
+
+
+def unregister_processor(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        try:
+            _REGISTRY[ep.name] = ep.load()
+        except Exception:  # a broken third-party package must not break every job
+            log.exception("could not load processor entry point %s = %s", ep.name, ep.value)
+
+
+def registered_processors() -> list[str]:
+    _load_builtins()
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _load_builtins() -> None:
+    importlib.import_module("airflow_batch_provider.processors.builtin")
+
+
+def _import_path(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ProcessorNotFoundError(
+            f"processor {spec!r} could not be imported ({err}); give a registered name "
+            f"({', '.join(registered_processors()) or 'none registered'}) or an importable 'module:attr' path"
+        ) from err
+
+
+def lookup(spec: str) -> Any:
+    _load_builtins()
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    _load_entry_points()
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    if "." in spec or ":" in spec:
+        return _import_path(spec)
+    raise ProcessorNotFoundError(
+        f"processor {spec!r} is not registered; registered: {', '.join(registered_processors())}. "
+        "Register it with airflow_batch_provider.register_processor(name, fn_or_class), the "
+        f"'{ENTRY_POINT_GROUP}' entry-point group, or pass an import path 'module:attr'"
+    )
+
+
+def resolve_processor(spec: Any, params: Mapping[str, Any] | None = None) -> BaseProcessor:
+    """Turn a name, import path, class, instance or callable into a processor instance."""
+    params = dict(params or {})
+    label = spec if isinstance(spec, str) else None
+    obj = lookup(spec) if isinstance(spec, str) else spec
+    if inspect.isclass(obj):
+        try:
+            return obj(**params)
+        except TypeError as err:
+            raise TypeError(f"processor {label or obj.__name__}: bad parameters {sorted(params)}: {err}") from err
+    if isinstance(obj, BaseProcessor) or (hasattr(obj, "process") and not _is_plain_function(obj)):
+        if params:
+            raise TypeError(
+                f"processor {obj!r} is already an instance; pass its parameters to its constructor, "
+                f"not as keyword arguments ({sorted(params)})"
+            )
+        return obj
+    if callable(obj):
+        return CallableProcessor(obj, params, name=label)
+    raise ProcessorNotFoundError(f"{spec!r} is not a processor: expected a name, class, instance or callable")
+
+
+def _is_plain_function(obj: Callable[..., Any]) -> bool:
+    return inspect.isfunction(obj) or inspect.ismethod(obj)
