@@ -1,0 +1,271 @@
+"""``BatchJobOperator``: run any processor over a source in chunks, with checkpoints across Airflow tries."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.config import BatchConfig, BatchPriority
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_DELAY = timedelta(seconds=30)
+DEFAULT_BACKOFF = 2.0
+DEFAULT_MAX_RETRY_DELAY = timedelta(minutes=10)
+ENGINE_SCHEMES = {"", "file", "local", "memory"}  # opened by the engine through fsspec directly
+
+
+class BatchInputFailure(AirflowFailException):
+    """Bad input (source, config, processor name): fail now, a retry cannot fix it."""
+
+
+@cache
+def _base_operator_params() -> frozenset[str]:
+    return frozenset(inspect.signature(BaseOperator.__init__).parameters) - {"self", "kwargs"}
+
+
+def _segment(value: Any) -> str:
+    """Percent-encode one path segment one-to-one; never '.', '..' or empty."""
+    text = quote(str(value), safe="")
+    if text in ("", ".", ".."):
+        text = text.replace(".", "%2E") or "%00"
+    return text
+
+
+def provider_setting(key: str, fallback: str = "") -> str:
+    return conf.get("batch_provider", key, fallback=fallback) or fallback
+
+
+def base_path() -> str:
+    return provider_setting("base_path") or os.path.join(os.environ.get("AIRFLOW_HOME", "~/airflow"), "batch_provider")
+
+
+def storage_target(uri: Any, conn_id: str | None = None) -> Any:
+    """A plain path/URI for local and memory storage, an ``ObjectStoragePath`` for everything else."""
+    if not isinstance(uri, str):
+        return uri
+    parts = urlsplit(uri)
+    if not conn_id and "@" not in parts.netloc and parts.scheme in ENGINE_SCHEMES:
+        return uri
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(uri, conn_id=conn_id or None)
+
+
+class BatchJobOperator(BaseOperator):
+    """Run a processor over a large source in chunks; resume from the checkpoint on every retry.
+
+    :param source: file, folder or glob of Parquet/CSV/JSON Lines, local or object storage (templated).
+        Chain jobs with ``source=upstream.output["output_uri"]``.
+    :param processor: a registered name, an import path ``"module:attr"``, a processor class, or a sync/async
+        callable ``fn(batch_df, context, **processor_kwargs)``. Not templated: ``dag_run.conf`` cannot choose code.
+    :param config: a :class:`~airflow_batch_provider.config.BatchConfig`.
+    :param config_overrides: ``BatchConfig`` fields to override (templated; values are validated).
+    :param priority: a :class:`BatchPriority`; sets ``priority_weight`` with ``weight_rule="absolute"``.
+    :param output_path: the job folder (templated). Default:
+        ``{[batch_provider] base_path}/{dag_id}/{run_id}/{task_id}/{map_index}/`` (ids percent-encoded).
+    :param source_conn_id: Airflow connection for the source when its URI names none.
+    :param output_conn_id: Airflow connection for ``output_path``; default ``[batch_provider] conn_id``.
+    :param progress_callbacks: callables receiving progress events.
+    :param csv_options: CSV/JSON Lines options (``delimiter``, ``quote_char``, ``encoding``, ``column_types``).
+    :param processor_kwargs: parameters of the processor; any keyword argument that ``BaseOperator`` does not
+        know is added to them.
+
+    Retries default to 3 with a 30 s delay doubling up to 10 min, so a failed try resumes by itself.
+    """
+
+    template_fields: Sequence[str] = ("source", "output_path", "config_overrides")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"config_overrides": "json"}
+    ui_color = "#dbeafe"
+    #: subclasses set the processor (a class or registered name) and add their own typed parameters
+    processor_class: ClassVar[Any] = None
+
+    def __init__(
+        self,
+        *,
+        source: Any,
+        processor: Any = None,
+        config: BatchConfig | None = None,
+        config_overrides: Mapping[str, Any] | None = None,
+        priority: BatchPriority | str | None = None,
+        output_path: str | None = None,
+        source_conn_id: str | None = None,
+        output_conn_id: str | None = None,
+        progress_callbacks: Sequence[Callable[[Any], Any]] | None = None,
+        csv_options: Mapping[str, Any] | None = None,
+        processor_kwargs: Mapping[str, Any] | None = None,
+        retries: int | None = None,
+        retry_delay: timedelta | float | None = None,
+        retry_exponential_backoff: float | None = None,
+        max_retry_delay: timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _base_operator_params()}
+        if priority is not None:
+            if "priority_weight" in kwargs:
+                raise ValueError(f"{kwargs.get('task_id')}: give either priority or priority_weight, not both")
+            kwargs["priority_weight"] = int(BatchPriority.parse(priority))
+            kwargs["weight_rule"] = "absolute"
+        super().__init__(
+            retries=DEFAULT_RETRIES if retries is None else retries,
+            retry_delay=DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay,
+            retry_exponential_backoff=DEFAULT_BACKOFF if retry_exponential_backoff is None else retry_exponential_backoff,
+            max_retry_delay=DEFAULT_MAX_RETRY_DELAY if max_retry_delay is None else max_retry_delay,
+            **kwargs,
+        )
+        self.source = source
+        self.processor = processor if processor is not None else self.processor_class
+        if self.processor is None:
+            raise ValueError(f"{self.task_id}: BatchJobOperator needs processor=")
+        self.config = config
+        self.config_overrides = config_overrides
+        self.priority = priority
+        self.output_path = output_path
+        self.source_conn_id = source_conn_id
+        self.output_conn_id = output_conn_id
+        self.progress_callbacks = list(progress_callbacks or ())
+        self.csv_options = dict(csv_options or {})
+        self.processor_kwargs = {**dict(processor_kwargs or {}), **extra}
+        self._cancel: threading.Event | None = None
+
+    # -- parameters resolved at run time ----------------------------------------------------------
+    def resolve_config(self) -> BatchConfig:
+        config = self.config or BatchConfig()
+        if not isinstance(config, BatchConfig):
+            config = BatchConfig.from_mapping(config)
+        if config.batch_size is None:
+            default = int(provider_setting("default_batch_size", "0") or 0)
+            if default:
+                config = config.with_overrides({"batch_size": default})
+        if self.config is None:
+            interval = float(provider_setting("progress_interval", "5"))
+            config = config.with_overrides({"progress_interval_seconds": interval})
+        return config.with_overrides(self.config_overrides)
+
+    def job_folder(self, context: Context) -> str:
+        if self.output_path:
+            return str(self.output_path)
+        ti = context["ti"]
+        segments = [_segment(ti.dag_id), _segment(ti.run_id), _segment(ti.task_id), _segment(ti.map_index)]
+        base = base_path().rstrip("/")
+        folder = "/".join([base, *segments])
+        if not folder.startswith(base + "/") or len(folder.split("/")) != len(base.split("/")) + 4:
+            raise BatchInputFailure(f"refusing to write outside the base path {base!r}: {folder!r}")
+        return folder
+
+    def process_kwargs(self, context: Context) -> dict[str, Any]:
+        """Parameters for the processor (subclasses add their own typed ones)."""
+        return dict(self.processor_kwargs)
+
+    # -- run -------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_batch_provider.engine import run_batch_job
+        from airflow_batch_provider.exceptions import BatchInputError
+
+        folder = self.job_folder(context)
+        reporter = _TaskReporter(context, self.log, folder)
+        self._cancel = threading.Event()
+        try:
+            config = self.resolve_config()
+            result = run_batch_job(
+                storage_target(self.source, self.source_conn_id),
+                self.processor,
+                config=config,
+                output_path=storage_target(folder, self.output_conn_id or provider_setting("conn_id") or None),
+                progress_callbacks=[reporter, *self.progress_callbacks],
+                csv_options=self.csv_options,
+                job_id=reporter.job_id,
+                cancel_event=self._cancel,
+                **self.process_kwargs(context),
+            )
+        except BatchInputError as err:
+            raise BatchInputFailure(str(err)) from err
+        summary = result.to_dict()
+        summary["output_uri"] = folder
+        reporter.finish(summary)
+        self.log.info("batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
+                      result.rows_in, result.rows_out, result.chunks_total, result.chunks_resumed, result.duration_s,
+                      folder)
+        return summary
+
+    def on_kill(self) -> None:
+        """Ask the engine to stop: it writes a checkpoint, then the task exits."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+
+class _TaskReporter:
+    """Progress events -> ``task_state_store`` (``progress`` and ``checkpoint`` keys) and the XCom ``checkpoint``.
+
+    Writes at most once every ``MIN_INTERVAL`` seconds, except the first and the final events.
+    """
+
+    MIN_INTERVAL = 3.0
+    TERMINAL = ("started", "completed", "failed")
+
+    def __init__(self, context: Context, log: Any, folder: str) -> None:
+        ti = context["ti"]
+        self.ti = ti
+        self.log = log
+        self.folder = folder
+        self.store = context.get("task_state_store")
+        self.job_id = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
+        self._last_progress = 0.0
+        self._last_checkpoint = 0.0
+
+    def __call__(self, event: Any) -> None:
+        now = time.monotonic()
+        terminal = event.event_type in self.TERMINAL
+        if terminal or now - self._last_progress >= self.MIN_INTERVAL:
+            self._last_progress = now
+            self._set("progress", self._progress(event))
+        if event.event_type in ("checkpoint", "failed") and (terminal or now - self._last_checkpoint >= self.MIN_INTERVAL):
+            self._last_checkpoint = now
+            pointer = {"output_uri": self.folder, "generation": event.extra.get("generation"),
+                       "chunks_done": event.chunks_done, "rows_done": event.rows_processed,
+                       "percent": event.progress_percentage, "at": time.time()}
+            self._set("checkpoint", pointer)
+            try:
+                self.ti.xcom_push(key="checkpoint", value=pointer)
+            except Exception:  # noqa: BLE001 - progress reporting must never fail the job
+                self.log.warning("could not push the checkpoint XCom", exc_info=True)
+
+    @staticmethod
+    def _progress(event: Any) -> dict[str, Any]:
+        return {
+            "state": event.event_type,
+            "percent": event.progress_percentage,
+            "rows": event.rows_processed,
+            "rows_total": event.rows_total,
+            "rows_per_second": event.rows_per_second,
+            "eta_seconds": None if event.eta_seconds is None else round(event.eta_seconds, 1),
+            "chunks_done": event.chunks_done,
+            "chunks_total": event.chunks_total,
+            "message": event.message[:300],
+            "at": event.timestamp,
+        }
+
+    def _set(self, key: str, value: dict[str, Any]) -> None:
+        if self.store is None:
+            return
+        clean = {k: v for k, v in value.items() if v is not None}
+        try:
+            self.store.set(key, clean)
+        except Exception:  # noqa: BLE001
+            self.log.warning("could not write task_state_store[%r]", key, exc_info=True)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self._set("checkpoint", {"output_uri": self.folder, "generation": summary.get("generation"),
+                                 "status": "succeeded", "rows_out": summary.get("rows_out"), "at": time.time()})
