@@ -43,8 +43,8 @@ _MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow block sizes are int32
 _ENCODINGS = {"utf-8", "utf-8-sig", "ascii"}  # codecs.lookup() names
 _TS_TYPE = re.compile(r"timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]$")
 _DEC_TYPE = re.compile(r"decimal(128|256)?\((\d+),\s*(\d+)\)$")
-_CSV_ROW = re.compile(r"Row #(\d+)")
-_JSON_ROW = re.compile(r"in row (\d+)")
+_CSV_ROW = re.compile(r"Row #(\d+):? ?")
+_JSON_ROW = re.compile(r"\s*in row (\d+)")
 _TYPE_HINT = "'int64', 'float64', 'string', 'bool', 'date32', 'timestamp[us]'"
 
 
@@ -206,6 +206,7 @@ class _Scanner:
 
     def __init__(self, path: str, fmt: str, quote: int, start: int, stride: int) -> None:
         self.path, self.csv, self.quote, self.stride = path, fmt == "csv", quote, stride
+        self.quote_byte = bytes([quote])
         blank = [_LF, _CR] if self.csv else [_LF, _CR, 0x20, 0x09]
         self.insig = np.zeros(256, dtype=bool)
         self.insig[blank] = True  # bytes a blank record may consist of
@@ -219,9 +220,10 @@ class _Scanner:
         self.count, self.first_start, self.last_end = 0, -1, start
         self.kept: list[np.ndarray] = []
 
-    def feed(self, buf: np.ndarray) -> None:
+    def feed(self, block: bytes) -> None:
+        buf = np.frombuffer(block, dtype=np.uint8)
         nl = np.flatnonzero(buf == _LF)
-        bounds = self._boundaries(buf, nl) if self.csv else nl
+        bounds = self._boundaries(block, buf, nl) if self.csv else nl
         tail_from = 0
         if len(bounds):
             starts = np.empty(len(bounds), dtype=np.int64)
@@ -237,29 +239,30 @@ class _Scanner:
         self.lines += len(nl)
         self.pos += len(buf)
 
-    def _boundaries(self, buf: np.ndarray, nl: np.ndarray) -> np.ndarray:
+    def _boundaries(self, block: bytes, buf: np.ndarray, nl: np.ndarray) -> np.ndarray:
         """The line feeds that end a CSV record (even quote parity before them)."""
-        qp = np.flatnonzero(buf == self.quote)
-        self._check_bare_cr(buf, qp)
-        if len(qp) == 0:
-            if self.parity and len(nl):
-                self.quoted_newline = True
-            return nl if self.parity == 0 else nl[:0]
-        even = ((np.searchsorted(qp, nl) + self.parity) & 1) == 0
-        bounds = nl[even]
+        parity0 = self.parity
+        if block.find(self.quote_byte) < 0:
+            bounds = nl if parity0 == 0 else nl[:0]
+        else:
+            quotes = (buf == self.quote).view(np.uint8)
+            seg = np.bitwise_xor.reduceat(quotes, np.concatenate(([0], nl)))  # parity per line
+            before = np.bitwise_xor.accumulate(seg[:-1]) ^ parity0 if len(nl) else seg[:0]
+            bounds = nl[before == 0]
+            self.parity = parity0 ^ int(np.bitwise_xor.reduce(seg))
         if len(bounds) < len(nl):
             self.quoted_newline = True
-        self.parity = (self.parity + len(qp)) & 1
+        self._check_cr(block, buf, parity0)
         return bounds
 
-    def _check_bare_cr(self, buf: np.ndarray, qp: np.ndarray) -> None:
+    def _check_cr(self, block: bytes, buf: np.ndarray, parity0: int) -> None:
         """Reject a CR outside quotes followed by data (pyarrow would end a record there)."""
-        if self.pending_cr >= 0 and len(buf) and buf[0] != _LF and buf[0] != _CR:
+        if self.pending_cr >= 0 and buf[0] != _LF and buf[0] != _CR:
             self._bare_cr_error(self.pending_cr)
         self.pending_cr = -1
-        cr = np.flatnonzero(buf == _CR)
-        if not len(cr):
+        if block.find(b"\r") < 0:
             return
+        cr = np.flatnonzero(buf == _CR)
         last_at_end = cr[-1] == len(buf) - 1
         inner = cr[:-1] if last_at_end else cr
         after = buf[inner + 1]
@@ -268,7 +271,8 @@ class _Scanner:
             bare = np.append(bare, cr[-1])
         if not len(bare):
             return
-        unquoted = bare[((np.searchsorted(qp, bare) + self.parity) & 1) == 0]
+        quotes = np.flatnonzero(buf == self.quote)
+        unquoted = bare[((np.searchsorted(quotes, bare) + parity0) & 1) == 0]
         if len(unquoted) and last_at_end and unquoted[-1] == cr[-1]:
             self.pending_cr, unquoted = self.pos + int(cr[-1]), unquoted[:-1]
         if len(unquoted):
@@ -329,7 +333,7 @@ def _scan(fs: Any, path: str, fmt: str, options: TextOptions, stride: int,
             block = fh.read(block_size)
             if not block:
                 break
-            scanner.feed(np.frombuffer(block, dtype=np.uint8))
+            scanner.feed(block)
     scanner.finish()
     return scanner, start
 
@@ -342,7 +346,11 @@ def _read_bytes(fs: Any, path: str, begin: int, end: int) -> bytes:
 
 def index_text_file(fs: Any, path: str, fmt: str, options: TextOptions, *, stride: int = 1024,
                     block_size: int = 8 << 20) -> TextIndex:
-    """Index the records of a CSV / JSON Lines file in one streaming pass."""
+    """Index the records of a CSV / JSON Lines file in one streaming pass.
+
+    A missing file is a SourceError, a malformed one a DataCorruptionError; other OSErrors (often
+    transient on object storage) propagate. A CSV header without a line terminator gets ``\\n``.
+    """
     if fmt not in TEXT_FORMATS:
         raise SourceError(f"{path}: text format {fmt!r} is not one of {', '.join(TEXT_FORMATS)}")
     if stride < 1 or block_size < 1:
@@ -393,7 +401,8 @@ def _span(index: TextIndex, start: int, stop: int) -> _Span:
 def _fetch(fs: Any, path: str, index: TextIndex, span: _Span) -> bytes:
     """The bytes of ``span``; the file must still be the one that was indexed."""
     with fs.open(path, "rb") as fh:
-        size = fh.seek(0, 2)
+        fh.seek(0, 2)
+        size = fh.tell()
         fh.seek(span.begin)
         data = fh.read(span.end - span.begin)
     if size != index.size or len(data) != span.end - span.begin:
@@ -409,11 +418,11 @@ def _block_size(n: int) -> int:
 
 
 def _parse_csv(data: bytes, index: TextIndex, options: TextOptions,
-               types: pa.Schema | None, use_threads: bool) -> pa.Table:
+               types: pa.Schema | None) -> pa.Table:
     buf = index.header + data
     return pacsv.read_csv(
         pa.py_buffer(buf),
-        read_options=pacsv.ReadOptions(block_size=_block_size(len(buf)), use_threads=use_threads),
+        read_options=pacsv.ReadOptions(block_size=_block_size(len(buf)), use_threads=False),
         parse_options=pacsv.ParseOptions(
             delimiter=options.delimiter, quote_char=options.quote_char,
             newlines_in_values=index.newlines_in_values,
@@ -422,35 +431,54 @@ def _parse_csv(data: bytes, index: TextIndex, options: TextOptions,
     )
 
 
-def _parse_json(data: bytes, schema: pa.Schema | None, use_threads: bool) -> pa.Table:
+def _parse_json(data: bytes, schema: pa.Schema | None) -> pa.Table:
     parse = pajson.ParseOptions(explicit_schema=schema) if schema is not None else None
-    read = pajson.ReadOptions(block_size=_block_size(len(data)), use_threads=use_threads)
+    read = pajson.ReadOptions(block_size=_block_size(len(data)), use_threads=False)
     return pajson.read_json(pa.py_buffer(data), read_options=read, parse_options=parse)
 
 
-def _parse(data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema | None,
-           use_threads: bool = False) -> pa.Table:
+def _parse(data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema | None) -> pa.Table:
+    """Parse one whole range in a single pyarrow block, single-threaded: workers are processes
+    already, the block fits the largest record, and errors then carry row numbers."""
     if index.fmt == "csv":
-        return _parse_csv(data, index, options, schema, use_threads)
-    return _parse_json(data, schema, use_threads)
+        return _parse_csv(data, index, options, schema)
+    return _parse_json(data, schema)
 
 
-def _hint(reason: str, fmt: str, options: TextOptions, schema: pa.Schema | None) -> str:
+def _column_name(reason: str, index: TextIndex, options: TextOptions) -> str:
+    """The column a pyarrow error message points at (CSV: by position in the header)."""
+    m = re.search(r"Column\(/([^)/]+)", reason)
+    if m:
+        return m.group(1)
+    m = re.search(r"column #(\d+)", reason)
+    if m and index.header:
+        parse = pacsv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
+        names = pacsv.read_csv(pa.py_buffer(index.header), parse_options=parse).column_names
+        if int(m.group(1)) < len(names):
+            return names[int(m.group(1))]
+    return "<column>"
+
+
+def _guess_delimiter(header: bytes, current: str) -> str:
+    counts = {d: header.count(d.encode()) for d in (",", ";", "\t", "|") if d != current}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ";"
+
+
+def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     """A sentence telling how to fix the failure pyarrow reported as ``reason``."""
-    col = re.search(r"column #(\d+)", reason) or re.search(r"Column\(/([^)/]+)", reason)
-    name = None
-    if col and schema is not None:
-        name = col.group(1) if not col.group(1).isdigit() else (
-            schema.names[int(col.group(1))] if int(col.group(1)) < len(schema) else None)
-    if "conversion error" in reason or "changed from" in reason:
-        name = name or "<column>"
-        return (f"if the column really holds such values, declare its type with "
-                f"{OPTIONS_PARAM}={{'column_types': {{{name!r}: 'string'}}}}; otherwise fix the value")
-    if "Expected" in reason and "columns" in reason:
-        return (f"check the delimiter (now {options.delimiter!r}; e.g. set {OPTIONS_PARAM}={{'delimiter': ';'}})"
-                f" and the quoting (quote_char {options.quote_char!r}), or fix the row")
     if "UTF8" in reason or "UTF-8" in reason:
         return "the file must be UTF-8: re-encode it (e.g. with iconv)"
+    if "conversion error" in reason or "changed from" in reason:
+        name = _column_name(reason, index, options)
+        mixed = " or make the field hold one JSON kind (e.g. all numbers)" if index.fmt == "jsonl" else ""
+        return (f"if the column really holds such values, declare its type with "
+                f"{OPTIONS_PARAM}={{'column_types': {{{name!r}: 'string'}}}}{mixed}; otherwise fix the value")
+    if "Expected" in reason and "columns" in reason:
+        guess = _guess_delimiter(index.header, options.delimiter)
+        return (f"check the delimiter (now {options.delimiter!r}; e.g. set "
+                f"{OPTIONS_PARAM}={{'delimiter': {guess!r}}}) and the quoting (quote_char "
+                f"{options.quote_char!r}), or fix the row")
     return "fix or remove the malformed record, or check the file's format and options"
 
 
@@ -465,13 +493,15 @@ def _where(reason: str, index: TextIndex, span: _Span) -> str:
     return f" at data row {row} (1-based, header and blank lines not counted)" if row is not None else ""
 
 
-def _corrupt(path: str, index: TextIndex, span: _Span, err: Exception, options: TextOptions,
-             schema: pa.Schema | None) -> DataCorruptionError:
+def _corrupt(path: str, index: TextIndex, span: _Span, err: Exception,
+             options: TextOptions) -> DataCorruptionError:
     reason = str(err).strip()
+    where = _where(reason, index, span)
+    relative = _CSV_ROW if index.fmt == "csv" else _JSON_ROW
     return DataCorruptionError(
         f"{path}: cannot parse {index.fmt.upper()} records {span.first}-{span.first + span.count} "
-        f"(bytes {span.begin}-{span.end}){_where(reason, index, span)}: {reason}. "
-        f"Fix: {_hint(reason, index.fmt, options, schema)}"
+        f"(bytes {span.begin}-{span.end}){where}: {relative.sub('', reason).strip(' :')}. "
+        f"Fix: {_hint(reason, index, options)}"
     )
 
 
@@ -502,7 +532,7 @@ def read_text_rows(fs: Any, path: str, index: TextIndex, start: int, stop: int, 
     try:
         table = _conform(path, _parse(data, index, options, schema), schema, span)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise _corrupt(path, index, span, err, options, schema) from err
+        raise _corrupt(path, index, span, err, options) from err
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
@@ -568,9 +598,9 @@ def _sample_spans(index: TextIndex, sample_rows: int) -> list[_Span]:
 def _sample_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, span: _Span) -> pa.Schema:
     data = _fetch(fs, path, index, span) if span.count else b""
     try:
-        table = _parse(data, index, options, None, use_threads=True)
+        table = _parse(data, index, options, None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise _corrupt(path, index, span, err, options, None) from err
+        raise _corrupt(path, index, span, err, options) from err
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: sample records {span.first}-{span.first + span.count} parsed into "
@@ -610,11 +640,13 @@ def infer_text_schema(fs: Any, path: str, index: TextIndex, options: TextOptions
     ``column_types`` override the inferred types. For JSON Lines a declared column that the
     samples do not hold is appended (there is no header to check it against).
     """
-    spans = _sample_spans(index, max(1, sample_rows)) if index.rows else [_Span(0, 0, 0, 0)]
+    if index.rows:
+        spans = _sample_spans(index, max(1, sample_rows))
+    else:  # a CSV header alone still names the columns
+        spans = [_Span(0, 0, 0, 0)] if index.header else []
     fields: list[pa.Field] = []
     for span in spans:
         schema = _sample_schema(fs, path, index, options, span)
+        _check_names(path, schema)
         fields = _merge_fields(fields, list(schema)) if fields else list(schema)
-    merged = pa.schema(fields)
-    _check_names(path, merged)
-    return _apply_declared(path, index.fmt, merged, options)
+    return _apply_declared(path, index.fmt, pa.schema(fields), options)
