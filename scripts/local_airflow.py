@@ -162,7 +162,9 @@ def _load_or_create_secrets(home: Path) -> dict[str, str]:
     path = home / "local_airflow_secrets.json"
     with contextlib.suppress(OSError, ValueError):
         data = json.loads(path.read_text())
-        if all(isinstance(data.get(k), str) and data[k] for k in ("jwt_secret", "api_secret_key", "fernet_key")):
+        if all(
+            isinstance(data.get(k), str) and data[k] for k in ("jwt_secret", "api_secret_key", "fernet_key")
+        ):
             return data
     data = {
         "jwt_secret": secrets.token_urlsafe(64),  # 86 chars: >= 64 bytes, no InsecureKeyLengthWarning
@@ -218,6 +220,7 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         self.env: dict[str, str] = self._build_env(extra_env or {})
         self.startup_seconds: float | None = None
+        self.timings: dict[str, float] = {}  # start-up phases, seconds (informational)
 
         self._components: list[_Component] = []
         self._lock = threading.RLock()
@@ -268,7 +271,7 @@ class LocalAirflow:
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
-                "AIRFLOW__API__EXPOSE_CONFIG": "True",
+                "AIRFLOW__API__EXPOSE_CONFIG": "non-sensitive-only",
                 "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
                 # dag processor: new files show up within seconds instead of 5 min
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -335,7 +338,9 @@ class LocalAirflow:
                 os._exit(1)
 
         with open(log_path, "ab") as log:
-            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} local_airflow: {' '.join(args)}\n".encode())
+            log.write(
+                f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} local_airflow: {' '.join(args)}\n".encode()
+            )
             log.flush()
             popen = subprocess.Popen(
                 args,
@@ -367,6 +372,7 @@ class LocalAirflow:
                 raise LocalAirflowError(f"port 127.0.0.1:{self.port} is already in use")
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._migrate(deadline)
+            self.timings["db_migrate"] = time.monotonic() - t0
             for name, sub in COMPONENTS:
                 self._spawn(name, self._component_args(name, sub))
             self._wait_healthy(deadline)
@@ -386,13 +392,14 @@ class LocalAirflow:
             rc = comp.popen.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise LocalAirflowError("'airflow db migrate' timed out") from None
+        with self._lock:
+            self._components.remove(comp)  # reaped: never signal its (reusable) pid again
         if rc != 0:
             raise LocalAirflowError(f"'airflow db migrate' exited with {rc}")
-        with self._lock:
-            self._components.remove(comp)
 
     def _wait_healthy(self, deadline: float) -> None:
         last: Any = None
+        warmed = False
         while True:
             for comp in list(self._components):
                 rc = comp.popen.poll()
@@ -402,6 +409,15 @@ class LocalAirflow:
                 r = self._session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
                 last = f"HTTP {r.status_code}: {r.text[:500]}"
                 if r.status_code == 200:
+                    if not warmed:
+                        # The first request to the execution API sub-app takes ~5-6 s (lazy init), longer
+                        # than the workers' 5 s [workers] execution_api_timeout: without this warm-up the
+                        # first task's first call times out and is retried. Overlaps the other start-ups.
+                        t = time.monotonic()
+                        self._session.get(f"{self.base_url}/execution/health", timeout=120)
+                        self.timings["execution_api_warmup"] = time.monotonic() - t
+                        warmed = True
+                        continue
                     health = r.json()
                     last = health
                     if all((health.get(k) or {}).get("status") == "healthy" for k in self.required_health):
@@ -499,7 +515,7 @@ class LocalAirflow:
         return r.json()["access_token"]
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Authenticated request to ``base_url + path`` (e.g. ``"/api/v2/dags"``). Returns the raw response."""
+        """Authenticated request to ``base_url + path`` (e.g. ``"/api/v2/dags"``); returns the response."""
         url = path if path.startswith("http") else f"{self.base_url}/{path.lstrip('/')}"
         kwargs.setdefault("timeout", 60)
         headers = dict(kwargs.pop("headers", None) or {})
@@ -561,8 +577,12 @@ class LocalAirflow:
                 return err
         return None
 
+    @staticmethod
+    def _import_error_text(dag_id: str, err: dict) -> str:
+        return f"DAG {dag_id!r}: import error in {err.get('filename')}:\n{err.get('stack_trace')}"
+
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
-        """Wait until the DAG is parsed and has no import errors; raise with the import error if it has one."""
+        """Wait until the DAG is parsed without import errors; raise with the import error if it has one."""
         deadline = time.monotonic() + timeout
         last = ""
         while True:
@@ -575,16 +595,12 @@ class LocalAirflow:
                 if dag.get("has_import_errors"):
                     err = self._import_error_for(dag_id, dag.get("relative_fileloc"))
                     if err:
-                        raise LocalAirflowError(
-                            f"DAG {dag_id!r} has an import error in {err['filename']}:\n{err.get('stack_trace')}"
-                        )
+                        raise LocalAirflowError(self._import_error_text(dag_id, err))
             elif r.status_code == 404:
                 last = "404 (not parsed yet)"
                 err = self._import_error_for(dag_id, None)
                 if err:
-                    raise LocalAirflowError(
-                        f"DAG {dag_id!r} not loaded: import error in {err['filename']}:\n{err.get('stack_trace')}"
-                    )
+                    raise LocalAirflowError(self._import_error_text(dag_id, err))
             else:
                 raise LocalAirflowError(f"GET /api/v2/dags/{dag_id} -> HTTP {r.status_code}: {r.text[:2000]}")
             if time.monotonic() > deadline:
@@ -697,6 +713,12 @@ class _StopRequested(BaseException):
         self.signum = signum
 
 
+def _say(message: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(message + "\n")
+    stream.flush()
+
+
 def _parse_env(items: list[str]) -> dict[str, str]:
     env = {}
     for item in items:
@@ -715,17 +737,31 @@ def _iter_signals() -> Iterator[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a local Airflow (api-server, scheduler, dag-processor, "
-                                     "triggerer) on 127.0.0.1 in the foreground. Ctrl-C stops it.")
+    parser = argparse.ArgumentParser(
+        description="Run a local Airflow (api-server, scheduler, dag-processor, "
+        "triggerer) on 127.0.0.1 in the foreground. Ctrl-C stops it."
+    )
     parser.add_argument("--home", type=Path, default=Path(".airflow-home"), help="AIRFLOW_HOME (created)")
     parser.add_argument("--dags", type=Path, default=Path("dags"), help="dags folder")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"api-server port (default {DEFAULT_CLI_PORT} if free, else a free port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"api-server port (default {DEFAULT_CLI_PORT} if free, else a free port)",
+    )
     parser.add_argument("--parallelism", type=int, default=4, help="[core] parallelism (default 4)")
-    parser.add_argument("--log-dir", type=Path, default=None, help="component logs (default HOME/component-logs)")
+    parser.add_argument(
+        "--log-dir", type=Path, default=None, help="component logs (default HOME/component-logs)"
+    )
     parser.add_argument("--timeout", type=float, default=240, help="start-up timeout in seconds")
-    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for all components (repeatable)")
+    parser.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for all components (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     port = args.port
@@ -744,44 +780,52 @@ def main(argv: list[str] | None = None) -> int:
     for sig in _iter_signals():
         signal.signal(sig, on_signal)
 
-    af = LocalAirflow(args.home, args.dags, port=port, parallelism=args.parallelism,
-                      extra_env=_parse_env(args.env), log_dir=args.log_dir)
-    print(f"Starting Airflow: AIRFLOW_HOME={af.home} dags={af.dags_folder} port={af.port}", flush=True)
-    print(f"Component logs: {af.log_dir}", flush=True)
+    af = LocalAirflow(
+        args.home,
+        args.dags,
+        port=port,
+        parallelism=args.parallelism,
+        extra_env=_parse_env(args.env),
+        log_dir=args.log_dir,
+    )
+    _say(f"Starting Airflow: AIRFLOW_HOME={af.home} dags={af.dags_folder} port={af.port}")
+    _say(f"Component logs: {af.log_dir}")
     try:
         af.start(timeout=args.timeout)
-        print(
+        _say(
             "\nAirflow is ready in {:.1f}s\n"
             "  UI:        {}\n"
             "  username:  {}\n"
             "  password:  {}\n"
             "  logs:\n{}\n"
             "Press Ctrl-C to stop.".format(
-                af.startup_seconds or 0.0, af.base_url, af.username, af.password,
+                af.startup_seconds or 0.0,
+                af.base_url,
+                af.username,
+                af.password,
                 "\n".join(f"    {name:14s} {path}" for name, path in af.component_logs.items()),
-            ),
-            flush=True,
+            )
         )
         while True:
             time.sleep(1.0)
             dead = af.unexpected_exits()
             if dead:
                 stopping["flag"] = True
-                print(f"\nComponent(s) exited unexpectedly: {dead}", file=sys.stderr, flush=True)
+                _say(f"\nComponent(s) exited unexpectedly: {dead}", err=True)
                 for name in dead:
-                    print(f"----- {name} -----\n{_tail(af.log_dir / f'{name}.log', 30)}", file=sys.stderr)
-                print("Stopping the remaining components...", file=sys.stderr, flush=True)
+                    _say(f"----- {name} -----\n{_tail(af.log_dir / f'{name}.log', 30)}", err=True)
+                _say("Stopping the remaining components...", err=True)
                 af.stop()
                 return 1
     except _StopRequested as e:
-        print(f"\nReceived {e}, stopping Airflow...", flush=True)
+        _say(f"\nReceived {e}, stopping Airflow...")
         t0 = time.monotonic()
         af.stop()
-        print(f"Stopped in {time.monotonic() - t0:.1f}s.", flush=True)
+        _say(f"Stopped in {time.monotonic() - t0:.1f}s.")
         return 0
     except LocalAirflowError as e:
         stopping["flag"] = True
-        print(f"\n{e}", file=sys.stderr, flush=True)
+        _say(f"\n{e}", err=True)
         af.stop()
         return 1
     finally:

@@ -40,7 +40,7 @@ def _segment(value: Any) -> str:
     """Percent-encode one path segment one-to-one; never '.', '..' or empty."""
     text = quote(str(value), safe="")
     if text in ("", ".", ".."):
-        text = text.replace(".", "%2E") or "%00"
+        text = text.replace(".", "%2E") or "%"  # quote() never emits a bare "%": still one-to-one
     return text
 
 
@@ -84,6 +84,8 @@ class BatchJobOperator(BaseOperator):
         know is added to them.
 
     Retries default to 3 with a 30 s delay doubling up to 10 min, so a failed try resumes by itself.
+    The summary is returned as XCom with ``multiple_outputs=True``: each key (``output_uri``, ``rows_out`` ...)
+    is also its own XCom, so ``upstream.output["output_uri"]`` works in downstream templates.
     """
 
     template_fields: Sequence[str] = ("source", "output_path", "config_overrides")
@@ -118,6 +120,7 @@ class BatchJobOperator(BaseOperator):
                 raise ValueError(f"{kwargs.get('task_id')}: give either priority or priority_weight, not both")
             kwargs["priority_weight"] = int(BatchPriority.parse(priority))
             kwargs["weight_rule"] = "absolute"
+        kwargs.setdefault("multiple_outputs", True)  # so upstream.output["output_uri"] works downstream
         super().__init__(
             retries=DEFAULT_RETRIES if retries is None else retries,
             retry_delay=DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay,
