@@ -27,7 +27,6 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET", "demo-only-" + "k" * 64),
-        "AIRFLOW__BATCH_PROVIDER__BASE_PATH": env.get("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(home / "batch")),
     })
     return env
 
@@ -81,7 +80,7 @@ def main() -> int:
     if code:
         print(f"\nairflow dags test failed (exit {code}); see {log_path}")
         return code
-    base = Path(env["AIRFLOW__BATCH_PROVIDER__BASE_PATH"])
+    base = Path(env.get("AIRFLOW__BATCH_PROVIDER__BASE_PATH") or home / "batch_provider")
     print(f"\n{DAG_ID} succeeded in {time.monotonic() - t0:.0f}s")
     show_results(base)
     print(f"\nTask logs: {home / 'logs'}\nDemo data and job folders: {base}\n"

@@ -1,0 +1,623 @@
+#!/usr/bin/env python
+"""Benchmark of the chunk engine (``run_batch_job``) against the plain Parquet scan floor.
+
+One command, one run::
+
+    python benchmarks/bench_engine.py [--rows 2000000] [--out benchmarks/results/engine.json]
+                                      [--workdir DIR] [--mem-rows N] [--repeats 3] [--keep]
+
+What it measures (every measurement runs in a fresh ``python bench_engine.py --child ...``
+subprocess, so peak RSS figures belong to that one measurement):
+
+a. scan floor: ``ParquetFile(path, pre_buffer=False).iter_batches(100_000)`` + ``to_pandas()``.
+b. engine no-op: ``run_batch_job(path, noop, config=BatchConfig(batch_size=100_000))`` (default
+   concurrency = one worker per CPU); target rows/s(b) / rows/s(a) >= 0.8.
+c. GIL-bound processor (pure-Python per-row loop, calibrated to ~0.4 s per 100k-row chunk) at
+   ``max_concurrent_batches=1`` vs ``2``; target speed-up >= 1.7x.
+d. peak memory of the engine no-op job for N vs 4N rows (N = rows/4 by default); target ratio
+   <= 1.25.
+
+How memory is measured (both methods, reported side by side):
+
+- ``getrusage``: inside the measurement subprocess, ``RUSAGE_SELF.ru_maxrss`` is the job parent's
+  exact peak RSS; ``RUSAGE_CHILDREN.ru_maxrss`` is the largest peak RSS of any reaped descendant,
+  i.e. the *max* over the chunk workers (Linux reports the max, not the sum).
+- psutil/procfs polling from the benchmark driver: every few ms it walks the measurement process
+  tree (parent + forked chunk workers) and reads ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM`` =
+  the kernel's per-process peak RSS) and, for the memory runs, ``/proc/<pid>/smaps_rollup``
+  (``Pss``). It reports each process's ``VmHWM`` (parent, every worker: max and sum) and the peak
+  over samples of the tree's summed RSS and summed PSS. Forked workers share the parent's pages
+  copy-on-write, so summed RSS double-counts them; summed PSS does not.
+
+Data is deterministic (fixed seeds). The temp working folder is removed at the end unless
+``--keep``. Nothing outside this repository is read at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+BATCH = 100_000
+SEED = 20240607
+RESULT_MARK = "@@BENCH_RESULT@@ "
+GIL_TARGET_SECONDS = 0.4  # wanted pure-Python time per 100k-row chunk
+TARGETS = {
+    "noop_vs_scan": (">=", 0.8),
+    "gil_speedup": (">=", 1.7),
+    "mem_ratio": ("<=", 1.25),
+}
+MB = 2**20
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------------
+# processors (module level: forked workers inherit them; the engine fingerprints their source)
+# --------------------------------------------------------------------------------------------------
+def noop(batch: Any, ctx: Any) -> None:
+    return None
+
+
+def gil_bound(batch: Any, ctx: Any, reps: int = 1) -> dict[str, int]:
+    """Pure-Python per-row arithmetic: holds the GIL for the whole chunk."""
+    values = batch["user_id"].to_numpy().tolist()
+    acc = 0
+    for _ in range(reps):
+        for v in values:
+            acc = (acc * 1_000_003 + v) & 0xFFFFFFFF
+    return {"rows": len(values), "checksum": acc}
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+COUNTRIES = ["US", "DE", "FR", "GB", "ES", "IT", "NL", "SE", "PL", "BR", "MX", "IN", "JP", "CN", "CA",
+             "AU", "ZA", "NG", "AR", "KR"]
+STATUSES = ["new", "active", "suspended", "closed", "pending"]
+CHANNELS = [f"channel_{i:02d}" for i in range(40)]
+
+
+def make_block(start: int, rows: int, block_seed: int) -> Any:
+    """Rows ``[start, start+rows)`` of the deterministic dataset: 16 columns."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(block_seed)
+
+    def floats(loc: float, scale: float, null_frac: float) -> Any:
+        return pa.array(rng.normal(loc, scale, rows), mask=rng.random(rows) < null_frac)
+
+    def category(values: list[str], weights: Any = None) -> Any:
+        codes = rng.choice(len(values), size=rows, p=weights)
+        return pc.take(pa.array(values), pa.array(codes))
+
+    index = np.arange(start, start + rows, dtype=np.int64)
+    ids = pc.utf8_lpad(pc.cast(pa.array((index * 2_654_435_761) % 10**10), pa.string()), 10, "0")
+    ids = pc.binary_join_element_wise("ID-", ids, "")
+    w_status = np.array([0.1, 0.6, 0.1, 0.15, 0.05])
+    base_ts = np.datetime64("2023-01-01T00:00:00", "us").astype(np.int64)
+    ts = base_ts + rng.integers(0, 365 * 86_400, rows) * 1_000_000
+    return pa.table({
+        "id": ids,
+        "user_id": pa.array(rng.integers(0, 5_000_000, rows)),
+        "quantity": pa.array(rng.integers(1, 100, rows).astype(np.int32)),
+        "age": pa.array(rng.integers(18, 90, rows).astype(np.int32)),
+        "visits": pa.array(rng.poisson(3.0, rows).astype(np.int64)),
+        "amount": floats(100.0, 40.0, 0.05),
+        "price": floats(20.0, 5.0, 0.02),
+        "score": floats(0.0, 1.0, 0.10),
+        "latitude": floats(45.0, 10.0, 0.01),
+        "longitude": floats(5.0, 30.0, 0.01),
+        "discount": floats(0.1, 0.05, 0.20),
+        "country": category(COUNTRIES),
+        "status": category(STATUSES, w_status),
+        "channel": category(CHANNELS),
+        "created_at": pa.array(ts, type=pa.timestamp("us")),
+        "is_active": pa.array(rng.random(rows) < 0.7),
+    })
+
+
+def write_dataset(path: Path, rows: int) -> dict[str, Any]:
+    """Snappy Parquet, 100k-row row groups. Block b always holds the same rows, whatever ``rows``."""
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    writer = None
+    for b, start in enumerate(range(0, rows, BATCH)):
+        block = make_block(start, min(BATCH, rows - start), SEED + b)
+        if writer is None:
+            writer = pq.ParquetWriter(path, block.schema, compression="snappy")
+        writer.write_table(block, row_group_size=BATCH)
+    assert writer is not None
+    writer.close()
+    meta = pq.ParquetFile(path).metadata
+    return {"path": str(path), "rows": meta.num_rows, "row_groups": meta.num_row_groups,
+            "columns": meta.num_columns, "bytes": path.stat().st_size,
+            "seconds_to_generate": round(time.perf_counter() - t0, 3)}
+
+
+# --------------------------------------------------------------------------------------------------
+# child side: one measurement per process
+# --------------------------------------------------------------------------------------------------
+def _rusage() -> dict[str, Any]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "maxrss_self_mb": round(me.ru_maxrss * 1024 / MB, 1),  # Linux: KiB
+        "maxrss_children_max_mb": round(kids.ru_maxrss * 1024 / MB, 1),
+        "cpu_self_s": round(me.ru_utime + me.ru_stime, 3),
+        "cpu_children_s": round(kids.ru_utime + kids.ru_stime, 3),
+    }
+
+
+def _scan_once(path: str, threads: bool) -> tuple[int, float]:
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    rows = 0
+    for batch in pf.iter_batches(batch_size=BATCH, use_threads=threads):
+        frame = batch.to_pandas()
+        rows += len(frame)
+        del frame
+    return rows, time.perf_counter() - t0
+
+
+def child_scan(spec: dict[str, Any]) -> dict[str, Any]:
+    """The floor, in a process in the same state as the engine's parent: pandas imported, first pass."""
+    import pandas  # noqa: F401  (the engine imports pandas before any chunk; the first to_pandas() would)
+    import pyarrow as pa
+
+    pa.table({"x": [1]}).to_pandas()  # pyarrow's one-off pandas shim set-up, not per-row work
+    threads = spec.get("use_threads", True)
+    rows, seconds = _scan_once(spec["path"], threads)  # the measurement: a fresh process's first pass
+    _, warm = _scan_once(spec["path"], threads)  # for information: a second pass in the same process
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "second_pass_rows_per_s": rows / warm}
+
+
+def _chunk_records(out_dir: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for seg in sorted(out_dir.glob("g*/segments/*.json")):
+        records.extend(json.loads(seg.read_text()))
+    return records
+
+
+def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
+    from airflow_batch_provider.config import BatchConfig
+    from airflow_batch_provider.engine.runner import run_batch_job
+
+    out_dir = Path(spec["output_path"])
+    config = BatchConfig(batch_size=spec.get("batch_size", BATCH),
+                         max_concurrent_batches=spec.get("concurrency"))
+    fn = {"noop": noop, "gil_bound": gil_bound}[spec["processor"]]
+    kwargs = spec.get("processor_kwargs") or {}
+    t0 = time.perf_counter()
+    result = run_batch_job(spec["path"], fn, config=config, output_path=str(out_dir), **kwargs)
+    seconds = time.perf_counter() - t0
+    records = _chunk_records(out_dir)
+    chunk_s = [r["seconds"] for r in records]
+    shutil.rmtree(out_dir, ignore_errors=True)
+    if result.rows_in != spec["rows"]:
+        raise RuntimeError(f"engine saw {result.rows_in} rows, expected {spec['rows']}")
+    return {
+        "rows": result.rows_in, "seconds": seconds, "rows_per_s": result.rows_in / seconds,
+        "job_duration_s": result.duration_s, "chunks": result.chunks_total,
+        "concurrency": config.concurrency, "report": result.report,
+        "worker_pids": sorted({r["pid"] for r in records}),
+        "chunk_seconds_sum": round(sum(chunk_s), 4),
+        "chunk_seconds_median": round(statistics.median(chunk_s), 4) if chunk_s else None,
+        "chunk_seconds_max": round(max(chunk_s), 4) if chunk_s else None,
+        # share of worker-seconds spent inside run_chunk (the rest: idle / hand-off / pool start-stop)
+        "worker_busy_fraction": round(sum(chunk_s) / (seconds * config.concurrency), 3),
+    }
+
+
+def child_calibrate(spec: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    frame = pq.ParquetFile(spec["path"], pre_buffer=False).read_row_group(0).to_pandas()
+    gil_bound(frame, None, reps=1)  # warm up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        gil_bound(frame, None, reps=1)
+        times.append(time.perf_counter() - t0)
+    one = min(times)
+    reps = max(1, round(GIL_TARGET_SECONDS / one))
+    t0 = time.perf_counter()
+    gil_bound(frame, None, reps=reps)
+    check = time.perf_counter() - t0
+    return {"rows": len(frame), "seconds_per_rep": one, "reps": reps, "seconds_per_chunk_check": check}
+
+
+def child_main(spec_text: str) -> None:
+    spec = json.loads(spec_text)
+    fn = {"scan": child_scan, "engine": child_engine, "calibrate": child_calibrate}[spec["mode"]]
+    res = fn(spec)
+    res.update(_rusage())
+    sys.stdout.write(RESULT_MARK + json.dumps(res) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# driver side: process-tree memory monitor
+# --------------------------------------------------------------------------------------------------
+def _read_kb_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in names:
+                    found[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
+class TreeMonitor(threading.Thread):
+    """Polls the measurement process and its descendants (the engine's forked chunk workers)."""
+
+    def __init__(self, pid: int, interval: float, pss: bool) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.root_cmdline = self.root.cmdline()
+        self.interval = interval
+        self.pss = pss
+        self.stop_event = threading.Event()
+        self.hwm_kb: dict[int, int] = {}
+        self.role: dict[int, str] = {}
+        self.peak_tree_rss_kb = 0
+        self.peak_tree_pss_kb = 0
+        self.peak_workers_rss_kb = 0
+        self.max_workers_seen = 0
+        self.samples = 0
+
+    def _classify(self, proc: Any) -> str:
+        if proc.pid == self.root.pid:
+            return "parent"
+        try:
+            cmd = proc.cmdline()
+        except Exception:
+            return "other"
+        return "worker" if cmd == self.root_cmdline else "other"
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.root] + self.root.children(recursive=True)
+        except psutil.Error:
+            return
+        tree_rss = tree_pss = workers_rss = workers = 0
+        for proc in procs:
+            fields = _read_kb_fields(f"/proc/{proc.pid}/status", ("VmRSS", "VmHWM"))
+            if not fields:
+                continue
+            if proc.pid not in self.role:
+                self.role[proc.pid] = self._classify(proc)
+            self.hwm_kb[proc.pid] = max(self.hwm_kb.get(proc.pid, 0), fields.get("VmHWM", 0))
+            tree_rss += fields.get("VmRSS", 0)
+            if self.role[proc.pid] == "worker":
+                workers += 1
+                workers_rss += fields.get("VmRSS", 0)
+            if self.pss:
+                tree_pss += _read_kb_fields(f"/proc/{proc.pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
+        self.samples += 1
+        self.peak_tree_rss_kb = max(self.peak_tree_rss_kb, tree_rss)
+        self.peak_tree_pss_kb = max(self.peak_tree_pss_kb, tree_pss)
+        self.peak_workers_rss_kb = max(self.peak_workers_rss_kb, workers_rss)
+        self.max_workers_seen = max(self.max_workers_seen, workers)
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self._sample()
+            self.stop_event.wait(self.interval)
+
+    def summary(self) -> dict[str, Any]:
+        def mb(kb: int) -> float:
+            return round(kb / 1024, 1)
+
+        workers = {pid: kb for pid, kb in self.hwm_kb.items() if self.role.get(pid) == "worker"}
+        parent = self.hwm_kb.get(self.root.pid, 0)
+        return {
+            "samples": self.samples,
+            "interval_s": self.interval,
+            "parent_hwm_mb": mb(parent),
+            "workers_seen": len(workers),
+            "workers_hwm_mb": [mb(v) for v in workers.values()],
+            "worker_hwm_max_mb": mb(max(workers.values(), default=0)),
+            "worker_hwm_sum_mb": mb(sum(workers.values())),
+            "parent_plus_workers_hwm_mb": mb(parent + sum(workers.values())),
+            "peak_tree_rss_mb": mb(self.peak_tree_rss_kb),
+            "peak_workers_rss_mb": mb(self.peak_workers_rss_kb),
+            "peak_tree_pss_mb": mb(self.peak_tree_pss_kb) if self.pss else None,
+            "other_processes": sum(1 for r in self.role.values() if r == "other"),
+        }
+
+
+def run_child(spec: dict[str, Any], *, interval: float = 0.1, pss: bool = False) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    monitor = TreeMonitor(proc.pid, interval, pss)
+    monitor.start()
+    stdout, stderr = proc.communicate()
+    monitor.stop_event.set()
+    monitor.join()
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
+    res = json.loads(lines[-1][len(RESULT_MARK):])
+    res["spec"] = {k: v for k, v in spec.items() if k != "output_path"}
+    res["monitor"] = monitor.summary()
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# driver side: the measurement plan
+# --------------------------------------------------------------------------------------------------
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _verdict(key: str, value: float) -> str:
+    op, target = TARGETS[key]
+    ok = value >= target if op == ">=" else value <= target
+    return "PASS" if ok else "MISS"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.runs: dict[str, list[dict[str, Any]]] = {}
+        self.job_counter = 0
+
+    def engine_spec(self, path: str, rows: int, processor: str, concurrency: int | None = None,
+                    **kwargs: Any) -> dict[str, Any]:
+        self.job_counter += 1
+        return {"mode": "engine", "path": path, "rows": rows, "processor": processor, "concurrency": concurrency,
+                "batch_size": BATCH, "processor_kwargs": kwargs,
+                "output_path": str(self.workdir / "jobs" / f"job{self.job_counter:03d}")}
+
+    def record(self, name: str, spec: dict[str, Any], **monitor: Any) -> dict[str, Any]:
+        res = run_child(spec, **monitor)
+        self.runs.setdefault(name, []).append(res)
+        out(f"  {name:<14} {res['rows_per_s'] / 1e6 if 'rows_per_s' in res else 0:7.2f} M rows/s"
+            f"  {res.get('seconds', 0):6.2f} s  parent peak {res['maxrss_self_mb']:7.1f} MB"
+            f"  worker peak {res['monitor']['worker_hwm_max_mb']:7.1f} MB")
+        return res
+
+    def throughput(self, main: dict[str, Any]) -> None:
+        path, rows = main["path"], main["rows"]
+        # warm the page cache so every repeat reads from memory
+        run_child({"mode": "scan", "path": path})
+        out(f"[a/b] scan floor vs engine no-op, {rows:,} rows, {self.args.repeats} interleaved repeats")
+        for _ in range(self.args.repeats):
+            self.record("scan", {"mode": "scan", "path": path}, interval=0.25)
+            self.record("noop", self.engine_spec(path, rows, "noop"), interval=0.25)
+            self.record("scan_1thread", {"mode": "scan", "path": path, "use_threads": False}, interval=0.25)
+            self.record("noop_c1", self.engine_spec(path, rows, "noop", 1), interval=0.25)
+
+    def gil(self, main: dict[str, Any]) -> None:
+        path, rows = main["path"], main["rows"]
+        cal = run_child({"mode": "calibrate", "path": path})
+        self.calibration = cal
+        reps = cal["reps"]
+        out(f"[c] GIL-bound processor: {reps} pass(es)/row, ~{cal['seconds_per_chunk_check']:.2f} s per "
+            f"100k-row chunk in one process; c=1 vs c=2, {self.args.gil_repeats} interleaved repeats")
+        for _ in range(self.args.gil_repeats):
+            self.record("gil_c1", self.engine_spec(path, rows, "gil_bound", 1, reps=reps), interval=0.25)
+            self.record("gil_c2", self.engine_spec(path, rows, "gil_bound", 2, reps=reps), interval=0.25)
+
+    def memory(self, small: dict[str, Any], large: dict[str, Any]) -> None:
+        out(f"[d] engine no-op peak memory, {small['rows']:,} vs {large['rows']:,} rows, "
+            f"{self.args.mem_repeats} interleaved repeats (polling every 20 ms, with PSS)")
+        for _ in range(self.args.mem_repeats):
+            self.record("mem_N", self.engine_spec(small["path"], small["rows"], "noop"), interval=0.02, pss=True)
+            self.record("mem_4N", self.engine_spec(large["path"], large["rows"], "noop"), interval=0.02, pss=True)
+
+
+MEM_METRICS = [
+    # (key, label, getter)
+    ("parent_maxrss", "parent peak RSS (getrusage self)", lambda r: r["maxrss_self_mb"]),
+    ("workers_maxrss_max", "max worker peak RSS (getrusage children)", lambda r: r["maxrss_children_max_mb"]),
+    ("worker_hwm_sum", "sum of worker peak RSS (VmHWM)", lambda r: r["monitor"]["worker_hwm_sum_mb"]),
+    ("parent_plus_workers_hwm", "parent + sum worker peaks (VmHWM)", lambda r: r["monitor"]["parent_plus_workers_hwm_mb"]),
+    ("tree_rss", "peak of tree summed RSS (sampled)", lambda r: r["monitor"]["peak_tree_rss_mb"]),
+    ("tree_pss", "peak of tree summed PSS (sampled)", lambda r: r["monitor"]["peak_tree_pss_mb"]),
+]
+MEM_PRIMARY = "parent_plus_workers_hwm"
+
+
+def summarize(bench: Bench) -> dict[str, Any]:
+    runs = bench.runs
+    rate = {name: _median([r["rows_per_s"] for r in rs]) for name, rs in runs.items()}
+    pair_ratio = [n["rows_per_s"] / s["rows_per_s"] for s, n in zip(runs["scan"], runs["noop"])]
+    pair_speedup = [c2["rows_per_s"] / c1["rows_per_s"] for c1, c2 in zip(runs["gil_c1"], runs["gil_c2"])]
+    mem: dict[str, Any] = {}
+    for key, label, get in MEM_METRICS:
+        small = _median([get(r) for r in runs["mem_N"]])
+        large = _median([get(r) for r in runs["mem_4N"]])
+        mem[key] = {"label": label, "N_mb": small, "4N_mb": large, "ratio": large / small if small else None}
+    return {
+        "rows_per_s_median": rate,
+        "noop_vs_scan": {"pairwise": pair_ratio, "median": _median(pair_ratio),
+                         "ratio_of_medians": rate["noop"] / rate["scan"]},
+        "noop_c1_vs_scan_1thread": rate["noop_c1"] / rate["scan_1thread"],
+        "gil_speedup": {"pairwise": pair_speedup, "median": _median(pair_speedup),
+                        "ratio_of_medians": rate["gil_c2"] / rate["gil_c1"]},
+        "memory": mem,
+        "memory_primary_metric": MEM_PRIMARY,
+        "worker_busy_fraction_median": {
+            name: _median([r["worker_busy_fraction"] for r in rs]) for name, rs in runs.items()
+            if rs and "worker_busy_fraction" in rs[0]},
+        "chunk_seconds_median": {
+            name: _median([r["chunk_seconds_median"] for r in rs]) for name, rs in runs.items()
+            if rs and "chunk_seconds_median" in rs[0]},
+    }
+
+
+def print_table(summary: dict[str, Any], data: dict[str, Any]) -> list[dict[str, Any]]:
+    rate = summary["rows_per_s_median"]
+    busy = summary["worker_busy_fraction_median"]
+    chunk = summary["chunk_seconds_median"]
+    rows = data["main"]["rows"]
+    out()
+    out(f"Throughput ({rows:,} rows, {BATCH:,}-row batches; medians of interleaved repeats)")
+    out(f"  {'measurement':<44}{'rows/s':>14}{'worker busy':>13}{'chunk s (med)':>15}")
+    labels = [
+        ("scan", "a. scan floor (pyarrow, 2 threads)"),
+        ("scan_1thread", "   scan, use_threads=False"),
+        ("noop", "b. engine no-op (default concurrency)"),
+        ("noop_c1", "   engine no-op, max_concurrent_batches=1"),
+        ("gil_c1", "c. GIL-bound, max_concurrent_batches=1"),
+        ("gil_c2", "   GIL-bound, max_concurrent_batches=2"),
+    ]
+    for key, label in labels:
+        b = f"{busy[key]:.0%}" if key in busy else "-"
+        c = f"{chunk[key]:.3f}" if key in chunk else "-"
+        out(f"  {label:<44}{rate[key]:>14,.0f}{b:>13}{c:>15}")
+    mem = summary["memory"]
+    out()
+    out(f"Peak memory, engine no-op: N={data['mem_N']['rows']:,} vs 4N={data['mem_4N']['rows']:,} rows (MB, medians)")
+    out(f"  {'metric':<44}{'N':>10}{'4N':>10}{'4N/N':>8}")
+    for key, m in mem.items():
+        out(f"  {m['label']:<44}{m['N_mb']:>10.1f}{m['4N_mb']:>10.1f}{m['ratio']:>8.2f}"
+            + ("   <- target metric" if key == MEM_PRIMARY else ""))
+    checks = [
+        ("noop_vs_scan", "b/a engine no-op vs scan floor", summary["noop_vs_scan"]["median"]),
+        ("gil_speedup", "c speed-up c=2 vs c=1 (GIL-bound)", summary["gil_speedup"]["median"]),
+        ("mem_ratio", "d peak memory 4N/N (parent + workers)", mem[MEM_PRIMARY]["ratio"]),
+    ]
+    out()
+    out(f"  {'target':<44}{'value':>10}{'goal':>10}{'':>8}")
+    verdicts = []
+    for key, label, value in checks:
+        op, goal = TARGETS[key]
+        verdict = _verdict(key, value)
+        verdicts.append({"target": key, "label": label, "value": value, "op": op, "goal": goal, "verdict": verdict})
+        out(f"  {label:<44}{value:>10.2f}{op + ' ' + str(goal):>10}{verdict:>8}")
+    return verdicts
+
+
+def environment() -> dict[str, Any]:
+    import numpy
+    import pandas
+    import psutil
+    import pyarrow
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "python": sys.version.split()[0], "pyarrow": pyarrow.__version__, "pandas": pandas.__version__,
+        "numpy": numpy.__version__, "psutil": psutil.__version__, "platform": platform.platform(),
+        "cpu_count": os.cpu_count(), "cpu_affinity": affinity, "cpu_physical": psutil.cpu_count(logical=False),
+        "memory_total_mb": round(psutil.virtual_memory().total / MB), "pyarrow_cpu_count": pyarrow.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=2_000_000, help="rows of the main file (default 2,000,000)")
+    p.add_argument("--mem-rows", type=int, default=None,
+                   help="N of the N-vs-4N memory test (default rows/4; 4N reuses the main file when equal)")
+    p.add_argument("--out", default=str(HERE / "results" / "engine.json"), help="JSON results file")
+    p.add_argument("--workdir", default=None, help="folder in which the temp working folder is created")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the throughput runs")
+    p.add_argument("--gil-repeats", type=int, default=2, help="interleaved repeats of the GIL-bound runs")
+    p.add_argument("--mem-repeats", type=int, default=3, help="interleaved repeats of the memory runs")
+    p.add_argument("--keep", action="store_true", help="keep the temp working folder")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def prepare_data(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n = args.mem_rows or args.rows // 4
+    data = {"main": write_dataset(data_dir / f"main_{args.rows}.parquet", args.rows)}
+    data["mem_N"] = write_dataset(data_dir / f"mem_{n}.parquet", n)
+    if 4 * n == args.rows:
+        data["mem_4N"] = data["main"]
+    else:
+        data["mem_4N"] = write_dataset(data_dir / f"mem_{4 * n}.parquet", 4 * n)
+    for key, d in data.items():
+        out(f"  {key:<7} {d['rows']:>10,} rows  {d['row_groups']:>4} row groups  {d['columns']} columns  "
+            f"{d['bytes'] / MB:7.1f} MB  ({d['seconds_to_generate']:.1f} s)")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child is not None:
+        child_main(args.child)
+        return 0
+    started = time.time()
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_engine_", dir=args.workdir))
+    env = environment()
+    out(f"bench_engine: python {env['python']}, pyarrow {env['pyarrow']}, pandas {env['pandas']}, "
+        f"{env['cpu_count']} CPU(s) (affinity {env['cpu_affinity']}); workdir {workdir}")
+    try:
+        out("generating data (fixed seeds)")
+        data = prepare_data(args, workdir)
+        bench = Bench(args, workdir)
+        bench.throughput(data["main"])
+        bench.gil(data["main"])
+        bench.memory(data["mem_N"], data["mem_4N"])
+        summary = summarize(bench)
+        verdicts = print_table(summary, data)
+    finally:
+        if args.keep:
+            out(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    env["loadavg_end"] = os.getloadavg()
+    doc = {
+        "benchmark": "airflow_batch_provider engine", "created_unix": started,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "total_seconds": round(time.time() - started, 1), "environment": env,
+        "parameters": {"rows": args.rows, "mem_rows_N": data["mem_N"]["rows"], "batch_size": BATCH, "seed": SEED,
+                       "repeats": args.repeats, "gil_repeats": args.gil_repeats, "mem_repeats": args.mem_repeats},
+        "memory_method": __doc__.split("How memory is measured")[1].split("Data is deterministic")[0].strip(),
+        "datasets": {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in data.items()},
+        "gil_calibration": bench.calibration, "targets": verdicts, "summary": summary, "runs": bench.runs,
+    }
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    out(f"\nwrote {out_path}  (total {doc['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
