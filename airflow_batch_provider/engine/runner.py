@@ -239,6 +239,8 @@ class JobRunner:
                     continue
                 done, _ = wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
+                    if fut not in inflight:  # already handled with a broken pool
+                        continue
                     task, _ = inflight.pop(fut)
                     pool = self._collect(fut, task, pool, job, inflight, pending, retries)
                 pool = self._check_batch_timeouts(pool, job, inflight, pending, retries)
