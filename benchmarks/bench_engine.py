@@ -172,6 +172,44 @@ def _rusage() -> dict[str, Any]:
     }
 
 
+def _busy_steal() -> tuple[float, float]:
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return busy, getattr(t, "steal", 0.0)
+
+
+class Window:
+    """The measured interval: wall time, and the CPU other processes on the machine used meanwhile.
+
+    ``foreign_cpu_share`` = (machine-wide busy CPU - this process tree's CPU) / (wall * CPUs): the
+    share of the machine something else (other users' jobs, the monitor) took while we measured.
+    """
+
+    def __enter__(self) -> Window:
+        self.busy0, self.steal0 = _busy_steal()
+        self.own0 = self._own_cpu()
+        self.t0 = time.perf_counter()
+        return self
+
+    @staticmethod
+    def _own_cpu() -> float:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        busy1, steal1 = _busy_steal()
+        own = self._own_cpu() - self.own0
+        cpus = os.cpu_count() or 1
+        foreign = max(0.0, busy1 - self.busy0 - own)
+        self.info = {"own_cpu_s": round(own, 3), "foreign_cpu_s": round(foreign, 3),
+                     "foreign_cpu_share": round(foreign / (self.seconds * cpus), 3),
+                     "steal_share": round((steal1 - self.steal0) / (self.seconds * cpus), 3)}
+
+
 def _scan_once(path: str, threads: bool) -> tuple[int, float]:
     import pyarrow.parquet as pq
 
@@ -192,9 +230,11 @@ def child_scan(spec: dict[str, Any]) -> dict[str, Any]:
 
     pa.table({"x": [1]}).to_pandas()  # pyarrow's one-off pandas shim set-up, not per-row work
     threads = spec.get("use_threads", True)
-    rows, seconds = _scan_once(spec["path"], threads)  # the measurement: a fresh process's first pass
+    with Window() as win:
+        rows, seconds = _scan_once(spec["path"], threads)  # the measurement: a fresh process's first pass
     _, warm = _scan_once(spec["path"], threads)  # for information: a second pass in the same process
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "second_pass_rows_per_s": rows / warm}
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "second_pass_rows_per_s": rows / warm,
+            **win.info}
 
 
 def _chunk_records(out_dir: Path) -> list[dict[str, Any]]:
@@ -213,9 +253,9 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
                          max_concurrent_batches=spec.get("concurrency"))
     fn = {"noop": noop, "gil_bound": gil_bound}[spec["processor"]]
     kwargs = spec.get("processor_kwargs") or {}
-    t0 = time.perf_counter()
-    result = run_batch_job(spec["path"], fn, config=config, output_path=str(out_dir), **kwargs)
-    seconds = time.perf_counter() - t0
+    with Window() as win:
+        result = run_batch_job(spec["path"], fn, config=config, output_path=str(out_dir), **kwargs)
+    seconds = win.seconds
     records = _chunk_records(out_dir)
     chunk_s = [r["seconds"] for r in records]
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -231,6 +271,9 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
         "chunk_seconds_max": round(max(chunk_s), 4) if chunk_s else None,
         # share of worker-seconds spent inside run_chunk (the rest: idle / hand-off / pool start-stop)
         "worker_busy_fraction": round(sum(chunk_s) / (seconds * config.concurrency), 3),
+        # chunk-seconds per wall second: how many chunks ran at once on average
+        "effective_parallelism": round(sum(chunk_s) / seconds, 3),
+        **win.info,
     }
 
 
@@ -359,6 +402,19 @@ class TreeMonitor(threading.Thread):
         }
 
 
+def settle(max_wait: float, threshold: float = 0.15, probe: float = 0.5) -> dict[str, float]:
+    """Wait (at most ``max_wait`` s) until the machine is quiet: busy CPU share below ``threshold``."""
+    cpus = os.cpu_count() or 1
+    waited, share = 0.0, 1.0
+    while True:
+        busy0, _ = _busy_steal()
+        time.sleep(probe)
+        share = (_busy_steal()[0] - busy0) / (probe * cpus)
+        waited += probe
+        if share < threshold or waited >= max_wait:
+            return {"waited_s": round(waited, 1), "busy_share_before": round(share, 3)}
+
+
 def run_child(spec: dict[str, Any], *, interval: float = 0.1, pss: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
@@ -396,6 +452,7 @@ class Bench:
         self.workdir = workdir
         self.runs: dict[str, list[dict[str, Any]]] = {}
         self.job_counter = 0
+        self.deadline = time.monotonic() + args.budget  # no settle waits / re-measuring after this
 
     def engine_spec(self, path: str, rows: int, processor: str, concurrency: int | None = None,
                     **kwargs: Any) -> dict[str, Any]:
@@ -404,12 +461,25 @@ class Bench:
                 "batch_size": BATCH, "processor_kwargs": kwargs,
                 "output_path": str(self.workdir / "jobs" / f"job{self.job_counter:03d}")}
 
-    def record(self, name: str, spec: dict[str, Any], **monitor: Any) -> dict[str, Any]:
-        res = run_child(spec, **monitor)
+    def record(self, name: str, make_spec: Any, **monitor: Any) -> dict[str, Any]:
+        """One measurement; re-measured (up to ``--max-retries``) when other processes took the CPU."""
+        discarded: list[dict[str, Any]] = []
+        while True:
+            in_budget = time.monotonic() < self.deadline
+            quiet = settle(self.args.settle if in_budget else 0.0)
+            res = run_child(make_spec(), **monitor)
+            res["settle"] = quiet
+            noisy = res["foreign_cpu_share"] > self.args.noisy_threshold
+            out(f"  {name:<14} {res['rows_per_s'] / 1e6:7.2f} M rows/s  {res['seconds']:6.2f} s"
+                f"  parent peak {res['maxrss_self_mb']:6.1f} MB  worker peak {res['monitor']['worker_hwm_max_mb']:6.1f} MB"
+                f"  other load {res['foreign_cpu_share']:4.0%}" + ("  (noisy: re-measuring)" if noisy and (
+                    len(discarded) < self.args.max_retries and in_budget) else ""))
+            if not noisy or len(discarded) >= self.args.max_retries or not in_budget:
+                break
+            discarded.append(res)
+        res["noisy"] = noisy
+        res["discarded_noisy_attempts"] = discarded
         self.runs.setdefault(name, []).append(res)
-        out(f"  {name:<14} {res['rows_per_s'] / 1e6 if 'rows_per_s' in res else 0:7.2f} M rows/s"
-            f"  {res.get('seconds', 0):6.2f} s  parent peak {res['maxrss_self_mb']:7.1f} MB"
-            f"  worker peak {res['monitor']['worker_hwm_max_mb']:7.1f} MB")
         return res
 
     def throughput(self, main: dict[str, Any]) -> None:
@@ -417,11 +487,15 @@ class Bench:
         # warm the page cache so every repeat reads from memory
         run_child({"mode": "scan", "path": path})
         out(f"[a/b] scan floor vs engine no-op, {rows:,} rows, {self.args.repeats} interleaved repeats")
-        for _ in range(self.args.repeats):
-            self.record("scan", {"mode": "scan", "path": path}, interval=0.25)
-            self.record("noop", self.engine_spec(path, rows, "noop"), interval=0.25)
-            self.record("scan_1thread", {"mode": "scan", "path": path, "use_threads": False}, interval=0.25)
-            self.record("noop_c1", self.engine_spec(path, rows, "noop", 1), interval=0.25)
+        for i in range(self.args.repeats):
+            plan = [
+                ("scan", lambda: {"mode": "scan", "path": path}),
+                ("noop", lambda: self.engine_spec(path, rows, "noop")),
+                ("scan_1thread", lambda: {"mode": "scan", "path": path, "use_threads": False}),
+                ("noop_c1", lambda: self.engine_spec(path, rows, "noop", 1)),
+            ]
+            for name, make_spec in plan if i % 2 == 0 else plan[::-1]:  # ABBA order: drift cancels out
+                self.record(name, make_spec, interval=0.25)
 
     def gil(self, main: dict[str, Any]) -> None:
         path, rows = main["path"], main["rows"]
@@ -430,16 +504,17 @@ class Bench:
         reps = cal["reps"]
         out(f"[c] GIL-bound processor: {reps} pass(es)/row, ~{cal['seconds_per_chunk_check']:.2f} s per "
             f"100k-row chunk in one process; c=1 vs c=2, {self.args.gil_repeats} interleaved repeats")
-        for _ in range(self.args.gil_repeats):
-            self.record("gil_c1", self.engine_spec(path, rows, "gil_bound", 1, reps=reps), interval=0.25)
-            self.record("gil_c2", self.engine_spec(path, rows, "gil_bound", 2, reps=reps), interval=0.25)
+        for i in range(self.args.gil_repeats):
+            for c in (1, 2) if i % 2 == 0 else (2, 1):
+                self.record(f"gil_c{c}", lambda c=c: self.engine_spec(path, rows, "gil_bound", c, reps=reps),
+                            interval=0.25)
 
     def memory(self, small: dict[str, Any], large: dict[str, Any]) -> None:
         out(f"[d] engine no-op peak memory, {small['rows']:,} vs {large['rows']:,} rows, "
             f"{self.args.mem_repeats} interleaved repeats (polling every 20 ms, with PSS)")
-        for _ in range(self.args.mem_repeats):
-            self.record("mem_N", self.engine_spec(small["path"], small["rows"], "noop"), interval=0.02, pss=True)
-            self.record("mem_4N", self.engine_spec(large["path"], large["rows"], "noop"), interval=0.02, pss=True)
+        for i in range(self.args.mem_repeats):
+            for name, d in (("mem_N", small), ("mem_4N", large))[:: 1 if i % 2 == 0 else -1]:
+                self.record(name, lambda d=d: self.engine_spec(d["path"], d["rows"], "noop"), interval=0.02, pss=True)
 
 
 MEM_METRICS = [
@@ -479,6 +554,15 @@ def summarize(bench: Bench) -> dict[str, Any]:
         "chunk_seconds_median": {
             name: _median([r["chunk_seconds_median"] for r in rs]) for name, rs in runs.items()
             if rs and "chunk_seconds_median" in rs[0]},
+        "effective_parallelism_median": {
+            name: _median([r["effective_parallelism"] for r in rs]) for name, rs in runs.items()
+            if rs and "effective_parallelism" in rs[0]},
+        "foreign_cpu_share_median": {name: _median([r["foreign_cpu_share"] for r in rs]) for name, rs in runs.items()},
+        "foreign_cpu_share_max": max(r["foreign_cpu_share"] for rs in runs.values() for r in rs),
+        "noisy_threshold": bench.args.noisy_threshold,
+        "noisy_measurements_kept": sum(bool(r.get("noisy")) for rs in runs.values() for r in rs),
+        "noisy_measurements_discarded": sum(len(r.get("discarded_noisy_attempts", [])) for rs in runs.values()
+                                            for r in rs),
     }
 
 
@@ -486,10 +570,12 @@ def print_table(summary: dict[str, Any], data: dict[str, Any]) -> list[dict[str,
     rate = summary["rows_per_s_median"]
     busy = summary["worker_busy_fraction_median"]
     chunk = summary["chunk_seconds_median"]
+    par = summary["effective_parallelism_median"]
+    other = summary["foreign_cpu_share_median"]
     rows = data["main"]["rows"]
     out()
     out(f"Throughput ({rows:,} rows, {BATCH:,}-row batches; medians of interleaved repeats)")
-    out(f"  {'measurement':<44}{'rows/s':>14}{'worker busy':>13}{'chunk s (med)':>15}")
+    out(f"  {'measurement':<44}{'rows/s':>12}{'busy':>7}{'chunk s':>9}{'par.':>6}{'other':>7}")
     labels = [
         ("scan", "a. scan floor (pyarrow, 2 threads)"),
         ("scan_1thread", "   scan, use_threads=False"),
@@ -501,7 +587,10 @@ def print_table(summary: dict[str, Any], data: dict[str, Any]) -> list[dict[str,
     for key, label in labels:
         b = f"{busy[key]:.0%}" if key in busy else "-"
         c = f"{chunk[key]:.3f}" if key in chunk else "-"
-        out(f"  {label:<44}{rate[key]:>14,.0f}{b:>13}{c:>15}")
+        e = f"{par[key]:.2f}" if key in par else "-"
+        out(f"  {label:<44}{rate[key]:>12,.0f}{b:>7}{c:>9}{e:>6}{other[key]:>7.0%}")
+    out("  busy: share of worker time inside run_chunk; chunk s: median worker seconds per chunk;")
+    out("  par.: chunk-seconds per wall second; other: CPU share other processes took while measuring")
     mem = summary["memory"]
     out()
     out(f"Peak memory, engine no-op: N={data['mem_N']['rows']:,} vs 4N={data['mem_4N']['rows']:,} rows (MB, medians)")
@@ -515,6 +604,9 @@ def print_table(summary: dict[str, Any], data: dict[str, Any]) -> list[dict[str,
         ("mem_ratio", "d peak memory 4N/N (parent + workers)", mem[MEM_PRIMARY]["ratio"]),
     ]
     out()
+    if summary["noisy_measurements_kept"]:
+        out(f"  WARNING: {summary['noisy_measurements_kept']} measurement(s) kept although other processes took "
+            f"> {summary['noisy_threshold']:.0%} of the CPU (max {summary['foreign_cpu_share_max']:.0%}): treat the numbers as noisy")
     out(f"  {'target':<44}{'value':>10}{'goal':>10}{'':>8}")
     verdicts = []
     for key, label, value in checks:
@@ -552,8 +644,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(HERE / "results" / "engine.json"), help="JSON results file")
     p.add_argument("--workdir", default=None, help="folder in which the temp working folder is created")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the throughput runs")
-    p.add_argument("--gil-repeats", type=int, default=2, help="interleaved repeats of the GIL-bound runs")
+    p.add_argument("--gil-repeats", type=int, default=3, help="interleaved repeats of the GIL-bound runs")
     p.add_argument("--mem-repeats", type=int, default=3, help="interleaved repeats of the memory runs")
+    p.add_argument("--settle", type=float, default=5.0,
+                   help="before each measurement wait up to this many seconds for the machine to go quiet")
+    p.add_argument("--noisy-threshold", type=float, default=0.15,
+                   help="re-measure when other processes took more than this share of the CPUs meanwhile")
+    p.add_argument("--max-retries", type=int, default=2, help="re-measurements of one noisy measurement")
+    p.add_argument("--budget", type=float, default=300.0,
+                   help="seconds after which the run stops waiting for quiet and stops re-measuring")
     p.add_argument("--keep", action="store_true", help="keep the temp working folder")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)

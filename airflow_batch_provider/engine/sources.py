@@ -211,21 +211,32 @@ def read_rows(fs: Any, f: SourceFile, start: int, stop: int, schema: pa.Schema,
     return table
 
 
+# The last decoded row groups of this process, when a chunk used only part of them: chunks smaller than a
+# row group then decode each group once per worker instead of once per chunk.
+_ROW_GROUP_CACHE: dict[tuple[str, str, tuple[int, ...]], pa.Table] = {}
+
+
 def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int) -> pa.Table:
     import pyarrow.parquet as pq
 
-    groups, first_row, row = [], None, 0
+    groups, first_row, row = [], 0, 0
     for i, n in enumerate(f.row_groups):
         if row + n > start and row < stop:
+            first_row = row if not groups else first_row
             groups.append(i)
-            first_row = row if first_row is None else first_row
         row += n
-    try:
-        with fs.open(f.path, "rb") as fh:
-            table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups)
-    except (pa.ArrowException, OSError) as err:
-        raise DataCorruptionError(
-            f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "
-            "The file is damaged; re-export it or remove it from the source"
-        ) from err
-    return table.slice(start - (first_row or 0), stop - start)
+    key = (f.path, f.version, tuple(groups))
+    table = _ROW_GROUP_CACHE.get(key)
+    if table is None:
+        try:
+            with fs.open(f.path, "rb") as fh:
+                table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups)
+        except (pa.ArrowException, OSError) as err:
+            raise DataCorruptionError(
+                f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "
+                "The file is damaged; re-export it or remove it from the source"
+            ) from err
+        _ROW_GROUP_CACHE.clear()
+        if table.num_rows > stop - start:  # only part of it is used now: keep it for the next chunk
+            _ROW_GROUP_CACHE[key] = table
+    return table.slice(start - first_row, stop - start)

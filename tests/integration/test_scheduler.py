@@ -7,6 +7,7 @@ task_state_store progress through the API, and watches progress change while a s
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import time
 from pathlib import Path
@@ -51,6 +52,16 @@ def test_example_dag_through_the_rest_api(airflow):
     assert any(e.startswith("batch job done") for e in events)
     progress = airflow.state_store("example_batch_job", run_id, "enrich", "progress")["value"]
     assert progress["percent"] == 100.0 and progress["rows"] == 200_000 and progress["state"] == "completed"
+    pointer = airflow.state_store("example_batch_job", run_id, "enrich", "checkpoint")["value"]
+    assert pointer["status"] == "succeeded" and pointer["generation"] == 1
+
+    # cleared by hand after success: the task runs fresh, as a new output generation in the same folder
+    airflow.clear_task("example_batch_job", run_id, ["enrich"])
+    assert airflow.wait_for_run("example_batch_job", run_id, timeout=300) == "success"
+    pointer = airflow.state_store("example_batch_job", run_id, "enrich", "checkpoint")["value"]
+    assert pointer["generation"] == 2 and pointer["output_uri"].endswith("/enrich/-1")
+    manifest = json.loads((Path(pointer["output_uri"]) / "_manifest.json").read_text())
+    assert manifest["generation"] == 2 and manifest["summary"]["rows_out"] == 200_000
 
 
 def test_progress_is_visible_while_the_task_runs(airflow):

@@ -141,3 +141,26 @@ def test_mapped_task_gets_its_own_folder(source, tmp_path, monkeypatch):
     a = op.execute(context(FakeTI(map_index=0)))
     b = op.execute(context(FakeTI(map_index=1)))
     assert Path(a["output_uri"]).name == "0" and Path(b["output_uri"]).name == "1"
+
+
+def test_on_kill_checkpoints_and_the_next_try_resumes(source, tmp_path, monkeypatch):
+    from airflow_batch_provider.exceptions import JobCancelledError
+
+    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
+    holder = {}
+
+    def kill_after_three_chunks(event):
+        if event.event_type == "checkpoint" and event.chunks_done >= 3:
+            holder["op"].on_kill()
+
+    op = BatchJobOperator(task_id="job", source=str(source), processor="passthrough",
+                          progress_callbacks=[kill_after_three_chunks],
+                          config=BatchConfig(batch_size=100, checkpoint_interval=1, max_concurrent_batches=1))
+    holder["op"] = op
+    store = StateStore()
+    with pytest.raises(JobCancelledError):
+        op.execute(context(FakeTI(), store))
+    assert store["progress"]["state"] == "failed" and store["checkpoint"]["chunks_done"] >= 3
+    op.progress_callbacks = []
+    summary = op.execute(context(FakeTI(try_number=2), store))
+    assert summary["chunks_resumed"] >= 3 and summary["rows_out"] == 1400
