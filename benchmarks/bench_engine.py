@@ -471,7 +471,8 @@ class Bench:
             res["settle"] = quiet
             noisy = res["foreign_cpu_share"] > self.args.noisy_threshold
             out(f"  {name:<14} {res['rows_per_s'] / 1e6:7.2f} M rows/s  {res['seconds']:6.2f} s"
-                f"  parent peak {res['maxrss_self_mb']:6.1f} MB  worker peak {res['monitor']['worker_hwm_max_mb']:6.1f} MB"
+                f"  parent peak {res['maxrss_self_mb']:6.1f} MB"
+                f"  worker peak {res['monitor']['worker_hwm_max_mb']:6.1f} MB"
                 f"  other load {res['foreign_cpu_share']:4.0%}" + ("  (noisy: re-measuring)" if noisy and (
                     len(discarded) < self.args.max_retries and in_budget) else ""))
             if not noisy or len(discarded) >= self.args.max_retries or not in_budget:
@@ -514,7 +515,8 @@ class Bench:
             f"{self.args.mem_repeats} interleaved repeats (polling every 20 ms, with PSS)")
         for i in range(self.args.mem_repeats):
             for name, d in (("mem_N", small), ("mem_4N", large))[:: 1 if i % 2 == 0 else -1]:
-                self.record(name, lambda d=d: self.engine_spec(d["path"], d["rows"], "noop"), interval=0.02, pss=True)
+                self.record(name, lambda d=d: self.engine_spec(d["path"], d["rows"], "noop"),
+                            interval=0.02, pss=True)
 
 
 MEM_METRICS = [
@@ -522,7 +524,8 @@ MEM_METRICS = [
     ("parent_maxrss", "parent peak RSS (getrusage self)", lambda r: r["maxrss_self_mb"]),
     ("workers_maxrss_max", "max worker peak RSS (getrusage children)", lambda r: r["maxrss_children_max_mb"]),
     ("worker_hwm_sum", "sum of worker peak RSS (VmHWM)", lambda r: r["monitor"]["worker_hwm_sum_mb"]),
-    ("parent_plus_workers_hwm", "parent + sum worker peaks (VmHWM)", lambda r: r["monitor"]["parent_plus_workers_hwm_mb"]),
+    ("parent_plus_workers_hwm", "parent + sum worker peaks (VmHWM)",
+     lambda r: r["monitor"]["parent_plus_workers_hwm_mb"]),
     ("tree_rss", "peak of tree summed RSS (sampled)", lambda r: r["monitor"]["peak_tree_rss_mb"]),
     ("tree_pss", "peak of tree summed PSS (sampled)", lambda r: r["monitor"]["peak_tree_pss_mb"]),
 ]
@@ -606,7 +609,8 @@ def print_table(summary: dict[str, Any], data: dict[str, Any]) -> list[dict[str,
     out()
     if summary["noisy_measurements_kept"]:
         out(f"  WARNING: {summary['noisy_measurements_kept']} measurement(s) kept although other processes took "
-            f"> {summary['noisy_threshold']:.0%} of the CPU (max {summary['foreign_cpu_share_max']:.0%}): treat the numbers as noisy")
+            f"> {summary['noisy_threshold']:.0%} of the CPU (max {summary['foreign_cpu_share_max']:.0%}): "
+            "treat the numbers as noisy")
     out(f"  {'target':<44}{'value':>10}{'goal':>10}{'':>8}")
     verdicts = []
     for key, label, value in checks:

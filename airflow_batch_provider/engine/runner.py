@@ -36,7 +36,7 @@ from airflow_batch_provider.exceptions import (
     JobCancelledError,
     JobTimeoutError,
 )
-from airflow_batch_provider.processors.base import BaseProcessor
+from airflow_batch_provider.processors.base import BaseProcessor, StatsPass
 from airflow_batch_provider.processors.registry import resolve_processor
 
 log = logging.getLogger("airflow_batch_provider.engine")
@@ -172,16 +172,29 @@ class JobRunner:
         return decision, store, files, schema
 
     def _fit(self, store: CheckpointStore, files: list[sources.SourceFile], schema: Any) -> None:
+        """Learn global state before the main pass: a full statistics pass and/or a deterministic sample.
+
+        The statistics pass is itself a checkpointed job (in ``{generation}/fit``), so it resumes too.
+        What was learned is saved as JSON and restored on resume instead of being learned again.
+        """
         size = int(getattr(self.processor, "fit_sample_size", 0) or 0)
-        if not size:
+        stats_pass = bool(getattr(self.processor, "stats_pass", False))
+        if not size and not stats_pass:
             return
         saved = store.gen.child("fit_state.json").read_json()
         if saved is not None:
             self.processor.set_state(saved)
             return
-        from airflow_batch_provider.engine.sampling import deterministic_sample
+        if stats_pass:
+            log.info("job %s: statistics pass over the whole source before processing", self.job_id)
+            nested = JobRunner(self.source, StatsPass(self.processor), self.config, store.gen.child("fit"),
+                               callbacks=self.callbacks, text_options=self.text_options,
+                               cancel_event=self.cancel_event, job_id=f"{self.job_id}/fit")
+            self.processor.fit_stats(nested.run().report)
+        if size:
+            from airflow_batch_provider.engine.sampling import deterministic_sample
 
-        self.processor.fit(deterministic_sample(self.source.fs, files, schema, self.text_options, size))
+            self.processor.fit(deterministic_sample(self.source.fs, files, schema, self.text_options, size))
         store.gen.child("fit_state.json").write_json(to_jsonable(self.processor.get_state()))
 
     # -- run -----------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class BaseProcessor:
     chunk_invariant: ClassVar[bool] = False
     #: rows of the deterministic sample handed to ``fit``; 0 means ``fit`` is not called.
     fit_sample_size: int = 0
+    #: True: before processing, a full pass computes ``partial_stats`` per chunk, ``merge_stats`` in source
+    #: order, then ``fit_stats(merged)`` (exact global statistics, e.g. scaler moments, histogram edges).
+    stats_pass: bool = False
     profile: ClassVar[ProcessingProfile | None] = None
 
     def fit(self, sample: pd.DataFrame) -> None:  # pragma: no cover - optional hook
@@ -87,6 +90,17 @@ class BaseProcessor:
 
     def finalize(self, state: Any) -> dict[str, Any] | None:
         return state if isinstance(state, dict) else None
+
+    def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
+        """Statistics pass: a JSON-safe partial state of one chunk."""
+        raise NotImplementedError
+
+    def merge_stats(self, states: list[Any]) -> Any:
+        """Statistics pass: merge partial states (given in source order)."""
+        raise NotImplementedError
+
+    def fit_stats(self, state: Any) -> None:
+        """Statistics pass: learn from the merged statistics (called once, before processing)."""
 
     def get_state(self) -> Any:
         return None
@@ -193,3 +207,24 @@ class CallableProcessor(BaseProcessor):
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+class StatsPass(BaseProcessor):
+    """Runs a processor's statistics pass as a job of its own (checkpointed and resumable like any job)."""
+
+    chunk_invariant = True
+
+    def __init__(self, processor: BaseProcessor) -> None:
+        self.processor = processor
+
+    def identity(self) -> dict[str, Any]:
+        return {"stats_pass_of": self.processor.identity()}
+
+    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+        return ChunkResult(state=self.processor.partial_stats(chunk, ctx))
+
+    def merge(self, states: list[Any]) -> Any:
+        return self.processor.merge_stats(states)
+
+    def finalize(self, state: Any) -> Any:
+        return state

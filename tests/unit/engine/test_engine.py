@@ -331,3 +331,50 @@ def test_parts_are_parquet_named_in_source_order(two_files, tmp_path):
     assert manifest["parts"] == sorted(manifest["parts"])
     assert pq.read_table(tmp_path / "o" / manifest["parts"][0]).num_rows == 300
     assert isinstance(pa.__version__, str)
+
+
+class Centerer(BaseProcessor):
+    """Two passes: exact global mean (statistics pass), then centre every chunk; plus a sample-fitted max."""
+
+    name = "test_centerer"
+    chunk_invariant = True
+    stats_pass = True
+    fit_sample_size = 10_000
+
+    def __init__(self, column="x"):
+        self.column = column
+
+    def partial_stats(self, chunk, ctx):
+        col = chunk[self.column].dropna()
+        return {"n": int(col.count()), "values": col.tolist()}
+
+    def merge_stats(self, states):
+        import math
+
+        values = [v for s in states for v in s["values"]]
+        return {"n": sum(s["n"] for s in states), "sum": math.fsum(values)}
+
+    def fit_stats(self, state):
+        self.mean_ = state["sum"] / state["n"]
+
+    def fit(self, sample):
+        self.sample_rows_ = len(sample)
+
+    def get_state(self):
+        return {"mean": self.mean_, "sample_rows": self.sample_rows_}
+
+    def set_state(self, state):
+        self.mean_, self.sample_rows_ = state["mean"], state["sample_rows"]
+
+    def process(self, chunk, ctx):
+        return ChunkResult(rows=chunk.assign(centered=chunk[self.column] - self.mean_))
+
+
+def test_statistics_pass_and_sample_fit_before_processing(two_files, tmp_path):
+    result = run_batch_job(two_files, Centerer(), config={"batch_size": 250}, output_path=tmp_path / "out")
+    want = expected(two_files)
+    got = read_output(result.output_uri)
+    assert got["centered"].tolist() == pytest.approx((want["x"] - want["x"].mean()).tolist(), nan_ok=True)
+    state = json.loads((tmp_path / "out" / "g0001" / "fit_state.json").read_text())
+    assert state["sample_rows"] == 1777  # sample size >= rows: the whole dataset
+    assert (tmp_path / "out" / "g0001" / "fit" / "_manifest.json").exists()
