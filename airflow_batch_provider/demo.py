@@ -18,19 +18,26 @@ def transactions(rows: int, seed: int = 0, offset: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     amount = np.round(rng.lognormal(3.5, 1.2, rows), 2)
     amount[rng.random(rows) < 0.01] = np.nan
-    return pd.DataFrame({
-        "transaction_id": np.arange(offset, offset + rows, dtype="int64"),
-        "customer_id": rng.integers(0, max(1, rows // 20), rows),
-        "amount": amount,
-        "currency": rng.choice(["EUR", "USD", "GBP", "CHF"], rows, p=[0.5, 0.3, 0.15, 0.05]),
-        "merchant_category": rng.choice(["grocery", "travel", "fuel", "online", "restaurants", "other"], rows),
-        "channel": rng.choice(["card_present", "online", "atm"], rows, p=[0.6, 0.35, 0.05]),
-        "risk_score": rng.beta(2, 8, rows),
-        "created_at": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 300 * 86400, rows), unit="s"),
-    })
+    return pd.DataFrame(
+        {
+            "transaction_id": np.arange(offset, offset + rows, dtype="int64"),
+            "customer_id": rng.integers(0, max(1, rows // 20), rows),
+            "amount": amount,
+            "currency": rng.choice(["EUR", "USD", "GBP", "CHF"], rows, p=[0.5, 0.3, 0.15, 0.05]),
+            "merchant_category": rng.choice(
+                ["grocery", "travel", "fuel", "online", "restaurants", "other"], rows
+            ),
+            "channel": rng.choice(["card_present", "online", "atm"], rows, p=[0.6, 0.35, 0.05]),
+            "risk_score": rng.beta(2, 8, rows),
+            "created_at": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.integers(0, 300 * 86400, rows), unit="s"),
+        }
+    )
 
 
-def ensure_demo_dataset(folder: Any, rows: int = 1_000_000, files: int = 4, row_group_size: int = 100_000) -> str:
+def ensure_demo_dataset(
+    folder: Any, rows: int = 1_000_000, files: int = 4, row_group_size: int = 100_000
+) -> str:
     """Write ``rows`` rows as ``files`` Parquet files under ``folder`` unless already there; return its URI."""
     import io
 

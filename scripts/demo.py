@@ -17,25 +17,35 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "example_batch_job"
-SHOW = re.compile(r"(started|progress|checkpoint|completed|failed|retry):\s+[\d.]+%|batch job done|Traceback|Error")
+SHOW = re.compile(
+    r"(started|progress|checkpoint|completed|failed|retry):\s+[\d.]+%|batch job done|Traceback|Error"
+)
 
 
 def airflow_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET", "demo-only-" + "k" * 64),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": env.get(
+                "AIRFLOW__API_AUTH__JWT_SECRET", "demo-only-" + "k" * 64
+            ),
+        }
+    )
     return env
 
 
 def run_dag(env: dict[str, str], rows: int, log_path: Path) -> int:
     airflow = str(Path(sys.executable).with_name("airflow"))
     cmd = [airflow, "dags", "test", DAG_ID, "--conf", json.dumps({"rows": rows})]
-    with open(log_path, "w") as log, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, bufsize=1) as proc:
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as proc,
+    ):
         for line in proc.stdout:
             log.write(line)
             if SHOW.search(line):
@@ -72,7 +82,9 @@ def main() -> int:
     env = airflow_env(home)
     airflow = str(Path(sys.executable).with_name("airflow"))
     print(f"AIRFLOW_HOME={home}\nmigrating the SQLite metadata DB ...")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     log_path = home / "demo-dags-test.log"
     print(f"running {DAG_ID} on {args.rows:,} demo rows (full log: {log_path}) ...")
     t0 = time.monotonic()
@@ -83,8 +95,10 @@ def main() -> int:
     base = Path(env.get("AIRFLOW__BATCH_PROVIDER__BASE_PATH") or home / "batch_provider")
     print(f"\n{DAG_ID} succeeded in {time.monotonic() - t0:.0f}s")
     show_results(base)
-    print(f"\nTask logs: {home / 'logs'}\nDemo data and job folders: {base}\n"
-          "Browse it in the Airflow UI: make airflow   (then trigger example_batch_job)")
+    print(
+        f"\nTask logs: {home / 'logs'}\nDemo data and job folders: {base}\n"
+        "Browse it in the Airflow UI: make airflow   (then trigger example_batch_job)"
+    )
     return 0
 
 

@@ -45,13 +45,15 @@ def sample_frame(n: int, seed: int = 0, offset: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)
     x[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "id": np.arange(offset, offset + n, dtype="int64"),
-        "x": x,
-        "cat": rng.choice(["a", "b", "c", "d e"], size=n),
-        "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
-        "dup": rng.integers(0, n // 3 + 1, n),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(offset, offset + n, dtype="int64"),
+            "x": x,
+            "cat": rng.choice(["a", "b", "c", "d e"], size=n),
+            "ts": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
+            "dup": rng.integers(0, n // 3 + 1, n),
+        }
+    )
 
 
 @pytest.fixture

@@ -69,16 +69,24 @@ def decide_generation(out: Location, fingerprint: str) -> Decision:
     latest = gens[-1]
     working = out.child(f"g{latest:04d}", CHECKPOINT).read_json()
     if latest == committed_gen or (isinstance(working, dict) and working.get("status") == "succeeded"):
-        return Decision(latest + 1, False, f"generation {latest} succeeded: running fresh as generation {latest + 1}")
+        return Decision(
+            latest + 1, False, f"generation {latest} succeeded: running fresh as generation {latest + 1}"
+        )
     if not isinstance(working, dict) or working.get("format_version") != FORMAT_VERSION:
         out.child(f"g{latest:04d}").remove(recursive=True)
         return Decision(latest + 1, False, f"generation {latest} has no readable checkpoint: starting clean")
     if working.get("fingerprint") != fingerprint:
-        log.warning("job fingerprint changed (%s -> %s): the source, processor or its parameters changed; "
-                    "discarding unfinished generation %d and starting clean", working.get("fingerprint"),
-                    fingerprint, latest)
+        log.warning(
+            "job fingerprint changed (%s -> %s): the source, processor or its parameters changed; "
+            "discarding unfinished generation %d and starting clean",
+            working.get("fingerprint"),
+            fingerprint,
+            latest,
+        )
         out.child(f"g{latest:04d}").remove(recursive=True)
-        return Decision(latest + 1, False, f"fingerprint changed: discarded generation {latest}, starting clean")
+        return Decision(
+            latest + 1, False, f"fingerprint changed: discarded generation {latest}, starting clean"
+        )
     return Decision(latest, True, f"resuming generation {latest} from its checkpoint", working)
 
 
@@ -107,7 +115,9 @@ class CheckpointStore:
                 self.records[(rec["f"], rec["s"])] = rec
 
     def save_plan(self, files: list[SourceFile], schema: pa.Schema) -> None:
-        self.gen.child("plan.json").write_json({"files": [f.to_dict() for f in files], "schema": schema_to_text(schema)})
+        self.gen.child("plan.json").write_json(
+            {"files": [f.to_dict() for f in files], "schema": schema_to_text(schema)}
+        )
 
     def load_plan(self) -> tuple[list[SourceFile], pa.Schema]:
         plan = self.gen.child("plan.json").read_json()
@@ -127,31 +137,35 @@ class CheckpointStore:
             self.gen.child("segments", f"s{self.segments:06d}.json").write_json(self._pending)
             self.segments += 1
             self._pending = []
-        self.gen.child(CHECKPOINT).write_json({
-            "format_version": FORMAT_VERSION,
-            "job_id": self.job_id,
-            "generation": self.generation,
-            "fingerprint": self.fingerprint,
-            "status": status,
-            "segments": self.segments,
-            "counters": self.counters,
-            "updated_at": time.time(),
-            **extra,
-        })
+        self.gen.child(CHECKPOINT).write_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "job_id": self.job_id,
+                "generation": self.generation,
+                "fingerprint": self.fingerprint,
+                "status": status,
+                "segments": self.segments,
+                "counters": self.counters,
+                "updated_at": time.time(),
+                **extra,
+            }
+        )
 
     def commit_output(self, parts: list[str], report: Any, summary: dict[str, Any]) -> None:
         """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``."""
         self.gen.child("_report.json").write_json(report)
-        self.out.child(OUTPUT_MANIFEST).write_json({
-            "format": OUTPUT_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "generation": self.generation,
-            "fingerprint": self.fingerprint,
-            "job_id": self.job_id,
-            "parts": parts,
-            "report": f"g{self.generation:04d}/_report.json",
-            "summary": summary,
-        })
+        self.out.child(OUTPUT_MANIFEST).write_json(
+            {
+                "format": OUTPUT_FORMAT,
+                "format_version": FORMAT_VERSION,
+                "generation": self.generation,
+                "fingerprint": self.fingerprint,
+                "job_id": self.job_id,
+                "parts": parts,
+                "report": f"g{self.generation:04d}/_report.json",
+                "summary": summary,
+            }
+        )
         self.out.child("_report.json").write_json(report)
         self.out.child("_SUCCESS").write_bytes(b"")
 

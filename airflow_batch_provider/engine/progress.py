@@ -64,8 +64,16 @@ class ProgressTracker:
     reflects this run's speed.
     """
 
-    def __init__(self, job_id: str, rows_total: int, chunks_total: int, *, interval: float = 5.0,
-                 callbacks: Iterable[Callable[[ProgressEvent], Any]] = (), enabled: bool = True) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        rows_total: int,
+        chunks_total: int,
+        *,
+        interval: float = 5.0,
+        callbacks: Iterable[Callable[[ProgressEvent], Any]] = (),
+        enabled: bool = True,
+    ) -> None:
         self.job_id = job_id
         self.rows_total = rows_total
         self.chunks_total = chunks_total
@@ -99,8 +107,19 @@ class ProgressTracker:
         rate = self.rate
         remaining = self.rows_total - self.rows_done
         eta = remaining / rate if rate > 0 else None
-        return ProgressEvent(event_type, self.job_id, round(min(pct, 100.0), 2), self.rows_done, self.rows_total,
-                             self.chunks_done, self.chunks_total, round(rate, 1), eta, message, extra=extra)
+        return ProgressEvent(
+            event_type,
+            self.job_id,
+            round(min(pct, 100.0), 2),
+            self.rows_done,
+            self.rows_total,
+            self.chunks_done,
+            self.chunks_total,
+            round(rate, 1),
+            eta,
+            message,
+            extra=extra,
+        )
 
     def emit(self, event_type: str, message: str = "", **extra: Any) -> ProgressEvent:
         ev = self.event(event_type, message, **extra)

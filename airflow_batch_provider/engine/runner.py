@@ -80,7 +80,9 @@ class JobResult:
 
 
 def default_base_path() -> str:
-    return os.environ.get(ENV_BASE_PATH) or os.path.join(os.path.expanduser("~"), ".airflow_batch_provider", "jobs")
+    return os.environ.get(ENV_BASE_PATH) or os.path.join(
+        os.path.expanduser("~"), ".airflow_batch_provider", "jobs"
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -104,7 +106,9 @@ def fingerprint_of(files: list[sources.SourceFile], processor: BaseProcessor, op
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def choose_batch_size(config: BatchConfig, files: list[sources.SourceFile], concurrency: int) -> tuple[int, str]:
+def choose_batch_size(
+    config: BatchConfig, files: list[sources.SourceFile], concurrency: int
+) -> tuple[int, str]:
     """The configured size, or (``auto_optimize``) one sized from bytes per row and the memory budget."""
     if config.batch_size:
         return config.batch_size, "configured"
@@ -119,7 +123,9 @@ def choose_batch_size(config: BatchConfig, files: list[sources.SourceFile], conc
     return size, f"auto: ~{bytes_per_row:.0f} B/row in memory, {per_chunk / 2**20:.0f} MB per chunk"
 
 
-def plan_chunks(files: list[sources.SourceFile], batch_size: int, done: Iterable[tuple[int, int, int]]) -> list[workers.ChunkTask]:
+def plan_chunks(
+    files: list[sources.SourceFile], batch_size: int, done: Iterable[tuple[int, int, int]]
+) -> list[workers.ChunkTask]:
     """Chunks covering every unfinished row range, in source order; finished ranges are skipped."""
     finished: dict[int, list[tuple[int, int]]] = {}
     for f, s, e in done:
@@ -139,9 +145,18 @@ def plan_chunks(files: list[sources.SourceFile], batch_size: int, done: Iterable
 class JobRunner:
     """Runs one job to completion or to a checkpointed failure."""
 
-    def __init__(self, source: Any, processor: BaseProcessor, config: BatchConfig, out: Location, *,
-                 callbacks: list[Callable[[ProgressEvent], Any]], text_options: TextOptions,
-                 cancel_event: threading.Event, job_id: str) -> None:
+    def __init__(
+        self,
+        source: Any,
+        processor: BaseProcessor,
+        config: BatchConfig,
+        out: Location,
+        *,
+        callbacks: list[Callable[[ProgressEvent], Any]],
+        text_options: TextOptions,
+        cancel_event: threading.Event,
+        job_id: str,
+    ) -> None:
         self.source = Location.of(source)
         self.processor = processor
         self.config = config
@@ -187,9 +202,16 @@ class JobRunner:
             return
         if stats_pass:
             log.info("job %s: statistics pass over the whole source before processing", self.job_id)
-            nested = JobRunner(self.source, StatsPass(self.processor), self.config, store.gen.child("fit"),
-                               callbacks=self.callbacks, text_options=self.text_options,
-                               cancel_event=self.cancel_event, job_id=f"{self.job_id}/fit")
+            nested = JobRunner(
+                self.source,
+                StatsPass(self.processor),
+                self.config,
+                store.gen.child("fit"),
+                callbacks=self.callbacks,
+                text_options=self.text_options,
+                cancel_event=self.cancel_event,
+                job_id=f"{self.job_id}/fit",
+            )
             self.processor.fit_stats(nested.run().report)
         if size:
             from airflow_batch_provider.engine.sampling import deterministic_sample
@@ -204,13 +226,30 @@ class JobRunner:
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
         tasks = plan_chunks(files, batch_size, done)
         rows_total = sum(f.rows for f in files)
-        self.tracker = ProgressTracker(self.job_id, rows_total, len(tasks) + len(done),
-                                       interval=self.config.progress_interval_seconds, callbacks=self.callbacks,
-                                       enabled=self.config.enable_progress_tracking)
+        self.tracker = ProgressTracker(
+            self.job_id,
+            rows_total,
+            len(tasks) + len(done),
+            interval=self.config.progress_interval_seconds,
+            callbacks=self.callbacks,
+            enabled=self.config.enable_progress_tracking,
+        )
         self.tracker.resume(sum(r["e"] - r["s"] for r in store.records.values()), len(done))
-        log.info("job %s -> %s | fingerprint %s | %s | %d file(s), %d rows, %d chunk(s) to run of %d "
-                 "(batch_size %d, %s; %d worker(s))", self.job_id, self.out.uri, store.fingerprint, decision.reason,
-                 len(files), rows_total, len(tasks), len(tasks) + len(done), batch_size, why, self.concurrency)
+        log.info(
+            "job %s -> %s | fingerprint %s | %s | %d file(s), %d rows, %d chunk(s) to run of %d "
+            "(batch_size %d, %s; %d worker(s))",
+            self.job_id,
+            self.out.uri,
+            store.fingerprint,
+            decision.reason,
+            len(files),
+            rows_total,
+            len(tasks),
+            len(tasks) + len(done),
+            batch_size,
+            why,
+            self.concurrency,
+        )
         self.tracker.emit("started", decision.reason)
         self.store, self.files, self.batch_size = store, files, batch_size
         store.counters.setdefault("runs", 0)
@@ -218,8 +257,16 @@ class JobRunner:
         store.counters["batch_size"] = batch_size
         try:
             self._fit(store, files, schema)
-            job = workers.JobState(self.job_id, self.processor, self.source.fs, files, schema, self.text_options,
-                                   store.gen, self.out.uri)
+            job = workers.JobState(
+                self.job_id,
+                self.processor,
+                self.source.fs,
+                files,
+                schema,
+                self.text_options,
+                store.gen,
+                self.out.uri,
+            )
             self._run_tasks(deque(tasks), job)
         except BaseException as err:
             self._checkpoint("failed", error=f"{type(err).__name__}: {err}"[:2000])
@@ -264,9 +311,16 @@ class JobRunner:
             raise
         pool.shutdown(wait=True)
 
-    def _collect(self, fut: Future[Any], task: workers.ChunkTask, pool: Any, job: workers.JobState,
-                 inflight: dict[Future[Any], tuple[workers.ChunkTask, float]], pending: deque[workers.ChunkTask],
-                 retries: list[tuple[float, int, workers.ChunkTask]]) -> Any:
+    def _collect(
+        self,
+        fut: Future[Any],
+        task: workers.ChunkTask,
+        pool: Any,
+        job: workers.JobState,
+        inflight: dict[Future[Any], tuple[workers.ChunkTask, float]],
+        pending: deque[workers.ChunkTask],
+        retries: list[tuple[float, int, workers.ChunkTask]],
+    ) -> Any:
         try:
             self._record(fut.result())
             return pool
@@ -281,10 +335,16 @@ class JobRunner:
         except MemoryError as err:
             if task.rows > 1:
                 half = task.start + task.rows // 2
-                log.warning("%s: MemoryError; splitting it at row %d and continuing", task.label(self.files), half)
+                log.warning(
+                    "%s: MemoryError; splitting it at row %d and continuing", task.label(self.files), half
+                )
                 self._note_failure(task, err, "memory", "split")
-                pending.appendleft(workers.ChunkTask(task.index, task.file_index, half, task.stop, task.attempt))
-                pending.appendleft(workers.ChunkTask(task.index, task.file_index, task.start, half, task.attempt))
+                pending.appendleft(
+                    workers.ChunkTask(task.index, task.file_index, half, task.stop, task.attempt)
+                )
+                pending.appendleft(
+                    workers.ChunkTask(task.index, task.file_index, task.start, half, task.attempt)
+                )
             else:
                 self._retry_or_fail(task, err, retries, kind="memory")
             return pool
@@ -296,36 +356,65 @@ class JobRunner:
             self._retry_or_fail(task, err, retries, kind="processing")
             return pool
 
-    def _retry_or_fail(self, task: workers.ChunkTask, err: BaseException,
-                       retries: list[tuple[float, int, workers.ChunkTask]], *, kind: str) -> None:
+    def _retry_or_fail(
+        self,
+        task: workers.ChunkTask,
+        err: BaseException,
+        retries: list[tuple[float, int, workers.ChunkTask]],
+        *,
+        kind: str,
+    ) -> None:
         if task.attempt > self.config.retry_attempts:
             self._note_failure(task, err, kind, "fail")
             if self.fatal is None:
                 failed = ChunkFailedError(
                     f"{task.label(self.files)} failed {task.attempt} time(s); last error "
                     f"{type(err).__name__}: {err}. Finished chunks are checkpointed; a retry resumes from there",
-                    chunk=task.label(self.files), attempts=task.attempt)
+                    chunk=task.label(self.files),
+                    attempts=task.attempt,
+                )
                 failed.__cause__ = err
                 self.fatal = failed
             return
         delay = self.config.retry_delay_seconds * 2 ** (task.attempt - 1)
         self._note_failure(task, err, kind, f"retry in {delay:.1f}s")
-        self.tracker.emit("retry", f"{task.label(self.files)} attempt {task.attempt} failed: "
-                                   f"{type(err).__name__}: {str(err)[:200]}; retrying in {delay:.1f}s")
+        self.tracker.emit(
+            "retry",
+            f"{task.label(self.files)} attempt {task.attempt} failed: "
+            f"{type(err).__name__}: {str(err)[:200]}; retrying in {delay:.1f}s",
+        )
         nxt = workers.ChunkTask(task.index, task.file_index, task.start, task.stop, task.attempt + 1)
         heapq.heappush(retries, (time.monotonic() + delay, task.index, nxt))
 
     def _note_failure(self, task: workers.ChunkTask, err: BaseException, kind: str, strategy: str) -> None:
-        self.failures.append({"time": time.time(), "chunk": [task.file_index, task.start, task.stop],
-                              "attempt": task.attempt, "class": kind, "error": f"{type(err).__name__}: {err}"[:500],
-                              "strategy": strategy})
-        log.warning("%s attempt %d failed (%s, %s): %s: %s", task.label(self.files), task.attempt, kind, strategy,
-                    type(err).__name__, str(err)[:500])
+        self.failures.append(
+            {
+                "time": time.time(),
+                "chunk": [task.file_index, task.start, task.stop],
+                "attempt": task.attempt,
+                "class": kind,
+                "error": f"{type(err).__name__}: {err}"[:500],
+                "strategy": strategy,
+            }
+        )
+        log.warning(
+            "%s attempt %d failed (%s, %s): %s: %s",
+            task.label(self.files),
+            task.attempt,
+            kind,
+            strategy,
+            type(err).__name__,
+            str(err)[:500],
+        )
 
-    def _check_batch_timeouts(self, pool: Any, job: workers.JobState,
-                              inflight: dict[Future[Any], tuple[workers.ChunkTask, float]],
-                              pending: deque[workers.ChunkTask],
-                              retries: list[tuple[float, int, workers.ChunkTask]]) -> Any:
+    def _check_batch_timeouts(
+        self,
+        pool: Any,
+        job: workers.JobState,
+        inflight: dict[Future[Any], tuple[workers.ChunkTask, float]],
+        pending: deque[workers.ChunkTask],
+        retries: list[tuple[float, int, workers.ChunkTask]],
+    ) -> Any:
         limit = self.config.batch_timeout_seconds
         if not limit or not inflight:
             return pool
@@ -337,8 +426,12 @@ class JobRunner:
         inflight.clear()
         workers.kill_pool(pool)
         for t in late:
-            self._retry_or_fail(t, TimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}"), retries,
-                                kind="timeout")
+            self._retry_or_fail(
+                t,
+                TimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}"),
+                retries,
+                kind="timeout",
+            )
         pending.extendleft(reversed(others))
         return workers.new_pool(self.concurrency, job)
 
@@ -347,8 +440,10 @@ class JobRunner:
             raise JobCancelledError(f"job {self.job_id} was asked to stop; finished chunks are checkpointed")
         limit = self.config.timeout_seconds
         if limit and time.monotonic() - self.started > limit:
-            raise JobTimeoutError(f"job {self.job_id} ran past timeout_seconds={limit:g}; finished chunks are "
-                                  "checkpointed and a retry resumes from there")
+            raise JobTimeoutError(
+                f"job {self.job_id} ran past timeout_seconds={limit:g}; finished chunks are "
+                "checkpointed and a retry resumes from there"
+            )
 
     def _record(self, record: dict[str, Any]) -> None:
         record["seq"] = self.processed
@@ -368,8 +463,12 @@ class JobRunner:
         store.write(status, failures=self.failures[-50:], **extra)
         self.failures = []
         if status == "running":
-            self.tracker.emit("checkpoint", f"checkpoint: {len(store.records):,} chunks committed",
-                              generation=store.generation, output_uri=self.out.uri)
+            self.tracker.emit(
+                "checkpoint",
+                f"checkpoint: {len(store.records):,} chunks committed",
+                generation=store.generation,
+                output_uri=self.out.uri,
+            )
 
     # -- finalize ------------------------------------------------------------------------------
     def _finalize(self, decision: Decision, resumed: int) -> JobResult:
@@ -389,13 +488,25 @@ class JobRunner:
         store.remove_stale({r["part"] for r in records if r["part"]})
         duration = time.monotonic() - self.started
         result = JobResult(
-            output_uri=self.out.uri, rows_in=summary["rows_in"], rows_out=rows_out, chunks_total=len(records),
-            chunks_processed=self.processed, chunks_resumed=resumed, chunks_skipped=0, report=report,
-            duration_s=round(duration, 3), job_id=self.job_id, generation=store.generation,
-            fingerprint=store.fingerprint, batch_size=self.batch_size, resume_decision=decision.reason,
+            output_uri=self.out.uri,
+            rows_in=summary["rows_in"],
+            rows_out=rows_out,
+            chunks_total=len(records),
+            chunks_processed=self.processed,
+            chunks_resumed=resumed,
+            chunks_skipped=0,
+            report=report,
+            duration_s=round(duration, 3),
+            job_id=self.job_id,
+            generation=store.generation,
+            fingerprint=store.fingerprint,
+            batch_size=self.batch_size,
+            resume_decision=decision.reason,
             extra={"workers": self.concurrency, "runs": store.counters.get("runs", 1)},
         )
-        self.tracker.emit("completed", f"{rows_out:,} rows out, {result.duration_s:.1f}s; output {self.out.uri}")
+        self.tracker.emit(
+            "completed", f"{rows_out:,} rows out, {result.duration_s:.1f}s; output {self.out.uri}"
+        )
         return result
 
     def _load_state(self, record: dict[str, Any]) -> Any:
@@ -408,10 +519,18 @@ def _new_job_id() -> str:
     return f"job-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def run_batch_job(source: Any, processor: Any, *, config: BatchConfig | Mapping[str, Any] | None = None,
-                  output_path: Any = None, progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
-                  csv_options: Mapping[str, Any] | None = None, job_id: str | None = None,
-                  cancel_event: threading.Event | None = None, **processor_kwargs: Any) -> JobResult:
+def run_batch_job(
+    source: Any,
+    processor: Any,
+    *,
+    config: BatchConfig | Mapping[str, Any] | None = None,
+    output_path: Any = None,
+    progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
+    csv_options: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+    cancel_event: threading.Event | None = None,
+    **processor_kwargs: Any,
+) -> JobResult:
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
 
     :param source: a file, folder or glob of Parquet/CSV/JSON Lines files: a local path, an fsspec URI or an
@@ -438,9 +557,16 @@ def run_batch_job(source: Any, processor: Any, *, config: BatchConfig | Mapping[
         output_path = os.path.join(default_base_path(), job_id)
     out = Location.of(output_path)
     cancel_event = cancel_event or threading.Event()
-    runner = JobRunner(source, proc, config, out, callbacks=list(progress_callbacks or ()),
-                       text_options=TextOptions.from_mapping(dict(csv_options or {})), cancel_event=cancel_event,
-                       job_id=job_id or out.name)
+    runner = JobRunner(
+        source,
+        proc,
+        config,
+        out,
+        callbacks=list(progress_callbacks or ()),
+        text_options=TextOptions.from_mapping(dict(csv_options or {})),
+        cancel_event=cancel_event,
+        job_id=job_id or out.name,
+    )
     with _sigterm_sets(cancel_event):
         return runner.run()
 

@@ -13,8 +13,9 @@ from airflow_batch_provider.engine import sources
 WINDOW = 1_000_000
 
 
-def deterministic_sample(fs: Any, files: list[sources.SourceFile], schema: pa.Schema, options: Any, size: int,
-                         seed: int = 0) -> pd.DataFrame:
+def deterministic_sample(
+    fs: Any, files: list[sources.SourceFile], schema: pa.Schema, options: Any, size: int, seed: int = 0
+) -> pd.DataFrame:
     """``size`` rows chosen by position with a fixed seed, in source order.
 
     With ``size`` at least the row count, the sample is the whole dataset in source order. The choice

@@ -84,10 +84,14 @@ def list_source_files(loc: Location) -> list[str]:
     if GLOB_CHARS & set(loc.path):
         paths = sorted(p for p in loc.fs.glob(loc.path) if not loc.fs.isdir(p))
         if not paths:
-            raise SourceError(f"source {loc.uri}: the pattern matches no file; check the path and the pattern")
+            raise SourceError(
+                f"source {loc.uri}: the pattern matches no file; check the path and the pattern"
+            )
         return _supported(loc, paths, explicit=True)
     if not loc.exists():
-        raise SourceError(f"source {loc.uri} does not exist; check the path (and the connection, for object storage)")
+        raise SourceError(
+            f"source {loc.uri} does not exist; check the path (and the connection, for object storage)"
+        )
     if not loc.isdir():
         return _supported(loc, [loc.path], explicit=True)
     parts = _engine_output_parts(loc)
@@ -122,8 +126,14 @@ def stat_files(fs: Any, paths: list[str]) -> list[SourceFile]:
     out = []
     for path in paths:
         info = fs.info(path)
-        out.append(SourceFile(path=path, format=_format_of(path) or "parquet", size=int(info.get("size") or 0),
-                              version=_version(info)))
+        out.append(
+            SourceFile(
+                path=path,
+                format=_format_of(path) or "parquet",
+                size=int(info.get("size") or 0),
+                version=_version(info),
+            )
+        )
     return out
 
 
@@ -145,7 +155,9 @@ def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]
     return SourceFile(**{**f.to_dict(), "row_groups": groups, "rows": sum(groups)}), schema
 
 
-def _text_meta(fs: Any, f: SourceFile, options: textformats.TextOptions) -> tuple[SourceFile, pa.Schema | None]:
+def _text_meta(
+    fs: Any, f: SourceFile, options: textformats.TextOptions
+) -> tuple[SourceFile, pa.Schema | None]:
     index = textformats.index_text_file(fs, f.path, f.format, options)
     if index.rows == 0:
         return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": 0}), None
@@ -153,7 +165,9 @@ def _text_meta(fs: Any, f: SourceFile, options: textformats.TextOptions) -> tupl
     return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": index.rows}), schema
 
 
-def build_plan(fs: Any, files: list[SourceFile], options: textformats.TextOptions) -> tuple[list[SourceFile], pa.Schema]:
+def build_plan(
+    fs: Any, files: list[SourceFile], options: textformats.TextOptions
+) -> tuple[list[SourceFile], pa.Schema]:
     """Read footers / index text files, and fix one schema for the whole source."""
     planned: list[SourceFile] = []
     schemas: list[tuple[str, pa.Schema]] = []
@@ -179,7 +193,7 @@ def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
                 f"{path} has {schema.names}; split the source or align the files"
             )
         fields = []
-        for a, b in zip(unified, schema):
+        for a, b in zip(unified, schema, strict=True):
             if a.type == b.type or pa.types.is_null(b.type):
                 fields.append(a)
             elif pa.types.is_null(a.type):
@@ -193,8 +207,9 @@ def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
     return unified
 
 
-def read_rows(fs: Any, f: SourceFile, start: int, stop: int, schema: pa.Schema,
-              options: textformats.TextOptions) -> pa.Table:
+def read_rows(
+    fs: Any, f: SourceFile, start: int, stop: int, schema: pa.Schema, options: textformats.TextOptions
+) -> pa.Table:
     """Rows ``[start, stop)`` of one file, as a table with the source's schema."""
     if f.format == "parquet":
         table = _read_parquet_rows(fs, f, start, stop)

@@ -118,15 +118,34 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     table = sources.read_rows(job.source_fs, f, task.start, task.stop, job.schema, job.text_options)
     frame = table.to_pandas()
     del table
-    ctx = ChunkContext(job.job_id, task.index, task.file_index, f.path, task.start, task.stop, task.attempt,
-                       job.output_uri, getattr(job.processor, "params", {}) or {})
+    ctx = ChunkContext(
+        job.job_id,
+        task.index,
+        task.file_index,
+        f.path,
+        task.start,
+        task.stop,
+        task.attempt,
+        job.output_uri,
+        getattr(job.processor, "params", {}) or {},
+    )
     result = job.processor.process(frame, ctx)
     if result is None:
         result = ChunkResult()
     if not isinstance(result, ChunkResult):
-        raise TypeError(f"{type(job.processor).__name__}.process must return a ChunkResult, got {type(result)}")
-    record: dict[str, Any] = {"f": task.file_index, "s": task.start, "e": task.stop, "rows_in": task.rows,
-                              "rows_out": 0, "part": None, "state": None, "state_ref": None}
+        raise TypeError(
+            f"{type(job.processor).__name__}.process must return a ChunkResult, got {type(result)}"
+        )
+    record: dict[str, Any] = {
+        "f": task.file_index,
+        "s": task.start,
+        "e": task.stop,
+        "rows_in": task.rows,
+        "rows_out": 0,
+        "part": None,
+        "state": None,
+        "state_ref": None,
+    }
     if result.rows is not None and len(result.rows):
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)

@@ -49,7 +49,9 @@ def provider_setting(key: str, fallback: str = "") -> str:
 
 
 def base_path() -> str:
-    return provider_setting("base_path") or os.path.join(os.environ.get("AIRFLOW_HOME", "~/airflow"), "batch_provider")
+    return provider_setting("base_path") or os.path.join(
+        os.environ.get("AIRFLOW_HOME", "~/airflow"), "batch_provider"
+    )
 
 
 def storage_target(uri: Any, conn_id: str | None = None) -> Any:
@@ -117,14 +119,18 @@ class BatchJobOperator(BaseOperator):
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _base_operator_params()}
         if priority is not None:
             if "priority_weight" in kwargs:
-                raise ValueError(f"{kwargs.get('task_id')}: give either priority or priority_weight, not both")
+                raise ValueError(
+                    f"{kwargs.get('task_id')}: give either priority or priority_weight, not both"
+                )
             kwargs["priority_weight"] = int(BatchPriority.parse(priority))
             kwargs["weight_rule"] = "absolute"
         kwargs.setdefault("multiple_outputs", True)  # so upstream.output["output_uri"] works downstream
         super().__init__(
             retries=DEFAULT_RETRIES if retries is None else retries,
             retry_delay=DEFAULT_RETRY_DELAY if retry_delay is None else retry_delay,
-            retry_exponential_backoff=DEFAULT_BACKOFF if retry_exponential_backoff is None else retry_exponential_backoff,
+            retry_exponential_backoff=DEFAULT_BACKOFF
+            if retry_exponential_backoff is None
+            else retry_exponential_backoff,
             max_retry_delay=DEFAULT_MAX_RETRY_DELAY if max_retry_delay is None else max_retry_delay,
             **kwargs,
         )
@@ -186,7 +192,9 @@ class BatchJobOperator(BaseOperator):
                 storage_target(self.source, self.source_conn_id),
                 self.processor,
                 config=config,
-                output_path=storage_target(folder, self.output_conn_id or provider_setting("conn_id") or None),
+                output_path=storage_target(
+                    folder, self.output_conn_id or provider_setting("conn_id") or None
+                ),
                 progress_callbacks=[reporter, *self.progress_callbacks],
                 csv_options=self.csv_options,
                 job_id=reporter.job_id,
@@ -198,9 +206,15 @@ class BatchJobOperator(BaseOperator):
         summary = result.to_dict()
         summary["output_uri"] = folder
         reporter.finish(summary)
-        self.log.info("batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
-                      result.rows_in, result.rows_out, result.chunks_total, result.chunks_resumed, result.duration_s,
-                      folder)
+        self.log.info(
+            "batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
+            result.rows_in,
+            result.rows_out,
+            result.chunks_total,
+            result.chunks_resumed,
+            result.duration_s,
+            folder,
+        )
         return summary
 
     def on_kill(self) -> None:
@@ -234,11 +248,18 @@ class _TaskReporter:
         if terminal or now - self._last_progress >= self.MIN_INTERVAL:
             self._last_progress = now
             self._set("progress", self._progress(event))
-        if event.event_type in ("checkpoint", "failed") and (terminal or now - self._last_checkpoint >= self.MIN_INTERVAL):
+        if event.event_type in ("checkpoint", "failed") and (
+            terminal or now - self._last_checkpoint >= self.MIN_INTERVAL
+        ):
             self._last_checkpoint = now
-            pointer = {"output_uri": self.folder, "generation": event.extra.get("generation"),
-                       "chunks_done": event.chunks_done, "rows_done": event.rows_processed,
-                       "percent": event.progress_percentage, "at": time.time()}
+            pointer = {
+                "output_uri": self.folder,
+                "generation": event.extra.get("generation"),
+                "chunks_done": event.chunks_done,
+                "rows_done": event.rows_processed,
+                "percent": event.progress_percentage,
+                "at": time.time(),
+            }
             self._set("checkpoint", pointer)
             try:
                 self.ti.xcom_push(key="checkpoint", value=pointer)
@@ -270,5 +291,13 @@ class _TaskReporter:
             self.log.warning("could not write task_state_store[%r]", key, exc_info=True)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self._set("checkpoint", {"output_uri": self.folder, "generation": summary.get("generation"),
-                                 "status": "succeeded", "rows_out": summary.get("rows_out"), "at": time.time()})
+        self._set(
+            "checkpoint",
+            {
+                "output_uri": self.folder,
+                "generation": summary.get("generation"),
+                "status": "succeeded",
+                "rows_out": summary.get("rows_out"),
+                "at": time.time(),
+            },
+        )

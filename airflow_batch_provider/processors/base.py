@@ -154,8 +154,11 @@ def _merge_two(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
             continue
         old = out[key]
         numeric = (int, float)
-        if isinstance(old, numeric) and isinstance(value, numeric) and not isinstance(old, bool) and not (
-            isinstance(value, bool)
+        if (
+            isinstance(old, numeric)
+            and isinstance(value, numeric)
+            and not isinstance(old, bool)
+            and not (isinstance(value, bool))
         ):
             out[key] = old + value
         elif isinstance(old, list) and isinstance(value, list):
@@ -177,7 +180,9 @@ class CallableProcessor(BaseProcessor):
 
     name = "callable"
 
-    def __init__(self, fn: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str | None = None):
+    def __init__(
+        self, fn: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str | None = None
+    ):
         self.fn = fn
         self.params = dict(params or {})
         self.label = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -109,7 +109,9 @@ def resolve_processor(spec: Any, params: Mapping[str, Any] | None = None) -> Bas
         try:
             return obj(**params)
         except TypeError as err:
-            raise TypeError(f"processor {label or obj.__name__}: bad parameters {sorted(params)}: {err}") from err
+            raise TypeError(
+                f"processor {label or obj.__name__}: bad parameters {sorted(params)}: {err}"
+            ) from err
     if isinstance(obj, BaseProcessor) or (hasattr(obj, "process") and not _is_plain_function(obj)):
         if params:
             raise TypeError(

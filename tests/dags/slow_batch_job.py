@@ -17,8 +17,13 @@ def slow_double(batch, context, seconds):
     return batch.assign(double=batch["amount"] * 2)
 
 
-with DAG(dag_id="slow_batch_job", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-         params={"rows": Param(40_000, type="integer")}):
+with DAG(
+    dag_id="slow_batch_job",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"rows": Param(40_000, type="integer")},
+):
 
     @task
     def data(params=None) -> str:
@@ -27,6 +32,12 @@ with DAG(dag_id="slow_batch_job", schedule=None, start_date=datetime(2026, 1, 1)
 
         return ensure_demo_dataset(f"{base_path()}/slow-data", rows=int(params["rows"]), files=2)
 
-    BatchJobOperator(task_id="slow", source=data(), processor=slow_double, seconds=0.4,
-                     config=BatchConfig(batch_size=1_000, max_concurrent_batches=2, checkpoint_interval=2,
-                                        progress_interval_seconds=1))
+    BatchJobOperator(
+        task_id="slow",
+        source=data(),
+        processor=slow_double,
+        seconds=0.4,
+        config=BatchConfig(
+            batch_size=1_000, max_concurrent_batches=2, checkpoint_interval=2, progress_interval_seconds=1
+        ),
+    )

@@ -34,9 +34,16 @@ def test_retry_resumes_from_the_checkpoint(airflow_db, make_parquet, tmp_path):
         return batch.assign(double=batch["x"] * 2)
 
     with DAG("batch_retry_resume", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BatchJobOperator(task_id="job", source=str(tmp_path / "src"), processor=fail_once, retries=1, retry_delay=0,
-                         config=BatchConfig(batch_size=200, max_concurrent_batches=1, checkpoint_interval=1,
-                                            retry_attempts=0))
+        BatchJobOperator(
+            task_id="job",
+            source=str(tmp_path / "src"),
+            processor=fail_once,
+            retries=1,
+            retry_delay=0,
+            config=BatchConfig(
+                batch_size=200, max_concurrent_batches=1, checkpoint_interval=1, retry_attempts=0
+            ),
+        )
     dr = serialize(dag).test()
     assert dr.state == "success"
     ti = dr.get_task_instance("job")
@@ -45,7 +52,9 @@ def test_retry_resumes_from_the_checkpoint(airflow_db, make_parquet, tmp_path):
     assert len(calls) == len(set(calls)) == 8  # every chunk exactly once across both tries
     summary = ti.xcom_pull(task_ids="job")
     assert summary["chunks_resumed"] == 6 and summary["chunks_processed"] == 2
-    want = pd.concat([pd.read_parquet(p) for p in sorted((tmp_path / "src").glob("*.parquet"))], ignore_index=True)
+    want = pd.concat(
+        [pd.read_parquet(p) for p in sorted((tmp_path / "src").glob("*.parquet"))], ignore_index=True
+    )
     pd.testing.assert_frame_equal(read_output(summary["output_uri"]), want.assign(double=want["x"] * 2))
     assert "/batch_retry_resume/" in summary["output_uri"] and summary["output_uri"].endswith("/job/-1")
 
@@ -53,8 +62,13 @@ def test_retry_resumes_from_the_checkpoint(airflow_db, make_parquet, tmp_path):
 def test_clear_after_success_runs_fresh(airflow_db, make_parquet, tmp_path):
     make_parquet(sample_frame(500, seed=7), "a.parquet")
     with DAG("batch_clear_fresh", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        BatchJobOperator(task_id="job", source=str(tmp_path / "src"), processor="passthrough",
-                         output_path=str(tmp_path / "out"), config=BatchConfig(batch_size=100))
+        BatchJobOperator(
+            task_id="job",
+            source=str(tmp_path / "src"),
+            processor="passthrough",
+            output_path=str(tmp_path / "out"),
+            config=BatchConfig(batch_size=100),
+        )
     serialize(dag)
     first = dag.test().get_task_instance("job").xcom_pull(task_ids="job")
     second = dag.test().get_task_instance("job").xcom_pull(task_ids="job")

@@ -12,7 +12,11 @@ from airflow_batch_provider.get_provider_info import get_provider_info
 
 
 def test_entry_point_points_at_get_provider_info():
-    eps = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_batch_provider")]
+    eps = [
+        ep
+        for ep in entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_batch_provider")
+    ]
     assert len(eps) == 1 and eps[0].load() is get_provider_info
     info = get_provider_info()
     assert info["package-name"] == "airflow-batch-provider" and info["description"]
@@ -25,8 +29,11 @@ def test_every_operator_module_imports_and_template_fields_are_attributes():
     for group in get_provider_info()["operators"]:
         for module_name in group["python-modules"]:
             module = importlib.import_module(module_name)
-            operators += [c for _, c in inspect.getmembers(module, inspect.isclass)
-                          if issubclass(c, BaseOperator) and c.__module__ == module_name]
+            operators += [
+                c
+                for _, c in inspect.getmembers(module, inspect.isclass)
+                if issubclass(c, BaseOperator) and c.__module__ == module_name
+            ]
     assert operators
     for cls in operators:
         params = inspect.signature(cls.__init__).parameters
@@ -46,13 +53,16 @@ def test_config_section_has_defaults_and_is_readable_by_airflow():
 
 
 def test_providers_list_shows_the_provider():
-    out = subprocess.run([sys.executable, "-m", "airflow", "providers", "list"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list"], capture_output=True, text=True, timeout=120
+    )
     assert "airflow-batch-provider" in out.stdout, out.stderr[-2000:]
 
 
 def test_importing_the_package_is_light():
-    code = ("import sys, airflow_batch_provider, airflow_batch_provider.config;"
-            "heavy=[m for m in ('pandas','pyarrow','sklearn','airflow') if m in sys.modules];"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, airflow_batch_provider, airflow_batch_provider.config;"
+        "heavy=[m for m in ('pandas','pyarrow','sklearn','airflow') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

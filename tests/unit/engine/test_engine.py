@@ -57,8 +57,12 @@ class Ledger:
 @pytest.mark.parametrize("batch_size,workers", [(97, 1), (250, 2), (333, 2), (5000, 2)])
 def test_chunking_is_invisible_in_the_output(two_files, tmp_path, batch_size, workers):
     ledger = Ledger(tmp_path / "ledger.txt")
-    result = run_batch_job(two_files, ledger, config=BatchConfig(batch_size=batch_size, max_concurrent_batches=workers),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files,
+        ledger,
+        config=BatchConfig(batch_size=batch_size, max_concurrent_batches=workers),
+        output_path=tmp_path / "out",
+    )
     want = expected(two_files).assign(y=lambda d: d["x"] * 2)
     got = read_output(result.output_uri)
     pd.testing.assert_frame_equal(got, want)
@@ -68,7 +72,7 @@ def test_chunking_is_invisible_in_the_output(two_files, tmp_path, batch_size, wo
     for f, rows in ((0, 1000), (1, 777)):
         ranges = [(s, e) for ff, s, e in covered if ff == f]
         assert ranges[0][0] == 0 and ranges[-1][1] == rows
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, no overlap
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # contiguous, no overlap
     assert (result.rows_in, result.rows_out, result.chunks_resumed) == (1777, 1777, 0)
     assert json.dumps(result.to_dict())
 
@@ -78,7 +82,9 @@ def test_dict_results_merge_into_the_report_and_async_works(two_files, tmp_path)
         await asyncio.sleep(0)
         return {"rows": len(batch), "nulls": int(batch["x"].isna().sum()) * factor, "files": [ctx.file_index]}
 
-    result = run_batch_job(two_files, count, config={"batch_size": 400}, output_path=tmp_path / "out", factor=2)
+    result = run_batch_job(
+        two_files, count, config={"batch_size": 400}, output_path=tmp_path / "out", factor=2
+    )
     df = expected(two_files)
     assert result.report["rows"] == 1777
     assert result.report["nulls"] == int(df["x"].isna().sum()) * 2
@@ -104,17 +110,21 @@ class Moments(BaseProcessor):
 
 def test_registered_processor_class_by_name(two_files, tmp_path):
     register_processor("test_moments", Moments, replace=True)
-    result = run_batch_job(two_files, "test_moments", config={"batch_size": 123}, output_path=tmp_path / "o",
-                           column="x")
+    result = run_batch_job(
+        two_files, "test_moments", config={"batch_size": 123}, output_path=tmp_path / "o", column="x"
+    )
     assert result.report["n"] == expected(two_files)["x"].count()
 
 
 def test_engine_output_chains_into_the_next_job_through_its_manifest(two_files, tmp_path):
-    first = run_batch_job(two_files, lambda b, c: b[b["id"] % 2 == 0], config={"batch_size": 200},
-                          output_path=tmp_path / "one")
+    first = run_batch_job(
+        two_files, lambda b, c: b[b["id"] % 2 == 0], config={"batch_size": 200}, output_path=tmp_path / "one"
+    )
     (Path(first.output_uri) / "g0001" / "parts" / "zz-stale.parquet").write_bytes(b"not listed")
     (Path(first.output_uri) / "notes.csv").write_text("a,b\n1,2\n")
-    second = run_batch_job(first.output_uri, "passthrough", config={"batch_size": 150}, output_path=tmp_path / "two")
+    second = run_batch_job(
+        first.output_uri, "passthrough", config={"batch_size": 150}, output_path=tmp_path / "two"
+    )
     assert second.rows_in == first.rows_out == 889
     assert read_output(second.output_uri)["id"].tolist() == list(range(0, 1777, 2))
 
@@ -129,18 +139,25 @@ def test_failure_checkpoints_and_resume_skips_finished_chunks(two_files, tmp_pat
             raise RuntimeError("injected failure")
         return ledger(batch, ctx)
 
-    cfg = BatchConfig(batch_size=200, max_concurrent_batches=1, checkpoint_interval=1, retry_attempts=1,
-                      retry_delay_seconds=0)
+    cfg = BatchConfig(
+        batch_size=200,
+        max_concurrent_batches=1,
+        checkpoint_interval=1,
+        retry_attempts=1,
+        retry_delay_seconds=0,
+    )
     with pytest.raises(ChunkFailedError, match="rows 400-600"):
         run_batch_job(two_files, flaky, config=cfg, output_path=tmp_path / "out")
     before = ledger.calls()
     boom.unlink()
     result = run_batch_job(two_files, flaky, config=cfg, output_path=tmp_path / "out")
-    after = ledger.calls()[len(before):]
+    after = ledger.calls()[len(before) :]
     assert not set(before) & set(after), "finished chunks ran again"
     assert result.chunks_resumed == len(before)
     assert result.chunks_processed == len(after)
-    pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files).assign(y=lambda d: d.x * 2))
+    pd.testing.assert_frame_equal(
+        read_output(result.output_uri), expected(two_files).assign(y=lambda d: d.x * 2)
+    )
 
 
 def test_resume_with_a_smaller_batch_size_only_rechunks_unfinished_rows(two_files, tmp_path):
@@ -154,25 +171,36 @@ def test_resume_with_a_smaller_batch_size_only_rechunks_unfinished_rows(two_file
         return ledger(batch, ctx)
 
     with pytest.raises(ChunkFailedError):
-        run_batch_job(two_files, flaky, config=dict(batch_size=300, max_concurrent_batches=1, checkpoint_interval=1,
-                                                    retry_attempts=0), output_path=tmp_path / "out")
+        run_batch_job(
+            two_files,
+            flaky,
+            config=dict(batch_size=300, max_concurrent_batches=1, checkpoint_interval=1, retry_attempts=0),
+            output_path=tmp_path / "out",
+        )
     done_before = ledger.calls()
     assert done_before == [(0, 0, 300), (0, 300, 600)]
     boom.unlink()
-    result = run_batch_job(two_files, flaky, config=dict(batch_size=70, checkpoint_interval=3),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files, flaky, config=dict(batch_size=70, checkpoint_interval=3), output_path=tmp_path / "out"
+    )
     later = ledger.calls()[2:]
     assert all(e - s <= 70 for _, s, e in later)
     assert min(s for f, s, _ in later if f == 0) == 600
-    pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files).assign(y=lambda d: d.x * 2))
+    pd.testing.assert_frame_equal(
+        read_output(result.output_uri), expected(two_files).assign(y=lambda d: d.x * 2)
+    )
 
 
 def test_changed_source_starts_clean_and_leaves_no_stale_rows(two_files, tmp_path, make_parquet):
     out = tmp_path / "out"
     with pytest.raises(ChunkFailedError):
-        run_batch_job(two_files, _fail_on_file_one, config=dict(batch_size=250, retry_attempts=0), output_path=out)
+        run_batch_job(
+            two_files, _fail_on_file_one, config=dict(batch_size=250, retry_attempts=0), output_path=out
+        )
     make_parquet(sample_frame(500, seed=9, offset=5000), "part-b.parquet")  # the source changes
-    result = run_batch_job(two_files, _fail_on_file_one, config=dict(batch_size=250), output_path=out, never=True)
+    result = run_batch_job(
+        two_files, _fail_on_file_one, config=dict(batch_size=250), output_path=out, never=True
+    )
     assert "fingerprint changed" in result.resume_decision or result.generation == 2
     assert result.chunks_resumed == 0
     pd.testing.assert_frame_equal(read_output(out), expected(two_files))
@@ -214,8 +242,11 @@ def test_sigkill_of_the_whole_process_group_then_resume(two_files, tmp_path):
     """Rework after a SIGKILL is at most checkpoint_interval + max_concurrent_batches - 1 chunks."""
     ledger = Ledger(tmp_path / "ledger.txt")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(two_files), str(out), str(ledger.path)],
-                            cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(two_files), str(out), str(ledger.path)],
+        cwd=ROOT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while len(ledger.calls()) < 14 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -224,9 +255,13 @@ def test_sigkill_of_the_whole_process_group_then_resume(two_files, tmp_path):
     before = ledger.calls()
     assert 14 <= len(before) < 36, "the job should have been killed midway"
     # the same job (same processor, same fingerprint) runs again to completion
-    subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(two_files), str(out), str(ledger.path)], cwd=ROOT,
-                   check=True, timeout=120)
-    after = ledger.calls()[len(before):]
+    subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(two_files), str(out), str(ledger.path)],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    after = ledger.calls()[len(before) :]
     rework = len(set(before) & set(after))
     assert rework <= 3 + 2 - 1, f"redid {rework} chunks"
     assert len(set(before)) + len(after) - rework == 36  # every chunk ran; none ran twice in one run
@@ -239,8 +274,13 @@ def test_sigterm_writes_a_checkpoint_before_exit(two_files, tmp_path):
     out = tmp_path / "out"
     ledger = Ledger(tmp_path / "ledger.txt")
     script = KILL_SCRIPT.replace("checkpoint_interval=3", "checkpoint_interval=1000")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(two_files), str(out), str(ledger.path)], cwd=ROOT,
-                            start_new_session=True, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(two_files), str(out), str(ledger.path)],
+        cwd=ROOT,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while len(ledger.calls()) < 6 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -280,7 +320,11 @@ def test_bad_input_names_the_problem_and_the_fix(tmp_path, make_parquet, case):
         source, match = src, r"different columns.*ok.parquet.*other.parquet"
     else:
         source, processor, match = src, "no_such_processor", r"not registered.*register_processor"
-    errors = {"truncated": DataCorruptionError, "schema": SchemaMismatchError, "processor": ProcessorNotFoundError}
+    errors = {
+        "truncated": DataCorruptionError,
+        "schema": SchemaMismatchError,
+        "processor": ProcessorNotFoundError,
+    }
     with pytest.raises(errors.get(case, SourceError), match=match):
         run_batch_job(source, processor, output_path=tmp_path / "out")
 
@@ -306,22 +350,24 @@ def test_glob_source_and_memory_filesystem(two_files, tmp_path):
     mem = fsspec.filesystem("memory")
     for p in sorted(two_files.glob("*.parquet")):
         mem.pipe_file(f"/src/{p.name}", p.read_bytes())
-    result = run_batch_job("memory://src/*.parquet", "passthrough", config={"batch_size": 300},
-                           output_path="memory://out/job1")
+    result = run_batch_job(
+        "memory://src/*.parquet", "passthrough", config={"batch_size": 300}, output_path="memory://out/job1"
+    )
     assert result.rows_out == 1777
     assert mem.exists("/out/job1/_manifest.json")
 
 
 def test_processor_kwarg_that_the_processor_rejects_is_clear(two_files, tmp_path):
     with pytest.raises(TypeError, match="bad parameters"):
-        run_batch_job(two_files, Moments, output_path=tmp_path / "o",
-                      columnz="x")
+        run_batch_job(two_files, Moments, output_path=tmp_path / "o", columnz="x")
 
 
 def test_engine_imports_nothing_from_airflow():
-    code = ("import sys, airflow_batch_provider.engine, airflow_batch_provider.processors.builtin;"
-            "bad=[m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')];"
-            "assert not bad, bad")
+    code = (
+        "import sys, airflow_batch_provider.engine, airflow_batch_provider.processors.builtin;"
+        "bad=[m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')];"
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

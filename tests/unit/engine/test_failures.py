@@ -38,8 +38,12 @@ def test_a_killed_worker_is_replaced_and_its_chunks_rerun(two_files, tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)
         return batch
 
-    result = run_batch_job(two_files, suicidal, config=BatchConfig(batch_size=200, retry_delay_seconds=0),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files,
+        suicidal,
+        config=BatchConfig(batch_size=200, retry_delay_seconds=0),
+        output_path=tmp_path / "out",
+    )
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
     failures = json.loads((tmp_path / "out" / "g0001" / "_checkpoint.json").read_text())
     assert failures["counters"]["failures"] >= 1
@@ -55,8 +59,9 @@ def test_memory_error_splits_the_chunk_and_completes(two_files, tmp_path):
             fh.write(f"{ctx.file_index} {ctx.start_row} {ctx.stop_row}\n")
         return batch
 
-    result = run_batch_job(two_files, picky, config=BatchConfig(batch_size=400, retry_attempts=0),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files, picky, config=BatchConfig(batch_size=400, retry_attempts=0), output_path=tmp_path / "out"
+    )
     sizes = [int(e) - int(s) for _, s, e in (line.split() for line in ledger.read_text().splitlines())]
     assert max(sizes) <= 100 and sum(sizes) == 1777
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
@@ -72,9 +77,12 @@ def test_a_hanging_chunk_is_killed_after_batch_timeout_and_retried(two_files, tm
         return batch
 
     t0 = time.monotonic()
-    result = run_batch_job(two_files, hangs_once, config=BatchConfig(batch_size=500, batch_timeout_seconds=2,
-                                                                     retry_delay_seconds=0),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files,
+        hangs_once,
+        config=BatchConfig(batch_size=500, batch_timeout_seconds=2, retry_delay_seconds=0),
+        output_path=tmp_path / "out",
+    )
     assert time.monotonic() - t0 < 60
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
 
@@ -86,8 +94,14 @@ def test_chunk_failing_every_attempt_checkpoints_then_raises(two_files, tmp_path
         return batch
 
     with pytest.raises(ChunkFailedError, match="failed 3 time.*ValueError: bad chunk") as info:
-        run_batch_job(two_files, always, config=BatchConfig(batch_size=300, retry_attempts=2, retry_delay_seconds=0.01,
-                                                            max_concurrent_batches=1), output_path=tmp_path / "out")
+        run_batch_job(
+            two_files,
+            always,
+            config=BatchConfig(
+                batch_size=300, retry_attempts=2, retry_delay_seconds=0.01, max_concurrent_batches=1
+            ),
+            output_path=tmp_path / "out",
+        )
     assert info.value.attempts == 3
     checkpoint = json.loads((tmp_path / "out" / "g0001" / "_checkpoint.json").read_text())
     assert checkpoint["status"] == "failed" and checkpoint["counters"]["chunks_done"] == 4  # file 0: 4 chunks
@@ -102,8 +116,9 @@ def test_job_timeout_checkpoints_and_a_rerun_finishes(two_files, tmp_path):
     cfg = BatchConfig(batch_size=100, max_concurrent_batches=2, checkpoint_interval=1, timeout_seconds=1.5)
     with pytest.raises(JobTimeoutError):
         run_batch_job(two_files, slow, config=cfg, output_path=tmp_path / "out")
-    result = run_batch_job(two_files, slow, config=cfg.with_overrides({"timeout_seconds": None}),
-                           output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files, slow, config=cfg.with_overrides({"timeout_seconds": None}), output_path=tmp_path / "out"
+    )
     assert result.chunks_resumed >= 2
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
 
@@ -116,21 +131,35 @@ def test_cancel_event_stops_with_a_checkpoint(two_files, tmp_path):
             cancel.set()
 
     with pytest.raises(JobCancelledError):
-        run_batch_job(two_files, "passthrough", config=BatchConfig(batch_size=100, checkpoint_interval=2),
-                      output_path=tmp_path / "out", progress_callbacks=[cancel_at_checkpoint], cancel_event=cancel)
+        run_batch_job(
+            two_files,
+            "passthrough",
+            config=BatchConfig(batch_size=100, checkpoint_interval=2),
+            output_path=tmp_path / "out",
+            progress_callbacks=[cancel_at_checkpoint],
+            cancel_event=cancel,
+        )
     checkpoint = json.loads((tmp_path / "out" / "g0001" / "_checkpoint.json").read_text())
     assert checkpoint["status"] == "failed" and checkpoint["counters"]["chunks_done"] >= 4
-    result = run_batch_job(two_files, "passthrough", config=BatchConfig(batch_size=100), output_path=tmp_path / "out")
+    result = run_batch_job(
+        two_files, "passthrough", config=BatchConfig(batch_size=100), output_path=tmp_path / "out"
+    )
     assert result.chunks_resumed >= 4 and result.rows_out == 1777
 
 
 def test_progress_events_reach_callbacks_as_objects_and_mappings(two_files, tmp_path):
     events = []
-    run_batch_job(two_files, "passthrough", config=BatchConfig(batch_size=100, progress_interval_seconds=0,
-                                                               checkpoint_interval=5),
-                  output_path=tmp_path / "out", progress_callbacks=[events.append, lambda e: 1 / 0])
+    run_batch_job(
+        two_files,
+        "passthrough",
+        config=BatchConfig(batch_size=100, progress_interval_seconds=0, checkpoint_interval=5),
+        output_path=tmp_path / "out",
+        progress_callbacks=[events.append, lambda e: 1 / 0],
+    )
     kinds = [e.event_type for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "completed" and "progress" in kinds and "checkpoint" in kinds
+    assert (
+        kinds[0] == "started" and kinds[-1] == "completed" and "progress" in kinds and "checkpoint" in kinds
+    )
     last = events[-1]
     assert last["progress_percentage"] == 100.0 and last.rows_processed == last.rows_total == 1777
     assert all(e.chunks_total == 18 for e in events)
@@ -143,8 +172,12 @@ def test_preserve_order_false_lists_parts_in_completion_order(two_files, tmp_pat
         time.sleep(0.02 * (10 - ctx.chunk_index % 10))
         return batch
 
-    run_batch_job(two_files, reverse_speed, config=BatchConfig(batch_size=200, preserve_order=False),
-                  output_path=tmp_path / "out")
+    run_batch_job(
+        two_files,
+        reverse_speed,
+        config=BatchConfig(batch_size=200, preserve_order=False),
+        output_path=tmp_path / "out",
+    )
     parts = json.loads((tmp_path / "out" / "_manifest.json").read_text())["parts"]
     assert sorted(parts) != parts and len(parts) == 9
     got = read_output(tmp_path / "out").sort_values("id", ignore_index=True)

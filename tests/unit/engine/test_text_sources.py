@@ -13,7 +13,7 @@ from tests.conftest import sample_frame
 @pytest.fixture
 def frame():
     df = sample_frame(2_500, seed=11).drop(columns=["ts"])
-    df["note"] = ["line one\nline two, \"quoted\"" if i % 97 == 0 else f"n{i}" for i in range(len(df))]
+    df["note"] = ['line one\nline two, "quoted"' if i % 97 == 0 else f"n{i}" for i in range(len(df))]
     return df
 
 
@@ -23,7 +23,9 @@ def test_csv_folder_in_chunks_equals_pandas(tmp_path, frame, batch_size):
     src.mkdir()
     frame.iloc[:1200].to_csv(src / "a.csv", index=False)
     frame.iloc[1200:].to_csv(src / "b.csv", index=False)
-    result = run_batch_job(src, "passthrough", config={"batch_size": batch_size}, output_path=tmp_path / "out")
+    result = run_batch_job(
+        src, "passthrough", config={"batch_size": batch_size}, output_path=tmp_path / "out"
+    )
     want = pd.concat([pd.read_csv(src / "a.csv"), pd.read_csv(src / "b.csv")], ignore_index=True)
     got = read_output(result.output_uri)
     assert result.rows_in == 2_500
@@ -34,14 +36,21 @@ def test_jsonl_in_chunks_equals_pandas(tmp_path, frame):
     path = tmp_path / "data.jsonl"
     frame.to_json(path, orient="records", lines=True)
     result = run_batch_job(path, "passthrough", config={"batch_size": 700}, output_path=tmp_path / "out")
-    pd.testing.assert_frame_equal(read_output(result.output_uri), pd.read_json(path, lines=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        read_output(result.output_uri), pd.read_json(path, lines=True), check_dtype=False
+    )
 
 
 def test_semicolon_csv_needs_the_option(tmp_path, frame):
     path = tmp_path / "semi.csv"
     frame[["id", "x"]].to_csv(path, index=False, sep=";")
-    result = run_batch_job(path, "count", config={"batch_size": 1000}, output_path=tmp_path / "out",
-                           csv_options={"delimiter": ";"})
+    result = run_batch_job(
+        path,
+        "count",
+        config={"batch_size": 1000},
+        output_path=tmp_path / "out",
+        csv_options={"delimiter": ";"},
+    )
     assert result.report["rows"] == 2_500 and set(result.report["nulls"]) == {"id", "x"}
 
 

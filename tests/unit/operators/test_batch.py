@@ -49,8 +49,14 @@ def source(make_parquet, tmp_path):
 
 def test_defaults_priority_and_processor_kwargs():
     with DAG("d", schedule=None):
-        op = BatchJobOperator(task_id="t", source="/x", processor="count", priority=BatchPriority.HIGH, factor=3,
-                              pool="default_pool")
+        op = BatchJobOperator(
+            task_id="t",
+            source="/x",
+            processor="count",
+            priority=BatchPriority.HIGH,
+            factor=3,
+            pool="default_pool",
+        )
     assert (op.priority_weight, op.weight_rule) == (100, "absolute")
     assert op.retries == 3 and op.retry_delay == timedelta(seconds=30) and op.retry_exponential_backoff == 2.0
     assert op.processor_kwargs == {"factor": 3} and op.pool == "default_pool"
@@ -63,8 +69,12 @@ def test_defaults_priority_and_processor_kwargs():
 def test_execute_writes_under_the_base_path_and_reports(source, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
     store, ti = StateStore(), FakeTI()
-    op = BatchJobOperator(task_id="job", source=str(source), processor="passthrough",
-                          config=BatchConfig(batch_size=250, checkpoint_interval=1, progress_interval_seconds=0))
+    op = BatchJobOperator(
+        task_id="job",
+        source=str(source),
+        processor="passthrough",
+        config=BatchConfig(batch_size=250, checkpoint_interval=1, progress_interval_seconds=0),
+    )
     summary = op.execute(context(ti, store))
     folder = tmp_path / "base" / "batch_dag" / "manual__2026-11-28T10%3A00%3A00%2B00%3A00" / "job" / "-1"
     assert summary["output_uri"] == str(folder) and (folder / "_SUCCESS").exists()
@@ -89,15 +99,19 @@ def test_try_two_resumes_what_try_one_left(source, tmp_path, monkeypatch):
             fh.write(f"{ctx.file_index}:{ctx.start_row}\n")
         return batch
 
-    op = BatchJobOperator(task_id="job", source=str(source), processor=fail_once,
-                          config=BatchConfig(batch_size=200, checkpoint_interval=1, retry_attempts=0))
+    op = BatchJobOperator(
+        task_id="job",
+        source=str(source),
+        processor=fail_once,
+        config=BatchConfig(batch_size=200, checkpoint_interval=1, retry_attempts=0),
+    )
     store = StateStore()
     with pytest.raises(ChunkFailedError):
         op.execute(context(FakeTI(try_number=1), store))
     assert store["checkpoint"]["chunks_done"] >= 1 and store["progress"]["state"] == "failed"
     first = ledger.read_text().splitlines()
     summary = op.execute(context(FakeTI(try_number=2), store))
-    second = ledger.read_text().splitlines()[len(first):]
+    second = ledger.read_text().splitlines()[len(first) :]
     assert not set(first) & set(second)
     assert summary["chunks_resumed"] == len(first) and summary["rows_out"] == 1400
     # a clear after success runs fresh, as a new generation
@@ -110,15 +124,18 @@ def test_bad_input_fails_without_retry(tmp_path, monkeypatch):
     op = BatchJobOperator(task_id="job", source=str(tmp_path / "missing"), processor="count")
     with pytest.raises(AirflowFailException, match="does not exist"):
         op.execute(context())
-    op = BatchJobOperator(task_id="job", source=str(tmp_path), processor="count", config_overrides={"batchsize": 1})
+    op = BatchJobOperator(
+        task_id="job", source=str(tmp_path), processor="count", config_overrides={"batchsize": 1}
+    )
     with pytest.raises(BatchInputFailure, match="batchsize"):
         op.execute(context())
 
 
 def test_templated_overrides_are_validated(source, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
-    op = BatchJobOperator(task_id="job", source=str(source), processor="count",
-                          config_overrides={"batch_size": "700"})
+    op = BatchJobOperator(
+        task_id="job", source=str(source), processor="count", config_overrides={"batch_size": "700"}
+    )
     assert op.execute(context())["batch_size"] == 700
     assert "processor" not in BatchJobOperator.template_fields
     for field in BatchJobOperator.template_fields:
@@ -153,9 +170,13 @@ def test_on_kill_checkpoints_and_the_next_try_resumes(source, tmp_path, monkeypa
         if event.event_type == "checkpoint" and event.chunks_done >= 3:
             holder["op"].on_kill()
 
-    op = BatchJobOperator(task_id="job", source=str(source), processor="passthrough",
-                          progress_callbacks=[kill_after_three_chunks],
-                          config=BatchConfig(batch_size=100, checkpoint_interval=1, max_concurrent_batches=1))
+    op = BatchJobOperator(
+        task_id="job",
+        source=str(source),
+        processor="passthrough",
+        progress_callbacks=[kill_after_three_chunks],
+        config=BatchConfig(batch_size=100, checkpoint_interval=1, max_concurrent_batches=1),
+    )
     holder["op"] = op
     store = StateStore()
     with pytest.raises(JobCancelledError):
