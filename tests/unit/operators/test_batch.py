@@ -185,3 +185,15 @@ def test_on_kill_checkpoints_and_the_next_try_resumes(source, tmp_path, monkeypa
     op.progress_callbacks = []
     summary = op.execute(context(FakeTI(try_number=2), store))
     assert summary["chunks_resumed"] >= 3 and summary["rows_out"] == 1400
+
+
+def test_engine_reads_and_writes_through_object_storage_path(source, tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_batch_provider.engine import run_batch_job
+
+    out = ObjectStoragePath(f"file://{tmp_path}/osp-out")
+    result = run_batch_job(ObjectStoragePath(f"file://{source}"), "passthrough", config={"batch_size": 300},
+                           output_path=out)
+    assert result.rows_out == 1400 and (out / "_manifest.json").exists()
+    assert read_output(out)["id"].tolist() == list(range(1400))
