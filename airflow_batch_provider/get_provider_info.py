@@ -21,7 +21,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Batch Processing",
-                "python-modules": ["airflow_batch_provider.operators.batch"],
+                "python-modules": [
+                    "airflow_batch_provider.operators.batch",
+                    "airflow_batch_provider.operators.data_profiling",
+                    "airflow_batch_provider.operators.feature_engineering",
+                ],
             }
         ],
         "config": {

@@ -44,3 +44,6 @@ class CountProcessor(BaseProcessor):
 
 for _cls in (PassthroughProcessor, CountProcessor):
     _REGISTRY.setdefault(_cls.name, _cls)
+
+# The standard processors register themselves when imported.
+from airflow_batch_provider.processors import data_profiling, feature_engineering  # noqa: E402, F401

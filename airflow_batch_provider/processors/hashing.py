@@ -33,6 +33,17 @@ def hash_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> np.ndarr
     return pd.util.hash_pandas_object(sub, index=False).to_numpy(dtype=np.uint64, copy=False)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for uint64, several times faster (a plain sort and a mask)."""
+    out = np.sort(np.asarray(values, dtype=np.uint64))
+    if out.size > 1:
+        keep = np.empty(out.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(out[1:], out[:-1], out=keep[1:])
+        out = out[keep]
+    return out
+
+
 def encode(hashes: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(hashes, dtype="<u8").tobytes()).decode()
 
@@ -47,7 +58,7 @@ class HashSet:
     __slots__ = ("values",)
 
     def __init__(self, values: np.ndarray | None = None) -> None:
-        self.values = _EMPTY if values is None else np.unique(np.asarray(values, dtype=np.uint64))
+        self.values = _EMPTY if values is None else sorted_unique(values)
 
     def __len__(self) -> int:
         return int(self.values.size)

@@ -36,10 +36,22 @@ def test_every_operator_module_imports_and_template_fields_are_attributes():
             ]
     assert operators
     for cls in operators:
-        params = inspect.signature(cls.__init__).parameters
+        params = {
+            p
+            for klass in cls.__mro__
+            if "__init__" in vars(klass)
+            for p in inspect.signature(klass.__init__).parameters
+        }
         for field in cls.template_fields:
             assert field in params, f"{cls.__name__}.{field} is not a constructor parameter"
         assert isinstance(cls.template_fields, tuple)
+        op = cls(
+            task_id=f"t_{cls.__name__}",
+            source="/nowhere",
+            **({"processor": "count"} if cls.processor_class is None else {}),
+        )
+        for field in cls.template_fields:
+            assert hasattr(op, field), f"{cls.__name__}.{field} is not an attribute"
 
 
 def test_config_section_has_defaults_and_is_readable_by_airflow():

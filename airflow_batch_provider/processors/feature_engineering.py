@@ -1,0 +1,549 @@
+"""``feature_engineering``: fit global statistics in an exact first pass, then transform every chunk.
+
+Steps per column (each optional):
+
+- ``impute={"amount": "mean" | "median" | "most_frequent" | {"strategy": "constant", "value": 0}}``;
+  numeric columns treat NaN and +/-inf as missing; text/categorical columns accept ``most_frequent`` and
+  ``constant``.
+- ``log=["amount"]``: ``sign(x) * log1p(|x|)`` (equals ``log1p`` for x >= 0, defined for every real).
+- ``scale={"amount": "standard" | "minmax" | "robust"}``: standard = (x - mean) / std (population std,
+  ddof=0, as scikit-learn's ``StandardScaler``); minmax = (x - min) / (max - min); robust =
+  (x - median) / (q75 - q25) with linear interpolation (scikit-learn's ``RobustScaler``). A zero scale
+  (constant column) becomes 1, an empty column centre 0 / scale 1: never inf or NaN.
+- ``bins={"amount": 10}`` (equal width over the global [min, max]) or ``{"amount": [0, 10, 100, 1000]}``
+  (explicit edges): an ``{col}_bin`` Int64 column, bins ``[e_i, e_i+1)`` with the last closed, values
+  outside clipped to the first/last bin.
+- ``encode={"currency": "onehot" | "ordinal" | {"method": "onehot", "top_k": 10}}``: a global vocabulary
+  of the ``top_k`` most frequent values (count descending, then value text); everything else is
+  ``other``. One-hot adds uint8 columns ``{col}={value}`` and ``{col}=<other>`` (missing values: all 0);
+  ordinal gives Int64 codes ``0..k-1`` and ``k`` for other (missing stays missing).
+- ``date_parts={"created_at": ["year", "month", "dayofweek", "hour"]}``: Int64 ``{col}_{part}`` columns;
+  parts: year, quarter, month, day, dayofweek, dayofyear, hour, minute, second, is_weekend.
+
+Numeric order: impute -> log -> scale (scaler statistics include the imputed values, as in a
+scikit-learn pipeline); bins use the imputed, untransformed values. ``keep_original=False`` (default)
+replaces a numeric/imputed column in place and drops encoded and date columns; ``keep_original=True``
+keeps every input column unchanged and writes numeric results to ``{col}_transformed`` and ordinal codes to
+``{col}_code``. Columns not named pass through unchanged.
+
+Invariance: sums are exact (``column_stats.ExactMoments``), quantiles come from
+``column_stats.Distribution`` (exact up to ``exact_quantile_limit`` distinct values, else bucketed with
+relative error <= 2**-quantile_bits, deterministic either way) and vocabularies from exact counts, so the
+fitted spec - and therefore every output row - is bit-identical for any chunking, concurrency or resume.
+A column with more than ``vocabulary_limit`` distinct values cannot be encoded (a clear error).
+
+Report (``format_version`` 1): ``rows``, ``output_columns``, ``spec`` (the fitted spec). The spec is JSON:
+``{"format_version": 1, "keep_original", "fitted_rows", "columns": {col: {"kind", "impute", "log",
+"scale", "bins", "encode", "date_parts"}}}``. Pass it back as ``spec=`` (the dict, or a path/URI of a
+saved report or spec JSON, e.g. the training job's ``_report.json``) to transform new data without fitting.
+No Airflow imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_batch_provider.exceptions import ConfigError
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
+from airflow_batch_provider.processors.column_stats import (
+    Distribution,
+    ExactMoments,
+    TopValues,
+    bin_index,
+    equal_width_edges,
+)
+from airflow_batch_provider.processors.registry import _REGISTRY
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SCALERS = ("standard", "minmax", "robust")
+ENCODERS = ("onehot", "ordinal")
+IMPUTERS = ("mean", "median", "most_frequent", "constant")
+DATE_PARTS = ("year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour", "minute", "second",
+              "is_weekend")
+OTHER = "<other>"
+_ACCESSORS = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _fail(param: str, message: str) -> ConfigError:
+    return ConfigError(f"feature_engineering: {param}: {message}")
+
+
+def _as_map(param: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(param, f"expected a mapping of column -> setting, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def _impute_rule(col: str, rule: Any) -> dict[str, Any]:
+    if isinstance(rule, str):
+        rule = {"strategy": rule}
+    if not isinstance(rule, Mapping) or rule.get("strategy") not in IMPUTERS:
+        raise _fail("impute", f"{col!r}: give one of {IMPUTERS} or {{'strategy': 'constant', 'value': v}}, "
+                              f"got {rule!r}")
+    if rule["strategy"] == "constant" and "value" not in rule:
+        raise _fail("impute", f"{col!r}: the constant strategy needs a 'value'")
+    return {"strategy": rule["strategy"], "value": rule.get("value")}
+
+
+def _encode_rule(col: str, rule: Any) -> dict[str, Any]:
+    if isinstance(rule, str):
+        rule = {"method": rule}
+    if not isinstance(rule, Mapping) or rule.get("method") not in ENCODERS:
+        raise _fail("encode", f"{col!r}: give 'onehot', 'ordinal' or {{'method': ..., 'top_k': k}}, got {rule!r}")
+    top_k = rule.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise _fail("encode", f"{col!r}: top_k={top_k!r} must be a positive integer or None")
+    return {"method": rule["method"], "top_k": top_k}
+
+
+def _scale_rule(col: str, method: Any) -> str:
+    if method not in SCALERS:
+        raise _fail("scale", f"{col!r}: {method!r} is not one of {SCALERS}")
+    return str(method)
+
+
+def _parts_rule(col: str, parts: Any) -> list[str]:
+    bad = [parts] if isinstance(parts, str) else [p for p in (parts or []) if p not in DATE_PARTS]
+    if bad or not parts:
+        raise _fail("date_parts", f"{col!r}: unknown part(s) {bad!r}; choose from {DATE_PARTS}")
+    return list(parts)
+
+
+def _bins_rule(col: str, rule: Any) -> Any:
+    if isinstance(rule, int) and not isinstance(rule, bool) and rule >= 1:
+        return rule
+    if isinstance(rule, Sequence) and not isinstance(rule, str) and len(rule) >= 2:
+        edges = [float(e) for e in rule]
+        if all(a < b for a, b in zip(edges, edges[1:], strict=False)):
+            return edges
+    raise _fail("bins", f"{col!r}: give a number of bins >= 1 or a strictly increasing list of edges, got {rule!r}")
+
+
+class FeatureEngineeringProcessor(BaseProcessor):
+    """Scale, encode, impute, log-transform, bin and split dates, with exactly merged global statistics.
+
+    :param scale: ``{column: "standard" | "minmax" | "robust"}``.
+    :param encode: ``{column: "onehot" | "ordinal" | {"method": ..., "top_k": k}}``.
+    :param impute: ``{column: "mean" | "median" | "most_frequent" | {"strategy": "constant", "value": v}}``.
+    :param log: columns to transform with ``sign(x) * log1p(|x|)``.
+    :param bins: ``{column: n_bins | [edges]}``.
+    :param date_parts: ``{column: [parts]}``.
+    :param keep_original: keep input columns and write results under new names (see the module docs).
+    :param spec: a fitted spec (``report["spec"]``) or a path/URI of a saved report/spec JSON: transform only.
+    :param vocabulary_limit: most distinct values counted exactly per encoded column.
+    :param exact_quantile_limit: medians/quartiles exact up to this many distinct values per column.
+    :param quantile_bits: above that limit, quantiles within relative error 2**-quantile_bits.
+    """
+
+    name = "feature_engineering"
+    version = "1"
+    chunk_invariant = True
+
+    def __init__(self, scale: Mapping[str, str] | None = None, encode: Mapping[str, Any] | None = None,
+                 impute: Mapping[str, Any] | None = None, log: Sequence[str] | None = None,
+                 bins: Mapping[str, Any] | None = None, date_parts: Mapping[str, Sequence[str]] | None = None,
+                 keep_original: bool = False, spec: Mapping[str, Any] | str | None = None,
+                 vocabulary_limit: int = 100_000, exact_quantile_limit: int = 100_000,
+                 quantile_bits: int = 16) -> None:
+        self.scale = scale
+        self.encode = encode
+        self.impute = impute
+        self.log = log
+        self.bins = bins
+        self.date_parts = date_parts
+        self.keep_original = keep_original
+        self.spec = spec
+        self.vocabulary_limit = vocabulary_limit
+        self.exact_quantile_limit = exact_quantile_limit
+        self.quantile_bits = quantile_bits
+
+    @property  # type: ignore[override]
+    def stats_pass(self) -> bool:
+        """A statistics pass runs unless a fitted ``spec`` is given."""
+        return self.spec is None
+
+    # -- parameters --------------------------------------------------------------------------------
+    def _plan(self) -> dict[str, dict[str, Any]]:
+        """The validated per-column steps from the parameters."""
+        if self.spec is not None:
+            if any((self.scale, self.encode, self.impute, self.log, self.bins, self.date_parts)):
+                raise _fail("spec", "give either spec= (transform only) or transformation parameters, not both")
+            return {}
+        self._validate_limits()
+        plan: dict[str, dict[str, Any]] = {}
+        for key, rules in self._rules().items():
+            for col, rule in rules.items():
+                plan.setdefault(col, {})[key] = rule
+        for col, steps in plan.items():
+            if "encode" in steps and {"scale", "log", "bins"} & set(steps):
+                raise _fail("encode", f"{col!r} is encoded and also scaled/logged/binned; pick one")
+        return plan
+
+    def _validate_limits(self) -> None:
+        for param, value in (("vocabulary_limit", self.vocabulary_limit),
+                             ("exact_quantile_limit", self.exact_quantile_limit)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _fail(param, f"{value!r} must be a positive integer")
+        if not isinstance(self.quantile_bits, int) or not 1 <= self.quantile_bits <= 52:
+            raise _fail("quantile_bits", f"{self.quantile_bits!r} must be an integer in 1..52")
+        if self.log is not None and (isinstance(self.log, str) or not isinstance(self.log, Sequence)):
+            raise _fail("log", f"expected a list of column names, got {self.log!r}")
+
+    def _rules(self) -> dict[str, dict[str, Any]]:
+        return {
+            "scale": {col: _scale_rule(col, m) for col, m in _as_map("scale", self.scale).items()},
+            "encode": {col: _encode_rule(col, r) for col, r in _as_map("encode", self.encode).items()},
+            "impute": {col: _impute_rule(col, r) for col, r in _as_map("impute", self.impute).items()},
+            "log": {str(col): True for col in self.log or ()},
+            "bins": {col: _bins_rule(col, r) for col, r in _as_map("bins", self.bins).items()},
+            "date_parts": {col: _parts_rule(col, p) for col, p in _as_map("date_parts", self.date_parts).items()},
+        }
+
+    @staticmethod
+    def _check_columns(plan: dict[str, dict[str, Any]], chunk: pd.DataFrame) -> dict[str, str]:
+        """Each planned column's kind (numeric, categorical, datetime), checked against the data."""
+        names = {str(c): c for c in chunk.columns}
+        kinds = {}
+        for col, steps in plan.items():
+            if col not in names:
+                raise _fail(next(iter(steps)), f"column {col!r} is not in the source; it has {list(names)[:50]!r}")
+            dtype = chunk[names[col]].dtype
+            numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+            if "date_parts" in steps:
+                if not pd.api.types.is_datetime64_any_dtype(dtype):
+                    raise _fail("date_parts", f"column {col!r} has dtype {dtype}, not a timestamp")
+                kinds[col] = "datetime"
+            elif "encode" in steps or not numeric:
+                kinds[col] = "categorical"
+            else:
+                kinds[col] = "numeric"
+            if kinds[col] != "numeric" and {"scale", "log", "bins"} & set(steps):
+                raise _fail(next(s for s in ("scale", "log", "bins") if s in steps),
+                            f"column {col!r} has dtype {dtype}; scaling, log and bins need a numeric column")
+            rule = steps.get("impute")
+            if rule and kinds[col] == "categorical" and rule["strategy"] in ("mean", "median"):
+                raise _fail("impute", f"column {col!r} is not numeric; use most_frequent or constant")
+        return kinds
+
+    # -- statistics pass -----------------------------------------------------------------------------
+    def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
+        plan = self._plan()
+        kinds = self._check_columns(plan, chunk)
+        out: dict[str, Any] = {"rows": len(chunk), "kinds": kinds, "cols": {}}
+        for col, steps in plan.items():
+            series = chunk[col]
+            if kinds[col] == "numeric":
+                out["cols"][col] = self._numeric_stats(series, steps)
+            elif kinds[col] == "categorical" and ("encode" in steps or steps.get("impute")):
+                counts = series.value_counts(dropna=True, sort=False)
+                counts = counts[counts > 0]
+                tv = TopValues.of_counts(counts.index.tolist(), counts.tolist(), self.vocabulary_limit)
+                out["cols"][col] = {"tv": tv.to_state(), "missing": int(series.isna().sum())}
+        return out
+
+    def _numeric_stats(self, series: pd.Series, steps: dict[str, Any]) -> dict[str, Any]:
+        x = series.to_numpy(dtype="float64", na_value=np.nan)
+        finite = x[np.isfinite(x)]
+        out: dict[str, Any] = {"missing": int(len(x) - len(finite)), "raw": ExactMoments.of(finite).to_state()}
+        rule = steps.get("impute") or {}
+        if rule.get("strategy") in ("median", "most_frequent") or (steps.get("scale") == "robust"
+                                                                      and not steps.get("log")):
+            out["rawd"] = self._dist(finite).to_state()
+        if steps.get("log") and steps.get("scale"):
+            pre = signed_log1p(finite)
+            out["pre"] = ExactMoments.of(pre).to_state()
+            if steps["scale"] == "robust":
+                out["pred"] = self._dist(pre).to_state()
+        return out
+
+    def _dist(self, values: np.ndarray) -> Distribution:
+        return Distribution.of(values, self.quantile_bits, self.exact_quantile_limit)
+
+    def merge_stats(self, states: list[Any]) -> Any:
+        states = [s for s in states if s]
+        if not states:
+            return None
+        merged: dict[str, Any] = {"rows": sum(s["rows"] for s in states), "kinds": states[0]["kinds"], "cols": {}}
+        for col in states[0]["cols"]:
+            parts = [s["cols"][col] for s in states]
+            merged["cols"][col] = _merge_col_stats(parts)
+        return merged
+
+    def fit_stats(self, state: Any) -> None:
+        plan = self._plan()
+        state = state or {"rows": 0, "kinds": {}, "cols": {}}
+        columns = {}
+        for col, steps in plan.items():
+            kind = state["kinds"].get(col, "numeric")
+            stats = state["cols"].get(col, {})
+            if kind == "numeric":
+                columns[col] = self._fit_numeric(col, steps, stats)
+            elif kind == "categorical":
+                columns[col] = self._fit_categorical(col, steps, stats)
+            else:
+                columns[col] = {"kind": "datetime", "date_parts": steps["date_parts"]}
+        self.spec_ = {"format_version": FORMAT_VERSION, "processor": self.name,
+                      "keep_original": bool(self.keep_original), "fitted_rows": int(state["rows"]),
+                      "columns": columns}
+        log.info("feature_engineering: fitted %d column(s) on %d rows", len(columns), state["rows"])
+
+    def _fit_numeric(self, col: str, steps: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+        raw = ExactMoments.from_state(stats.get("raw"))
+        missing = int(stats.get("missing", 0))
+        rule = steps.get("impute")
+        fill = _impute_value(rule, raw, stats) if rule else None
+        copies = missing if fill is not None else 0
+        spec: dict[str, Any] = {"kind": "numeric", "log": bool(steps.get("log")),
+                                "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
+                                "scale": None, "bins": None, "encode": None, "date_parts": None}
+        if "bins" in steps:
+            spec["bins"] = {"edges": _bin_edges(steps["bins"], raw, fill)}
+        if "scale" in steps:
+            t_fill = None if fill is None else float(signed_log1p(np.array([fill]))[0]) if spec["log"] else fill
+            spec["scale"] = _fit_scaler(steps["scale"], stats, bool(spec["log"]), t_fill, copies)
+        return spec
+
+    def _fit_categorical(self, col: str, steps: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+        tv = TopValues.from_state(stats["tv"]) if stats.get("tv") else TopValues(self.vocabulary_limit)
+        if not tv.exact:
+            raise _fail("vocabulary_limit", f"column {col!r} has more than {self.vocabulary_limit} distinct values; "
+                                            "raise vocabulary_limit or do not encode it")
+        rule = steps.get("impute")
+        fill = None
+        if rule:
+            fill = rule["value"] if rule["strategy"] == "constant" else (tv.top(1)[0][0] if tv.counts else None)
+            if fill is not None and stats.get("missing"):  # imputed values count like any other
+                tv = TopValues.merge([tv, TopValues.of_counts([fill], [stats["missing"]], tv.capacity)])
+        ranked = tv.top()
+        spec: dict[str, Any] = {"kind": "categorical", "log": False, "scale": None, "bins": None, "date_parts": None,
+                                "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
+                                "encode": None}
+        if "encode" in steps:
+            top_k = steps["encode"]["top_k"]
+            vocab = [v for v, _ in (ranked if top_k is None else ranked[:top_k])]
+            if OTHER in [str(v) for v in vocab]:
+                raise _fail("encode", f"column {col!r} has a value {OTHER!r}, which names the 'other' bucket")
+            spec["encode"] = {"method": steps["encode"]["method"], "top_k": top_k, "vocabulary": vocab}
+        return spec
+
+    def get_state(self) -> Any:
+        return getattr(self, "spec_", None)
+
+    def set_state(self, state: Any) -> None:
+        self.spec_ = state
+
+    # -- transform -----------------------------------------------------------------------------------
+    def fitted_spec(self) -> dict[str, Any]:
+        """The spec in use: fitted by the statistics pass, or loaded from ``spec=``."""
+        spec = getattr(self, "spec_", None)
+        if spec is None:
+            self._plan()
+            if self.spec is None:
+                raise _fail("spec", "not fitted: run the statistics pass first or pass spec=")
+            spec = self.spec_ = load_spec(self.spec)
+        return spec
+
+    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+        spec = self.fitted_spec()
+        out = transform(chunk, spec)
+        return ChunkResult(rows=out, state={"rows": len(chunk), "columns": [str(c) for c in out.columns]})
+
+    def merge(self, states: list[Any]) -> Any:
+        states = [s for s in states if s]
+        return {"rows": sum(s["rows"] for s in states), "columns": states[0]["columns"] if states else []}
+
+    def finalize(self, state: Any) -> dict[str, Any]:
+        state = state or {"rows": 0, "columns": []}
+        return {"format_version": FORMAT_VERSION, "processor": self.name, "rows": state["rows"],
+                "output_columns": state["columns"], "spec": self.fitted_spec()}
+
+
+# -- fitting helpers ---------------------------------------------------------------------------------
+def _merge_col_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    first = parts[0]
+    out: dict[str, Any] = {}
+    if "missing" in first:
+        out["missing"] = sum(p["missing"] for p in parts)
+    for key in ("raw", "pre"):
+        if key in first:
+            out[key] = ExactMoments.merge([ExactMoments.from_state(p[key]) for p in parts]).to_state()
+    for key in ("rawd", "pred"):
+        if key in first:
+            out[key] = Distribution.merge([Distribution.from_state(p[key]) for p in parts]).to_state()
+    if "tv" in first:
+        out["tv"] = TopValues.merge([TopValues.from_state(p["tv"]) for p in parts]).to_state()
+    return out
+
+
+def _impute_value(rule: dict[str, Any], raw: ExactMoments, stats: dict[str, Any]) -> float:
+    """The fill value; an empty column imputes 0.0 (never NaN)."""
+    strategy = rule["strategy"]
+    if strategy == "constant":
+        return float(rule["value"])
+    if strategy == "mean":
+        value = raw.mean()
+    else:
+        dist = Distribution.from_state(stats["rawd"]) if stats.get("rawd") else Distribution()
+        value = dist.quantiles([0.5])[0] if strategy == "median" else dist.mode()
+    return 0.0 if value is None else float(value)
+
+
+def _bin_edges(rule: Any, raw: ExactMoments, fill: float | None) -> list[float] | None:
+    if not isinstance(rule, int):
+        return [float(e) for e in rule]
+    bounds = [v for v in (raw.min, raw.max, fill) if v is not None]
+    if not bounds:
+        return None
+    return equal_width_edges(min(bounds), max(bounds), rule)
+
+
+def _fit_scaler(method: str, stats: dict[str, Any], logged: bool, fill: float | None, copies: int) -> dict[str, Any]:
+    """``center`` and ``scale`` (never 0, inf or NaN) over the values the scaler will see."""
+    extra = copies if fill is not None else 0
+    if method == "robust":
+        key = "pred" if logged else "rawd"
+        dist = Distribution.from_state(stats[key]) if stats.get(key) else Distribution()
+        if extra:
+            dist = dist.add_constant(fill, extra)  # type: ignore[arg-type]
+        q25, med, q75 = dist.quantiles([0.25, 0.5, 0.75])
+        center, scale = med, (None if q25 is None else q75 - q25)  # type: ignore[operator]
+    else:
+        em = ExactMoments.from_state(stats.get("pre" if logged else "raw"))
+        em = ExactMoments.merge([em, ExactMoments.of_constant(fill, extra)]) if extra else em
+        if method == "standard":
+            center, scale = em.mean(), em.std(ddof=0)
+        else:
+            center = em.min
+            scale = None if em.min is None else em.max - em.min  # type: ignore[operator]
+    center = 0.0 if center is None else float(center)
+    scale = 1.0 if not scale else float(scale)
+    return {"method": method, "center": center, "scale": scale}
+
+
+def load_spec(spec: Mapping[str, Any] | str | Any) -> dict[str, Any]:
+    """A spec from a dict (a spec or a report holding one) or a path/URI of such a JSON file."""
+    if not isinstance(spec, Mapping):
+        from airflow_batch_provider.engine.storage import Location
+
+        loc = Location.of(spec)
+        doc = loc.read_json()
+        if doc is None:
+            raise _fail("spec", f"no JSON spec at {loc.uri!r}; give a saved report/_report.json or a spec dict")
+        spec = doc
+    if "spec" in spec and isinstance(spec["spec"], Mapping):
+        spec = spec["spec"]
+    if spec.get("format_version") != FORMAT_VERSION or not isinstance(spec.get("columns"), Mapping):
+        raise _fail("spec", f"not a feature_engineering spec (format_version {FORMAT_VERSION} with 'columns'): "
+                            f"keys {sorted(spec)[:10]!r}")
+    return dict(spec)
+
+
+# -- transforming ------------------------------------------------------------------------------------
+def transform(chunk: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """Apply a fitted spec to one chunk; columns keep the input order, derived ones next to their source."""
+    columns = spec["columns"]
+    keep = bool(spec.get("keep_original"))
+    pieces: list[tuple[str, Any]] = []
+    for name in chunk.columns:
+        col = str(name)
+        series = chunk[name]
+        if col not in columns:
+            pieces.append((col, series))
+            continue
+        cspec = columns[col]
+        if keep:
+            pieces.append((col, series))
+        if cspec["kind"] == "numeric":
+            pieces.extend(_numeric_outputs(col, series, cspec, keep))
+        elif cspec["kind"] == "categorical":
+            pieces.extend(_categorical_outputs(col, series, cspec, keep))
+        else:
+            pieces.extend(_date_outputs(col, series, cspec["date_parts"]))
+    names = [n for n, _ in pieces]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise _fail("keep_original", f"output column name(s) {dup[:10]!r} collide with input columns; rename them")
+    out = pd.concat([s.rename(n) if isinstance(s, pd.Series) else s for n, s in pieces], axis=1)
+    out.index = chunk.index
+    return out
+
+
+def _numeric_outputs(col: str, series: pd.Series, cspec: dict[str, Any], keep: bool) -> list[tuple[str, Any]]:
+    x = series.to_numpy(dtype="float64", na_value=np.nan).copy()
+    x[~np.isfinite(x)] = np.nan
+    if cspec.get("impute") is not None:
+        x[np.isnan(x)] = cspec["impute"]["value"]
+    out: list[tuple[str, Any]] = []
+    transformed = cspec.get("impute") is not None or cspec.get("log") or cspec.get("scale") is not None
+    y = x
+    if cspec.get("log"):
+        y = signed_log1p(y)
+    if cspec.get("scale") is not None:
+        y = (y - cspec["scale"]["center"]) / cspec["scale"]["scale"]
+    if transformed:
+        out.append((f"{col}_transformed" if keep else col, pd.Series(y, index=series.index)))
+    elif not keep:
+        out.append((col, series))
+    if cspec.get("bins") is not None:
+        out.append((f"{col}_bin", _bins(x, cspec["bins"]["edges"], series.index)))
+    return out
+
+
+def _bins(x: np.ndarray, edges: list[float] | None, index: pd.Index) -> pd.Series:
+    codes = pd.array(np.zeros(len(x), dtype=np.int64), dtype="Int64")
+    if edges is None:
+        codes[:] = pd.NA
+        return pd.Series(codes, index=index)
+    idx = bin_index(x, np.asarray(edges, dtype=np.float64))
+    codes = pd.array(idx, dtype="Int64")
+    codes[np.isnan(x)] = pd.NA
+    return pd.Series(codes, index=index)
+
+
+def _categorical_outputs(col: str, series: pd.Series, cspec: dict[str, Any], keep: bool) -> list[tuple[str, Any]]:
+    values = series
+    if cspec.get("impute") is not None and cspec["impute"]["value"] is not None:
+        values = series.astype(object).where(series.notna(), cspec["impute"]["value"])
+    enc = cspec.get("encode")
+    if enc is None:
+        return [(f"{col}_transformed" if keep else col, values)]
+    vocab = enc["vocabulary"]
+    missing = values.isna().to_numpy()
+    idx = pd.Index(vocab, dtype=object).get_indexer(values.astype(object).to_numpy())
+    idx = np.where(idx < 0, len(vocab), idx)
+    if enc["method"] == "ordinal":
+        codes = pd.array(idx, dtype="Int64")
+        codes[missing] = pd.NA
+        return [(f"{col}_code" if keep else col, pd.Series(codes, index=series.index))]
+    idx = np.where(missing, -1, idx)
+    onehot = (idx[:, None] == np.arange(len(vocab) + 1)[None, :]).astype(np.uint8)
+    names = [f"{col}={v}" for v in vocab] + [f"{col}={OTHER}"]
+    return [(n, pd.Series(onehot[:, i], index=series.index)) for i, n in enumerate(names)]
+
+
+def _date_outputs(col: str, series: pd.Series, parts: list[str]) -> list[tuple[str, Any]]:
+    dt = series.dt
+    out = []
+    for part in parts:
+        if part == "is_weekend":
+            value = (dt.day_of_week >= 5).where(series.notna())
+        else:
+            value = getattr(dt, _ACCESSORS.get(part, part))
+        out.append((f"{col}_{part}", value.astype("Int64")))
+    return out
+
+
+_REGISTRY.setdefault(FeatureEngineeringProcessor.name, FeatureEngineeringProcessor)
