@@ -1,0 +1,223 @@
+"""One conformance test over every standard processor (like scikit-learn's ``check_estimator``).
+
+For each processor: the defaults construct and the state round-trips through JSON; the result is the
+same for batch sizes that do not divide the row count and cross row-group and file boundaries, with 1
+and 2 concurrent batches, and after a SIGKILL of the whole process group followed by a resume; it
+agrees with an independent one-piece pandas/scikit-learn oracle computed here; and dropping one chunk's
+partial state makes that comparison fail (the suite has teeth).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_batch_provider.engine import read_output, run_batch_job
+from airflow_batch_provider.engine.runner import JobRunner
+from airflow_batch_provider.processors.registry import resolve_processor
+from tests.conftest import sample_frame
+
+ROOT = Path(__file__).resolve().parents[3]
+ROWS_A, ROWS_B = 1_000, 777
+
+
+def _frame() -> pd.DataFrame:
+    df = sample_frame(ROWS_A + ROWS_B, seed=21)
+    for i in (96, 332, 999, 1332):  # exact duplicate rows and NaN straddling chunk and file edges
+        df.iloc[i + 1] = df.iloc[i]
+    df.loc[[97, 98, 1000, 1001], "x"] = np.nan
+    return df
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conformance") / "src"
+    folder.mkdir()
+    df = _frame()
+    for name, part in (("a", df.iloc[:ROWS_A]), ("b", df.iloc[ROWS_A:])):
+        pq.write_table(
+            pa.Table.from_pandas(part, preserve_index=False), folder / f"{name}.parquet", row_group_size=300
+        )
+    return folder
+
+
+# -- oracles: one-piece pandas / math.fsum, independent of the processors' code ------------------------
+def _close(ours, oracle, scale) -> bool:
+    if oracle is None or ours is None:
+        return ours is oracle
+    return abs(ours - oracle) <= 1e-9 * max(abs(oracle), scale)
+
+
+def profiling_oracle(report, df):
+    x = df["x"].dropna()
+    col = report["columns"]["x"]
+    mean = math.fsum(x) / len(x)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / (len(x) - 1))
+    scale = math.fsum(abs(v) for v in x) / len(x)
+    assert report["rows"] == len(df)
+    assert (col["count"], col["nulls"], col["distinct"]) == (len(x), int(df["x"].isna().sum()), x.nunique())
+    assert (col["min"], col["max"]) == (x.min(), x.max())
+    assert _close(col["mean"], mean, scale) and _close(col["std"], std, scale)
+    assert col["quantiles"]["0.5"] == pytest.approx(x.quantile(0.5), rel=2**-10)
+    assert report["duplicate_rows"] == int(df.duplicated().sum())
+    assert report["columns"]["dup"]["distinct"] == df["dup"].nunique()
+
+
+def features_oracle(report, df):
+    x = df["x"]
+    mean = math.fsum(x.dropna()) / x.count()
+    imputed = x.fillna(mean)
+    center = math.fsum(imputed) / len(imputed)
+    std = math.sqrt(math.fsum((v - center) ** 2 for v in imputed) / len(imputed))
+    spec = report["spec"]["columns"]["x"]
+    assert report["rows"] == len(df)
+    assert _close(spec["impute"]["value"], mean, 1.0)
+    assert _close(spec["scale"]["center"], center, 1.0) and _close(spec["scale"]["scale"], std, 1.0)
+    assert sorted(spec_vocab(report)) == sorted(df["cat"].unique())
+
+
+def spec_vocab(report):
+    return report["spec"]["columns"]["cat"]["encode"]["vocabulary"]
+
+
+CASES = {
+    "data_profiling": ({}, profiling_oracle),
+    "feature_engineering": (
+        {"scale": {"x": "standard"}, "impute": {"x": "mean"}, "encode": {"cat": "onehot"}},
+        features_oracle,
+    ),
+}
+
+
+def _strip(report):
+    """Timing-free report, floats rounded to 12 significant digits for equality across chunkings."""
+    if isinstance(report, dict):
+        return {k: _strip(v) for k, v in report.items() if k not in ("duration_s", "seconds")}
+    if isinstance(report, list):
+        return [_strip(v) for v in report]
+    if isinstance(report, float):
+        return float(f"{report:.12g}")
+    return report
+
+
+def _run(source, name, out, batch_size, workers):
+    params, _ = CASES[name]
+    return run_batch_job(
+        source,
+        name,
+        config={"batch_size": batch_size, "max_concurrent_batches": workers},
+        output_path=out,
+        **params,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(source, tmp_path_factory):
+    """One chunk, one worker: the baseline every other run must equal."""
+    base = tmp_path_factory.mktemp("reference")
+    return {name: _run(source, name, base / name, 10_000, 1) for name in CASES}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_defaults_construct_and_state_round_trips_through_json(name, source, reference):
+    params, _ = CASES[name]
+    processor = resolve_processor(name, params)
+    assert processor.chunk_invariant and json.dumps(processor.get_params())
+    saved = Path(reference[name].output_uri) / "g0001" / "fit_state.json"
+    if saved.exists():  # what fit learned, restored into a fresh instance, is the same JSON
+        state = json.loads(saved.read_text())
+        fresh = resolve_processor(name, params)
+        fresh.set_state(state)
+        assert json.loads(json.dumps(fresh.get_state())) == state
+    report = reference[name].report
+    assert json.loads(json.dumps(report)) == report
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_one_piece_result_matches_the_oracle(name, reference):
+    _, oracle = CASES[name]
+    oracle(reference[name].report, _frame())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("batch_size,workers", [(97, 1), (333, 2), (700, 2)])
+def test_result_does_not_depend_on_chunking_or_concurrency(
+    name, batch_size, workers, source, reference, tmp_path
+):
+    result = _run(source, name, tmp_path / "out", batch_size, workers)
+    assert _strip(result.report) == _strip(reference[name].report)
+    ours, ref = read_output(result.output_uri), read_output(reference[name].output_uri)
+    if ref is None:
+        assert ours is None
+    else:
+        pd.testing.assert_frame_equal(ours, ref, check_exact=True)
+
+
+KILL = textwrap.dedent("""
+    import json, sys, time
+    from airflow_batch_provider.engine import run_batch_job
+    src, out, name, params, marker = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
+    def slow(event):
+        if event.event_type == "checkpoint":
+            open(marker, "a").write("x")
+            time.sleep(0.3)
+    run_batch_job(src, name, config={"batch_size": 97, "max_concurrent_batches": 2, "checkpoint_interval": 2},
+                  output_path=out, progress_callbacks=[slow], **params)
+""")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sigkill_and_resume_gives_the_same_result(name, source, reference, tmp_path):
+    params, _ = CASES[name]
+    out, marker = tmp_path / "out", tmp_path / "marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL, str(source), str(out), name, json.dumps(params), str(marker)],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while (not marker.exists() or len(marker.read_text()) < 3) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    checkpoints = [json.loads(p.read_text()) for p in out.rglob("_checkpoint.json")]
+    assert any(c["counters"].get("chunks_done", 0) > 0 and c["status"] != "succeeded" for c in checkpoints)
+    result = _run(source, name, out, 97, 2)
+    assert result.generation == 1  # the killed generation was resumed, not restarted
+    assert _strip(result.report) == _strip(reference[name].report)
+    ref = read_output(reference[name].output_uri)
+    if ref is not None:
+        pd.testing.assert_frame_equal(read_output(result.output_uri), ref, check_exact=True)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_mutation_dropping_one_chunk_state_is_caught(name, source, tmp_path, monkeypatch):
+    original = JobRunner._load_state
+    dropped = []
+
+    def drop_second(self, record):
+        if record["f"] == 0 and record["s"] == 97:  # in the statistics pass and in the main pass
+            dropped.append(record["s"])
+            return None
+        return original(self, record)
+
+    monkeypatch.setattr(JobRunner, "_load_state", drop_second)
+    result = _run(source, name, tmp_path / "out", 97, 1)
+    assert dropped
+    _, oracle = CASES[name]
+    with pytest.raises(AssertionError):
+        oracle(result.report, _frame())
