@@ -23,7 +23,9 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Batch Processing",
                 "python-modules": [
                     "airflow_batch_provider.operators.batch",
+                    "airflow_batch_provider.operators.anomaly_detection",
                     "airflow_batch_provider.operators.data_profiling",
+                    "airflow_batch_provider.operators.data_quality",
                     "airflow_batch_provider.operators.feature_engineering",
                 ],
             }

@@ -78,6 +78,20 @@ def _init_worker(parent_pid: int, job: JobState) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+    _single_threaded_native_pools()
+
+
+def _single_threaded_native_pools() -> None:
+    """One worker per core already: keep BLAS/OpenMP pools at one thread in each worker.
+
+    This avoids oversubscription, and the GNU OpenMP hang in a child forked after the parent ran a
+    multi-threaded OpenMP region (libgomp's team threads do not exist in the child).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it there is no pool to limit
+        return
+    threadpool_limits(limits=1)
 
 
 def fork_available() -> bool:

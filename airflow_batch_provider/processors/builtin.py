@@ -46,4 +46,9 @@ for _cls in (PassthroughProcessor, CountProcessor):
     _REGISTRY.setdefault(_cls.name, _cls)
 
 # The standard processors register themselves when imported.
-from airflow_batch_provider.processors import data_profiling, feature_engineering  # noqa: E402, F401
+from airflow_batch_provider.processors import (  # noqa: E402, F401
+    anomaly_detection,
+    data_profiling,
+    data_quality,
+    feature_engineering,
+)

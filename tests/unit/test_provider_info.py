@@ -22,6 +22,9 @@ def test_entry_point_points_at_get_provider_info():
     assert info["package-name"] == "airflow-batch-provider" and info["description"]
 
 
+REQUIRED = {"DataQualityOperator": {"rules": [{"type": "not_null", "column": "a"}]}}
+
+
 def test_every_operator_module_imports_and_template_fields_are_attributes():
     from airflow.sdk import BaseOperator
 
@@ -45,11 +48,9 @@ def test_every_operator_module_imports_and_template_fields_are_attributes():
         for field in cls.template_fields:
             assert field in params, f"{cls.__name__}.{field} is not a constructor parameter"
         assert isinstance(cls.template_fields, tuple)
-        op = cls(
-            task_id=f"t_{cls.__name__}",
-            source="/nowhere",
-            **({"processor": "count"} if cls.processor_class is None else {}),
-        )
+        extra = {"processor": "count"} if cls.processor_class is None else {}
+        extra.update(REQUIRED.get(cls.__name__, {}))
+        op = cls(task_id=f"t_{cls.__name__}", source="/nowhere", **extra)
         for field in cls.template_fields:
             assert hasattr(op, field), f"{cls.__name__}.{field} is not an attribute"
 

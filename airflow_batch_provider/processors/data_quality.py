@@ -1,0 +1,865 @@
+"""Data quality: declarative rules checked chunk by chunk, with exact results for any chunking.
+
+Rules are plain dicts fixed in DAG code (``rules=[{"type": "not_null", "column": "id"}, ...]``). Every rule
+has a ``type``, an optional ``name`` (default ``"<type>(<column>)"``, made unique with ``#<n>``), a
+``severity`` (``"error"``, default, or ``"warning"``) and a ``threshold``: the largest failure ratio at which
+the rule still passes (default ``0.0``: one failing value fails the rule).
+
+=================  ==============================================  =============================================
+``type``           other keys                                      a row fails when
+=================  ==============================================  =============================================
+``not_null``       ``column``                                      the value is null (None, NaN, NaT)
+``unique``         ``column`` or ``columns`` (default: all)        its key equals an EARLIER row's key (source
+                                                                   order, across chunks and files). Null keys
+                                                                   compare equal, as in ``DataFrame.duplicated``
+``between``        ``column``, ``min`` and/or ``max``,             the value is outside the bounds (or cannot be
+                   ``inclusive`` (default true)                    compared with them, e.g. text vs a number)
+``min`` / ``max``  ``column``, ``value``, ``inclusive``            the value is below ``min`` / above ``max``
+``allowed_values`` ``column``, ``values`` (a list)                 the value is not in ``values``
+``regex``          ``column``, ``pattern``, ``match``              the text of the value does not match
+                   (``"full"``, default, or ``"search"``)
+``type``           ``column``, ``dtype`` (``integer``, ``float``,   the value cannot be read as ``dtype`` (text in
+                   ``boolean``, ``date``, ``datetime``,             a numeric column, an impossible date like
+                   ``string``), ``format`` (dates; default          2026-02-30)
+                   ``"ISO8601"``)
+``row_count``      ``min`` and/or ``max``                          (dataset rule) the row count is out of bounds
+``expression``     ``expression`` (see :class:`SafeExpression`)    the expression is not True for the row
+=================  ==============================================  =============================================
+
+Value rules (between, min, max, allowed_values, regex, type) evaluate non-null values only; ``not_null``,
+``unique`` and ``expression`` evaluate every row; ``row_count`` evaluates the dataset once.
+
+Report (``finalize``), JSON-safe:
+
+==================  ======================================================================================
+key                 meaning
+==================  ======================================================================================
+``format_version``  ``1``
+``rows``            rows checked
+``rows_failed``     rows that broke at least one row rule (the quarantined rows)
+``score``           mean of ``1 - failure_ratio`` over rules that evaluated something (null when none did)
+``passed``          true when every rule passed
+``rules_passed``    number of rules that passed; ``rules_failed`` the others
+``failed_rules``    names of the failed rules, in rule order
+``rules``           one dict per rule, in rule order: ``name``, ``type``, ``columns``, ``severity``,
+                    ``threshold``, ``evaluated``, ``failed``, ``failure_ratio`` (null when nothing was
+                    evaluated), ``passed``; ``unique`` rules add ``distinct_keys``
+==================  ======================================================================================
+
+Row output (the quarantine Parquet = the job's output parts): every row that broke a row rule, with its
+values (unless ``quarantine_values=False``) plus ``_source_file_index`` (index of the source file in sorted
+order), ``_source_row`` (0-based row within that file) and ``_failed_rules`` (list of rule names).
+
+Exactness: counts are sums of per-chunk integers. ``unique`` uses the engine's statistics pass: pass 1 keeps,
+for each distinct 64-bit key hash, its smallest global position ``file_index * 2**40 + row``; pass 2 marks a
+row duplicate iff that first position is smaller than its own. The only inexactness is a 64-bit hash collision
+(probability about n^2 / 2^65, see :mod:`~airflow_batch_provider.processors.hashing`). No Airflow imports.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator as op
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_batch_provider.exceptions import ConfigError
+from airflow_batch_provider.processors import hashing
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
+from airflow_batch_provider.processors.registry import _REGISTRY
+
+FORMAT_VERSION = 1
+POSITION_BASE = 2**40
+SEVERITIES = ("warning", "error")
+DTYPES = ("integer", "float", "boolean", "date", "datetime", "string")
+_ALIASES = {
+    "int": "integer",
+    "number": "float",
+    "numeric": "float",
+    "bool": "boolean",
+    "timestamp": "datetime",
+    "str": "string",
+    "text": "string",
+}
+_TRUE_FALSE = {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0"}
+_COMMON_KEYS = {"type", "name", "severity", "threshold", "column", "columns"}
+_RULE_KEYS: dict[str, set[str]] = {
+    "not_null": set(),
+    "unique": set(),
+    "between": {"min", "max", "inclusive"},
+    "min": {"value", "inclusive"},
+    "max": {"value", "inclusive"},
+    "allowed_values": {"values"},
+    "regex": {"pattern", "match"},
+    "type": {"dtype", "format"},
+    "row_count": {"min", "max"},
+    "expression": {"expression"},
+}
+_NEEDS_COLUMN = {"not_null", "between", "min", "max", "allowed_values", "regex", "type"}
+
+
+# -- a safe expression evaluator ------------------------------------------------------------------------------
+class SafeExpression:
+    """A row expression over columns, parsed with :mod:`ast` and evaluated from a whitelist; never ``eval``.
+
+    Allowed: column names (``amount``; any name with ``col("amount eur")``), literals (numbers, strings,
+    True/False/None), ``+ - * / // % **``, comparisons (``== != < <= > >=``, chained ``0 <= x < 1``,
+    ``in``/``not in`` a list of literals), ``and``/``or``/``not``, and the functions ``col``, ``isnull``,
+    ``notnull``, ``abs``, ``length``, ``lower``, ``upper``. Anything else (attributes, subscripts, lambdas,
+    other calls, comprehensions) is refused at parse time. A comparison with a null value is False (as in
+    pandas), so ``amount > 0`` fails rows where ``amount`` is null; write ``isnull(amount) or amount > 0`` to
+    accept them.
+    """
+
+    MAX_LENGTH = 4000
+    MAX_NODES = 500
+    _BIN: dict[type, Callable[[Any, Any], Any]] = {
+        ast.Add: op.add,
+        ast.Sub: op.sub,
+        ast.Mult: op.mul,
+        ast.Div: op.truediv,
+        ast.FloorDiv: op.floordiv,
+        ast.Mod: op.mod,
+        ast.Pow: op.pow,
+    }
+    _CMP: dict[type, Callable[[Any, Any], Any]] = {
+        ast.Eq: op.eq,
+        ast.NotEq: op.ne,
+        ast.Lt: op.lt,
+        ast.LtE: op.le,
+        ast.Gt: op.gt,
+        ast.GtE: op.ge,
+    }
+    _FUNCS: dict[str, Callable[[Any], Any]] = {
+        "isnull": lambda v: v.isna() if isinstance(v, pd.Series) else pd.isna(v),
+        "notnull": lambda v: v.notna() if isinstance(v, pd.Series) else not pd.isna(v),
+        "abs": abs,
+        "length": lambda v: v.astype("string").str.len() if isinstance(v, pd.Series) else len(str(v)),
+        "lower": lambda v: v.astype("string").str.lower() if isinstance(v, pd.Series) else str(v).lower(),
+        "upper": lambda v: v.astype("string").str.upper() if isinstance(v, pd.Series) else str(v).upper(),
+    }
+
+    def __init__(self, text: str, where: str = "expression") -> None:
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: give a non-empty expression string")
+        if len(text) > self.MAX_LENGTH:
+            raise ConfigError(f"{where}: the expression is longer than {self.MAX_LENGTH} characters")
+        self.text = text
+        self.where = where
+        try:
+            self.tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as err:
+            raise ConfigError(f"{where}: cannot parse {text!r}: {err.msg}") from None
+        nodes = list(ast.walk(self.tree))
+        if len(nodes) > self.MAX_NODES:
+            raise ConfigError(f"{where}: the expression is too complex (> {self.MAX_NODES} syntax nodes)")
+        self.columns: set[str] = set()
+        self._check(self.tree.body)
+
+    # validation ---------------------------------------------------------------------------------------------
+    def _refuse(self, node: ast.AST, why: str = "") -> ConfigError:
+        what = ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__
+        return ConfigError(
+            f"{self.where}: {what!r} is not allowed in a rule expression{why}; allowed: column "
+            "names, col('name'), literals, arithmetic, comparisons, and/or/not, isnull, notnull, "
+            "abs, length, lower, upper"
+        )
+
+    def _check(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Constant):
+            if not isinstance(node.value, (int, float, str, bool, type(None))):
+                raise self._refuse(node)
+        elif isinstance(node, ast.Name):
+            self.columns.add(node.id)
+        elif isinstance(node, ast.BoolOp):
+            for v in node.values:
+                self._check(v)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
+            self._check(node.operand)
+        elif isinstance(node, ast.BinOp) and type(node.op) in self._BIN:
+            self._check(node.left)
+            self._check(node.right)
+        elif isinstance(node, ast.Compare):
+            self._check_compare(node)
+        elif isinstance(node, ast.Call):
+            self._check_call(node)
+        else:
+            raise self._refuse(node)
+
+    def _check_compare(self, node: ast.Compare) -> None:
+        self._check(node.left)
+        for cmp, right in zip(node.ops, node.comparators, strict=False):
+            if isinstance(cmp, (ast.In, ast.NotIn)):
+                if not isinstance(right, (ast.List, ast.Tuple, ast.Set)) or not all(
+                    isinstance(e, ast.Constant) for e in right.elts
+                ):
+                    raise self._refuse(right, " (the right side of 'in' must be a list of literals)")
+                for e in right.elts:
+                    self._check(e)
+            elif type(cmp) in self._CMP:
+                self._check(right)
+            else:
+                raise self._refuse(node)
+
+    def _check_call(self, node: ast.Call) -> None:
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if node.keywords or len(node.args) != 1 or name not in ({"col"} | set(self._FUNCS)):
+            raise self._refuse(node)
+        arg = node.args[0]
+        if name == "col":
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                raise self._refuse(node, " (col() takes one column name as a string)")
+            self.columns.add(arg.value)
+            return
+        self._check(arg)
+
+    # evaluation --------------------------------------------------------------------------------------------
+    def evaluate(self, frame: pd.DataFrame) -> np.ndarray:
+        """A boolean array: True where the expression holds for the row (null and non-True results are False)."""
+        missing = sorted(self.columns - {str(c) for c in frame.columns})
+        if missing:
+            raise ConfigError(
+                f"{self.where}: unknown column(s) {missing}; columns: {[str(c) for c in frame.columns]}"
+            )
+        value = self._eval(self.tree.body, frame)
+        return _truth(value, len(frame))
+
+    def _eval(self, node: ast.AST, frame: pd.DataFrame) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return frame[node.id]
+        if isinstance(node, ast.BoolOp):
+            parts = [_truth(self._eval(v, frame), len(frame)) for v in node.values]
+            return (
+                np.logical_and.reduce(parts) if isinstance(node.op, ast.And) else np.logical_or.reduce(parts)
+            )
+        if isinstance(node, ast.UnaryOp):
+            value = self._eval(node.operand, frame)
+            if isinstance(node.op, ast.Not):
+                return ~_truth(value, len(frame))
+            return -value if isinstance(node.op, ast.USub) else +value
+        if isinstance(node, ast.BinOp):
+            return self._binop(node, self._eval(node.left, frame), self._eval(node.right, frame))
+        if isinstance(node, ast.Compare):
+            return self._compare(node, frame)
+        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if node.func.id == "col":
+            return frame[node.args[0].value]  # type: ignore[attr-defined]
+        return self._FUNCS[node.func.id](self._eval(node.args[0], frame))
+
+    def _binop(self, node: ast.BinOp, left: Any, right: Any) -> Any:
+        if not isinstance(node.op, ast.Add) and (_is_text(left) or _is_text(right)):
+            raise ConfigError(f"{self.where}: {ast.unparse(node)!r}: only '+' works on text")
+        fn = self._BIN[type(node.op)]
+        if not isinstance(left, pd.Series) and not isinstance(right, pd.Series) and not _is_text(left):
+            try:  # two literals: float arithmetic, so 10**10**10 overflows instead of hanging
+                return fn(float(left), float(right))
+            except (OverflowError, ZeroDivisionError, TypeError, ValueError) as err:
+                raise ConfigError(f"{self.where}: {ast.unparse(node)!r}: {err}") from None
+        with np.errstate(all="ignore"):
+            return fn(left, right)
+
+    def _compare(self, node: ast.Compare, frame: pd.DataFrame) -> np.ndarray:
+        left = self._eval(node.left, frame)
+        out = np.ones(len(frame), dtype=bool)
+        for cmp, right_node in zip(node.ops, node.comparators, strict=False):
+            if isinstance(cmp, (ast.In, ast.NotIn)):
+                values = [e.value for e in right_node.elts]  # type: ignore[attr-defined]
+                series = left if isinstance(left, pd.Series) else pd.Series([left] * len(frame))
+                hit = series.isin(values).to_numpy(dtype=bool, na_value=False)
+                result = hit if isinstance(cmp, ast.In) else ~hit & series.notna().to_numpy()
+                right = left
+            else:
+                right = self._eval(right_node, frame)
+                try:
+                    result = _truth(self._CMP[type(cmp)](left, right), len(frame))
+                except TypeError as err:
+                    raise ConfigError(
+                        f"{self.where}: cannot compare in {ast.unparse(node)!r}: {err}"
+                    ) from None
+            out = out & result
+            left = right
+        return out
+
+
+def _is_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, pd.Series) and (
+        pd.api.types.is_string_dtype(value.dtype) or value.dtype == object
+    )
+
+
+def _truth(value: Any, n: int) -> np.ndarray:
+    """A boolean array of length ``n``: True only where ``value`` is True (nulls are False)."""
+    if isinstance(value, pd.Series):
+        if pd.api.types.is_bool_dtype(value.dtype) and not value.hasnans:
+            return value.to_numpy(dtype=bool)
+        return (value.fillna(False) == True).to_numpy(dtype=bool, na_value=False)  # noqa: E712
+    if isinstance(value, np.ndarray):
+        return value.astype(bool) if value.dtype == bool else value == True  # noqa: E712
+    return np.full(n, bool(value is True or (isinstance(value, (np.bool_, bool)) and value)), dtype=bool)
+
+
+# -- rules ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """One validated rule."""
+
+    name: str
+    type: str
+    columns: tuple[str, ...]
+    severity: str
+    threshold: float
+    options: dict[str, Any] = field(default_factory=dict)
+    expression: SafeExpression | None = None
+
+    @property
+    def column(self) -> str:
+        return self.columns[0]
+
+
+def parse_rules(rules: Any) -> list[Rule]:
+    """Validate rule dicts into :class:`Rule` objects; every problem raises ``ConfigError`` naming the rule."""
+    if isinstance(rules, Mapping) or isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
+        raise ConfigError("rules: give a list of rule dicts, e.g. [{'type': 'not_null', 'column': 'id'}]")
+    if not rules:
+        raise ConfigError("rules: give at least one rule")
+    out: list[Rule] = []
+    names: set[str] = set()
+    for i, raw in enumerate(rules):
+        rule = _parse_rule(raw, i)
+        if rule.name in names:
+            if "name" in raw:
+                raise ConfigError(
+                    f"rules[{i}]: the name {rule.name!r} is used twice; rule names must be unique"
+                )
+            rule = Rule(
+                f"{rule.name}#{i}",
+                rule.type,
+                rule.columns,
+                rule.severity,
+                rule.threshold,
+                rule.options,
+                rule.expression,
+            )
+        names.add(rule.name)
+        out.append(rule)
+    return out
+
+
+def _parse_rule(raw: Any, i: int) -> Rule:
+    where = f"rules[{i}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a rule is a dict with a 'type', got {raw!r}")
+    kind = raw.get("type")
+    if kind not in _RULE_KEYS:
+        raise ConfigError(f"{where}: unknown rule type {kind!r}; use one of {', '.join(_RULE_KEYS)}")
+    unknown = sorted(set(raw) - _COMMON_KEYS - _RULE_KEYS[kind])
+    if unknown:
+        raise ConfigError(
+            f"{where} ({kind}): unknown key(s) {unknown}; allowed: {sorted(_COMMON_KEYS | _RULE_KEYS[kind])}"
+        )
+    columns = _rule_columns(raw, kind, where)
+    severity = raw.get("severity", "error")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where}: severity must be one of {SEVERITIES}, got {severity!r}")
+    threshold = raw.get("threshold", 0.0)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ConfigError(
+            f"{where}: threshold is the largest failure ratio that still passes, in [0, 1]; got {threshold!r}"
+        )
+    options = {k: v for k, v in raw.items() if k in _RULE_KEYS[kind]}
+    _check_options(kind, options, where)
+    expression = SafeExpression(options["expression"], where) if kind == "expression" else None
+    default = f"{kind}({', '.join(columns)})" if columns else kind
+    name = raw.get("name", default)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name must be a non-empty string")
+    return Rule(name, kind, columns, severity, float(threshold), options, expression)
+
+
+def _rule_columns(raw: Mapping[str, Any], kind: str, where: str) -> tuple[str, ...]:
+    if "column" in raw and "columns" in raw:
+        raise ConfigError(f"{where}: give 'column' or 'columns', not both")
+    if "columns" in raw:
+        if kind != "unique":
+            raise ConfigError(f"{where}: only 'unique' rules take 'columns'; give 'column'")
+        cols = raw["columns"]
+        if isinstance(cols, str) or not isinstance(cols, Sequence) or not cols:
+            raise ConfigError(f"{where}: columns must be a non-empty list of column names")
+        return tuple(str(c) for c in cols)
+    if "column" in raw:
+        if kind in ("row_count", "expression"):
+            raise ConfigError(f"{where}: {kind} rules take no 'column'")
+        return (str(raw["column"]),)
+    if kind in _NEEDS_COLUMN:
+        raise ConfigError(f"{where}: a {kind} rule needs 'column'")
+    return ()
+
+
+def _check_bounds(kind: str, options: dict[str, Any], where: str) -> None:
+    if kind in ("between", "row_count") and "min" not in options and "max" not in options:
+        raise ConfigError(f"{where}: a {kind} rule needs 'min' and/or 'max'")
+    if kind in ("min", "max") and "value" not in options:
+        raise ConfigError(f"{where}: a {kind} rule needs 'value'")
+    if kind == "row_count":
+        for key in ("min", "max"):
+            v = options.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ConfigError(f"{where}: row_count {key} must be a non-negative integer, got {v!r}")
+
+
+def _check_allowed(kind: str, options: dict[str, Any], where: str) -> None:
+    values = options.get("values")
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise ConfigError(f"{where}: allowed_values needs 'values', a list")
+
+
+def _check_regex(kind: str, options: dict[str, Any], where: str) -> None:
+    if options.get("match", "full") not in ("full", "search"):
+        raise ConfigError(f"{where}: match must be 'full' or 'search'")
+    try:
+        re.compile(options.get("pattern"))  # type: ignore[arg-type]
+    except (re.error, TypeError) as err:
+        raise ConfigError(
+            f"{where}: pattern {options.get('pattern')!r} is not a valid regex: {err}"
+        ) from None
+
+
+def _check_dtype(kind: str, options: dict[str, Any], where: str) -> None:
+    dtype = _ALIASES.get(options.get("dtype"), options.get("dtype"))  # type: ignore[arg-type]
+    if dtype not in DTYPES:
+        raise ConfigError(f"{where}: dtype must be one of {DTYPES}, got {options.get('dtype')!r}")
+    options["dtype"] = dtype
+
+
+_OPTION_CHECKS: dict[str, Callable[[str, dict[str, Any], str], None]] = {
+    "between": _check_bounds,
+    "min": _check_bounds,
+    "max": _check_bounds,
+    "row_count": _check_bounds,
+    "allowed_values": _check_allowed,
+    "regex": _check_regex,
+    "type": _check_dtype,
+}
+
+
+def _check_options(kind: str, options: dict[str, Any], where: str) -> None:
+    check = _OPTION_CHECKS.get(kind)
+    if check is not None:
+        check(kind, options, where)
+
+
+# -- row checks: each returns (evaluated mask, failed mask) ---------------------------------------------------
+def _not_null(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    failed = s.isna().to_numpy(dtype=bool)
+    return np.ones(len(s), dtype=bool), failed
+
+
+def _bound(s: pd.Series, value: Any, where: str) -> tuple[pd.Series, Any]:
+    """The column and the bound in comparable forms: (values, bound)."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        try:
+            bound = pd.Timestamp(value)
+            tz = getattr(s.dtype, "tz", None)
+            if tz is not None and bound.tzinfo is None:
+                bound = bound.tz_localize(tz)
+            return s, bound
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}: bound {value!r} is not a timestamp: {err}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            return s, value
+        return pd.to_numeric(s, errors="coerce"), value
+    return s.astype("string"), str(value)
+
+
+def _between(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    present = s.notna().to_numpy(dtype=bool)
+    opts = rule.options
+    lo, hi = opts.get("min"), opts.get("max")
+    if rule.type == "min":
+        lo = opts["value"]
+    elif rule.type == "max":
+        hi = opts["value"]
+    inclusive = opts.get("inclusive", True)
+    ok = np.array(present, dtype=bool, copy=True)
+    for bound, ge in ((lo, True), (hi, False)):
+        if bound is None:
+            continue
+        values, b = _bound(s, bound, f"rule {rule.name!r}")
+        try:
+            if ge:
+                cmp = values >= b if inclusive else values > b
+            else:
+                cmp = values <= b if inclusive else values < b
+        except TypeError as err:
+            raise ConfigError(
+                f"rule {rule.name!r}: cannot compare column {rule.column!r} with {bound!r}: {err}"
+            ) from None
+        ok = ok & cmp.fillna(False).to_numpy(dtype=bool, na_value=False)
+    return present, present & ~ok
+
+
+def _allowed(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    present = s.notna().to_numpy(dtype=bool)
+    hit = s.isin(list(rule.options["values"])).to_numpy(dtype=bool, na_value=False)
+    return present, present & ~hit
+
+
+def _regex(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    present = s.notna().to_numpy(dtype=bool)
+    text = s.astype("string")
+    pattern = rule.options["pattern"]
+    hit = (
+        text.str.fullmatch(pattern)
+        if rule.options.get("match", "full") == "full"
+        else text.str.contains(pattern, regex=True)
+    )
+    return present, present & ~hit.fillna(False).to_numpy(dtype=bool, na_value=False)
+
+
+def _readable(s: pd.Series, dtype: str, fmt: str) -> np.ndarray:
+    """True where the (non-null) value can be read as ``dtype``."""
+    kind = s.dtype
+    if dtype == "string":
+        return np.ones(len(s), dtype=bool)
+    if dtype in ("date", "datetime"):
+        if pd.api.types.is_datetime64_any_dtype(kind):
+            return np.ones(len(s), dtype=bool)
+        if pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind):
+            return np.zeros(len(s), dtype=bool)
+        parsed = pd.to_datetime(
+            s.astype("string"), errors="coerce", format=fmt
+        )  # element-wise: chunk-invariant
+        return parsed.notna().to_numpy(dtype=bool)
+    if dtype == "boolean":
+        if pd.api.types.is_bool_dtype(kind):
+            return np.ones(len(s), dtype=bool)
+        return (
+            s.astype("string").str.strip().str.lower().isin(_TRUE_FALSE).to_numpy(dtype=bool, na_value=False)
+        )
+    if pd.api.types.is_bool_dtype(kind):
+        return np.zeros(len(s), dtype=bool)
+    numbers = (
+        s
+        if pd.api.types.is_numeric_dtype(kind)
+        else pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    )
+    ok = numbers.notna().to_numpy(dtype=bool)
+    if dtype == "integer" and not pd.api.types.is_integer_dtype(numbers.dtype):
+        arr = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            ok = ok & np.isfinite(arr) & (np.floor(arr) == arr)
+    return ok
+
+
+def _type(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    present = s.notna().to_numpy(dtype=bool)
+    ok = _readable(s, rule.options["dtype"], rule.options.get("format", "ISO8601"))
+    return present, present & ~ok
+
+
+_VALUE_CHECKS: dict[str, Callable[[pd.Series, Rule], tuple[np.ndarray, np.ndarray]]] = {
+    "not_null": _not_null,
+    "between": _between,
+    "min": _between,
+    "max": _between,
+    "allowed_values": _allowed,
+    "regex": _regex,
+    "type": _type,
+}
+
+
+def global_positions(ctx: ChunkContext, n: int) -> np.ndarray:
+    """One int64 per row: ``file_index * 2**40 + row within the file`` (source order)."""
+    return ctx.file_index * POSITION_BASE + ctx.start_row + np.arange(n, dtype=np.int64)
+
+
+# -- the processor -------------------------------------------------------------------------------------------
+class DataQualityProcessor(BaseProcessor):
+    """Check declarative rules; quarantine failing rows; report per-rule counts and an overall score.
+
+    :param rules: a list of rule dicts (see the module docstring for the schema). Fixed in DAG code.
+    :param quarantine_values: True (default): failing rows are written with all their values; False: only
+        ``_source_file_index``, ``_source_row`` and ``_failed_rules`` (for sensitive data).
+    """
+
+    name = "data_quality"
+    version = "1"
+    chunk_invariant = True
+
+    def __init__(
+        self, rules: Sequence[Mapping[str, Any]] | None = None, quarantine_values: bool = True
+    ) -> None:
+        self.rules = rules
+        self.quarantine_values = quarantine_values
+
+    # parameters ----------------------------------------------------------------------------------------------
+    @property
+    def stats_pass(self) -> bool:  # type: ignore[override]
+        """A statistics pass is needed only for ``unique`` rules."""
+        rules = self.rules if isinstance(self.rules, Sequence) and not isinstance(self.rules, str) else []
+        return any(isinstance(r, Mapping) and r.get("type") == "unique" for r in rules)
+
+    def _validate(self) -> list[Rule]:
+        parsed = self.__dict__.get("_parsed")
+        if parsed is None:
+            if not isinstance(self.quarantine_values, bool):
+                raise ConfigError(f"quarantine_values must be true or false, got {self.quarantine_values!r}")
+            parsed = parse_rules(self.rules)
+            self.__dict__["_parsed"] = parsed
+        return parsed
+
+    def _unique_rules(self) -> list[Rule]:
+        return [r for r in self._validate() if r.type == "unique"]
+
+    @staticmethod
+    def _key_columns(rule: Rule, chunk: pd.DataFrame) -> list[Any]:
+        if not rule.columns:
+            return list(chunk.columns)
+        return [_column(chunk, c, rule.name) for c in rule.columns]
+
+    # statistics pass (unique rules) -------------------------------------------------------------------------
+    def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
+        out = {}
+        pos = global_positions(ctx, len(chunk))
+        for rule in self._unique_rules():
+            h, p = hashing.first_positions(hashing.hash_rows(chunk, self._key_columns(rule, chunk)), pos)
+            out[rule.name] = {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
+        return out
+
+    def merge_stats(self, states: list[Any]) -> Any:
+        merged = {}
+        for rule in self._unique_rules():
+            parts = [_decode_first(s[rule.name]) for s in states if s and rule.name in s]
+            h, p = hashing.merge_first_positions(parts)
+            merged[rule.name] = {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
+        return merged
+
+    def fit_stats(self, state: Any) -> None:
+        self._validate()
+        state = state or {}
+        self.first_positions_ = {
+            r.name: _decode_first(state[r.name])
+            if r.name in state
+            else (hashing.decode(""), np.empty(0, dtype=np.int64))
+            for r in self._unique_rules()
+        }
+
+    def get_state(self) -> Any:
+        first = getattr(self, "first_positions_", {})
+        return {
+            "format_version": FORMAT_VERSION,
+            "first_positions": {
+                name: {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
+                for name, (h, p) in first.items()
+            },
+        }
+
+    def set_state(self, state: Any) -> None:
+        self.fit_stats((state or {}).get("first_positions"))
+
+    # main pass -----------------------------------------------------------------------------------------------
+    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+        rules = self._validate()
+        n = len(chunk)
+        row_rules = [r for r in rules if r.type != "row_count"]
+        failed = np.zeros((n, len(row_rules)), dtype=bool)
+        counts: dict[str, list[int]] = {}
+        for j, rule in enumerate(row_rules):
+            evaluated, fail = self._check(rule, chunk, ctx)
+            failed[:, j] = fail
+            counts[rule.name] = [int(evaluated.sum()), int(fail.sum())]
+        bad = np.flatnonzero(failed.any(axis=1)) if row_rules else np.empty(0, dtype=np.int64)
+        state = {"rows": n, "rows_failed": len(bad), "rules": counts}
+        return ChunkResult(rows=self._quarantine(chunk, ctx, failed, bad, row_rules), state=state)
+
+    def _check(self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
+        if rule.type == "unique":
+            return self._duplicates(rule, chunk, ctx)
+        if rule.type == "expression":
+            assert rule.expression is not None
+            holds = rule.expression.evaluate(chunk)
+            return np.ones(len(chunk), dtype=bool), ~holds
+        return _VALUE_CHECKS[rule.type](chunk[_column(chunk, rule.column, rule.name)], rule)
+
+    def _duplicates(
+        self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext
+    ) -> tuple[np.ndarray, np.ndarray]:
+        first = getattr(self, "first_positions_", None)
+        if first is None or rule.name not in first:
+            raise RuntimeError(
+                "data_quality: unique rules need the statistics pass (fit_stats) before process"
+            )
+        hashes, first_pos = first[rule.name]
+        h = hashing.hash_rows(chunk, self._key_columns(rule, chunk))
+        pos = global_positions(ctx, len(chunk))
+        if not len(h):
+            return np.ones(0, dtype=bool), np.zeros(0, dtype=bool)
+        idx = np.searchsorted(hashes, h)
+        if (
+            len(hashes) == 0
+            or (idx >= len(hashes)).any()
+            or (hashes[np.minimum(idx, len(hashes) - 1)] != h).any()
+        ):
+            raise RuntimeError(
+                "data_quality: a key hash is missing from the statistics pass; the source changed "
+                "between the two passes"
+            )
+        return np.ones(len(chunk), dtype=bool), first_pos[idx] < pos
+
+    def _quarantine(
+        self,
+        chunk: pd.DataFrame,
+        ctx: ChunkContext,
+        failed: np.ndarray,
+        bad: np.ndarray,
+        row_rules: list[Rule],
+    ) -> pd.DataFrame | None:
+        if not len(bad):
+            return None
+        names = np.array([r.name for r in row_rules], dtype=object)
+        reasons = [list(names[row]) for row in failed[bad]]
+        base = (
+            chunk.iloc[bad].reset_index(drop=True)
+            if self.quarantine_values
+            else pd.DataFrame(index=range(len(bad)))
+        )
+        return base.assign(
+            _source_file_index=np.full(len(bad), ctx.file_index, dtype=np.int64),
+            _source_row=(ctx.start_row + bad).astype(np.int64),
+            _failed_rules=pd.Series(reasons, dtype=object),
+        )
+
+    # aggregation ---------------------------------------------------------------------------------------------
+    def merge(self, states: list[Any]) -> Any:
+        out: dict[str, Any] = {"rows": 0, "rows_failed": 0, "rules": {}}
+        for s in states:
+            if not s:
+                continue
+            out["rows"] += s["rows"]
+            out["rows_failed"] += s["rows_failed"]
+            for name, (ev, fa) in s["rules"].items():
+                old = out["rules"].setdefault(name, [0, 0])
+                old[0] += ev
+                old[1] += fa
+        return out
+
+    def finalize(self, state: Any) -> dict[str, Any]:
+        rules = self._validate()
+        state = state or {"rows": 0, "rows_failed": 0, "rules": {}}
+        rows = int(state["rows"])
+        entries = [self._rule_report(r, rows, state["rules"].get(r.name, [0, 0])) for r in rules]
+        ratios = [e["failure_ratio"] for e in entries if e["failure_ratio"] is not None]
+        failed = [e["name"] for e in entries if not e["passed"]]
+        return {
+            "format_version": FORMAT_VERSION,
+            "rows": rows,
+            "rows_failed": int(state["rows_failed"]),
+            "score": 1.0 - math.fsum(ratios) / len(ratios) if ratios else None,
+            "passed": not failed,
+            "rules_passed": len(entries) - len(failed),
+            "rules_failed": len(failed),
+            "failed_rules": failed,
+            "rules": entries,
+        }
+
+    def _rule_report(self, rule: Rule, rows: int, counts: list[int]) -> dict[str, Any]:
+        evaluated, failed = counts
+        if rule.type == "row_count":
+            lo, hi = rule.options.get("min"), rule.options.get("max")
+            evaluated, failed = 1, int((lo is not None and rows < lo) or (hi is not None and rows > hi))
+        ratio = failed / evaluated if evaluated else None
+        entry: dict[str, Any] = {
+            "name": rule.name,
+            "type": rule.type,
+            "columns": list(rule.columns),
+            "severity": rule.severity,
+            "threshold": rule.threshold,
+            "evaluated": int(evaluated),
+            "failed": int(failed),
+            "failure_ratio": ratio,
+            "passed": ratio is None or ratio <= rule.threshold,
+        }
+        if rule.type == "unique":
+            first = getattr(self, "first_positions_", {})
+            entry["distinct_keys"] = int(len(first[rule.name][0])) if rule.name in first else None
+        if rule.type == "row_count":
+            entry["rows"] = rows
+        return entry
+
+
+def _decode_first(state: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    return hashing.decode(state["hashes"]), hashing.decode(state["first"]).astype(np.int64)
+
+
+def _column(chunk: pd.DataFrame, name: str, rule: str) -> Any:
+    """The chunk's column called ``name`` (column labels are compared as strings)."""
+    for c in chunk.columns:
+        if str(c) == name:
+            return c
+    raise ConfigError(f"rule {rule!r}: unknown column {name!r}; columns: {[str(c) for c in chunk.columns]}")
+
+
+# -- fail_on (evaluated by the operator after the job) ---------------------------------------------------------
+def parse_fail_on(fail_on: Any) -> str | float | None:
+    """``None``/``""``/``"never"``: never fail; ``"error"``/``"warning"``: a failed rule of at least that
+    severity fails; a number in [0, 1] (or its text): fail when the overall score is below it."""
+    if fail_on is None or (isinstance(fail_on, str) and fail_on.strip().lower() in ("", "never", "none")):
+        return None
+    if isinstance(fail_on, str) and fail_on.strip().lower() in SEVERITIES:
+        return fail_on.strip().lower()
+    try:
+        value = float(fail_on)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(fail_on, bool) or not 0 <= value <= 1:
+        raise ConfigError(
+            f"fail_on: use 'error', 'warning', a minimum score in [0, 1], or None; got {fail_on!r}"
+        )
+    return value
+
+
+def fail_on_message(report: Mapping[str, Any], fail_on: Any) -> str | None:
+    """The summary message when ``report`` should fail the task under ``fail_on``, else None."""
+    rule = parse_fail_on(fail_on)
+    if rule is None or not report:
+        return None
+    entries = report.get("rules") or []
+    if isinstance(rule, float):
+        score = report.get("score")
+        if score is None or score >= rule:
+            return None
+        head = f"data quality score {score:.4f} is below fail_on={rule:g}"
+        bad = [e for e in entries if not e["passed"]]
+    else:
+        level = SEVERITIES.index(rule)
+        bad = [e for e in entries if not e["passed"] and SEVERITIES.index(e["severity"]) >= level]
+        if not bad:
+            return None
+        head = f"{len(bad)} data quality rule(s) of severity >= {rule} failed"
+    details = "; ".join(
+        f"{e['name']}: {e['failed']}/{e['evaluated']} failed"
+        + (
+            f" ({e['failure_ratio']:.2%} > threshold {e['threshold']:.2%})"
+            if e["failure_ratio"] is not None
+            else ""
+        )
+        for e in bad[:20]
+    )
+    more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
+    return (
+        f"{head}: {details}{more}. {report.get('rows_failed', 0)} of {report.get('rows', 0)} rows quarantined"
+    )
+
+
+_REGISTRY.setdefault(DataQualityProcessor.name, DataQualityProcessor)

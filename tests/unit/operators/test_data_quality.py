@@ -1,0 +1,108 @@
+"""DataQualityOperator through op.execute with an in-memory context: no Airflow DB needed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.engine import read_output
+from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
+from airflow_batch_provider.operators.data_quality import DataQualityFailure, DataQualityOperator
+from tests.conftest import sample_frame
+
+
+class FakeTI:
+    def __init__(self, task_id="dq", try_number=1):
+        self.dag_id, self.run_id, self.task_id, self.map_index = "dq_dag", "manual__1", task_id, -1
+        self.try_number = try_number
+        self.xcoms: list[tuple[str, object]] = []
+
+    def xcom_push(self, key, value):
+        self.xcoms.append((key, value))
+
+
+class StateStore(dict):
+    def set(self, key, value, *, retention=None):
+        json.dumps(value)
+        self[key] = value
+
+
+def context():
+    return {"ti": FakeTI(), "task_state_store": StateStore()}
+
+
+RULES = [
+    {"type": "unique", "column": "dup", "severity": "warning"},
+    {"type": "not_null", "column": "x", "threshold": 0.1},
+    {"type": "allowed_values", "column": "cat", "values": ["a", "b", "c", "d e"]},
+    {"type": "expression", "expression": "id >= 0"},
+]
+
+
+@pytest.fixture
+def source(make_parquet, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
+    make_parquet(sample_frame(900, seed=3), "a.parquet")
+    make_parquet(sample_frame(500, seed=4, offset=900), "b.parquet")
+    return tmp_path / "src"
+
+
+def op(source, **kwargs):
+    return DataQualityOperator(
+        task_id="dq",
+        source=str(source),
+        rules=RULES,
+        config=BatchConfig(batch_size=333, max_concurrent_batches=2),
+        **kwargs,
+    )
+
+
+def test_reports_and_quarantines_by_default(source):
+    summary = op(source).execute(context())
+    report = summary["report"]
+    assert report["rows"] == 1400 and [e["passed"] for e in report["rules"]] == [False, True, True, True]
+    quarantine = read_output(summary["output_uri"])
+    # a row is quarantined when it breaks a rule, even one that passes under its threshold (not_null(x))
+    assert len(quarantine) == report["rows_failed"]
+    assert set(quarantine["_failed_rules"].map(tuple)) == {
+        ("unique(dup)",),
+        ("not_null(x)",),
+        ("unique(dup)", "not_null(x)"),
+    }
+    by_rule = quarantine["_failed_rules"].explode().value_counts()
+    assert [by_rule[e["name"]] for e in report["rules"][:2]] == [e["failed"] for e in report["rules"][:2]]
+
+
+@pytest.mark.parametrize(
+    "fail_on,fails", [(None, False), ("error", False), ("warning", True), ("0.5", False), (0.99, True)]
+)
+def test_fail_on_turns_failures_into_a_task_failure(source, fail_on, fails):
+    task = op(source, fail_on=fail_on)
+    if not fails:
+        task.execute(context())
+        return
+    with pytest.raises(DataQualityFailure, match="unique\\(dup\\): .* failed") as err:
+        task.execute(context())
+    assert isinstance(err.value, AirflowFailException)  # no retries: retrying cannot fix the data
+
+
+def test_a_large_report_is_read_back_for_fail_on(source):
+    rules = [{"type": "not_null", "column": "x", "name": f"x is set #{i} " + "." * 200} for i in range(80)]
+    summary_op = DataQualityOperator(task_id="dq", source=str(source), rules=rules, fail_on="error")
+    with pytest.raises(DataQualityFailure, match="80 data quality rule"):
+        summary_op.execute(context())
+
+
+def test_bad_rules_and_fail_on_fail_before_reading(source):
+    with pytest.raises(BatchInputFailure, match="unknown rule type"):
+        DataQualityOperator(task_id="dq", source=str(source), rules=[{"type": "nope"}]).execute(context())
+    with pytest.raises(BatchInputFailure, match="fail_on"):
+        op(source, fail_on="sometimes").execute(context())
+
+
+def test_template_fields_exclude_the_rules():
+    assert DataQualityOperator.template_fields == (*BatchJobOperator.template_fields, "fail_on")
+    assert "rules" not in DataQualityOperator.template_fields
