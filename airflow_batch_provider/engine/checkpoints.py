@@ -151,7 +151,9 @@ class CheckpointStore:
             }
         )
 
-    def commit_output(self, parts: list[str], report: Any, summary: dict[str, Any]) -> None:
+    def commit_output(
+        self, parts: list[str], report: Any, summary: dict[str, Any], quarantine: list[str] | None = None
+    ) -> None:
         """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``."""
         self.gen.child("_report.json").write_json(report)
         self.out.child(OUTPUT_MANIFEST).write_json(
@@ -162,6 +164,7 @@ class CheckpointStore:
                 "fingerprint": self.fingerprint,
                 "job_id": self.job_id,
                 "parts": parts,
+                "quarantine": quarantine or [],
                 "report": f"g{self.generation:04d}/_report.json",
                 "summary": summary,
             }
@@ -169,12 +172,13 @@ class CheckpointStore:
         self.out.child("_report.json").write_json(report)
         self.out.child("_SUCCESS").write_bytes(b"")
 
-    def remove_stale(self, keep_parts: set[str]) -> None:
+    def remove_stale(self, keep_parts: set[str], keep_quarantine: set[str] = frozenset()) -> None:
         """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
-        parts_dir = self.gen.child("parts")
-        for name in parts_dir.listdir():
-            if name not in keep_parts:
-                parts_dir.child(name).remove()
+        for folder, keep in (("parts", keep_parts), ("quarantine", keep_quarantine)):
+            loc = self.gen.child(folder)
+            for name in loc.listdir():
+                if name not in keep:
+                    loc.child(name).remove()
         for name in self.out.listdir():
             m = _GEN_RE.match(name)
             if m and int(m.group(1)) < self.generation:

@@ -481,11 +481,23 @@ class JobRunner:
         ordered = records if self.config.preserve_order else sorted(records, key=lambda r: r.get("seq", 0))
         gen_prefix = f"g{store.generation:04d}/parts/"
         parts = [gen_prefix + r["part"] for r in ordered if r["part"]]
+        quarantine = [
+            f"g{store.generation:04d}/quarantine/{r['quarantine']}" for r in ordered if r.get("quarantine")
+        ]
         rows_out = sum(r["rows_out"] for r in records)
-        summary = {"rows_in": sum(f.rows for f in self.files), "rows_out": rows_out, "chunks": len(records)}
-        store.commit_output(parts, report, summary)
+        quarantined = sum(r.get("rows_quarantined", 0) for r in records)
+        summary = {
+            "rows_in": sum(f.rows for f in self.files),
+            "rows_out": rows_out,
+            "chunks": len(records),
+            "rows_quarantined": quarantined,
+        }
+        store.commit_output(parts, report, summary, quarantine)
         store.write("succeeded")
-        store.remove_stale({r["part"] for r in records if r["part"]})
+        store.remove_stale(
+            {r["part"] for r in records if r["part"]},
+            {r["quarantine"] for r in records if r.get("quarantine")},
+        )
         duration = time.monotonic() - self.started
         result = JobResult(
             output_uri=self.out.uri,
@@ -502,7 +514,11 @@ class JobRunner:
             fingerprint=store.fingerprint,
             batch_size=self.batch_size,
             resume_decision=decision.reason,
-            extra={"workers": self.concurrency, "runs": store.counters.get("runs", 1)},
+            extra={
+                "workers": self.concurrency,
+                "runs": store.counters.get("runs", 1),
+                "rows_quarantined": quarantined,
+            },
         )
         self.tracker.emit(
             "completed", f"{rows_out:,} rows out, {result.duration_s:.1f}s; output {self.out.uri}"
@@ -594,12 +610,17 @@ class _sigterm_sets:
             signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
-def read_output(output_uri: Any, columns: list[str] | None = None) -> Any:
-    """The committed output of a job folder as one pandas DataFrame (for small outputs and tests)."""
+def read_output(output_uri: Any, columns: list[str] | None = None, *, quarantine: bool = False) -> Any:
+    """The committed output (or, with ``quarantine=True``, the quarantined rows) of a job folder as one
+    pandas DataFrame, or None when there are none. For small outputs and tests."""
     import pyarrow.parquet as pq
 
     loc = Location.of(output_uri)
-    parts = sources.list_source_files(loc)
+    if quarantine:
+        manifest = loc.child(sources.OUTPUT_MANIFEST).read_json() or {}
+        parts = [loc.child(p).path for p in manifest.get("quarantine", [])]
+    else:
+        parts = sources.list_source_files(loc)
     if not parts:
         return None
     tables = []

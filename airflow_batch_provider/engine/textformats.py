@@ -190,14 +190,21 @@ class TextIndex:
         if missing:
             raise ValueError(f"not a TextIndex dict: missing {', '.join(missing)}")
         index = cls(
-            fmt=str(d["fmt"]), size=int(d["size"]), header=base64.b64decode(d["header"]),
-            data_start=int(d["data_start"]), rows=int(d["rows"]), stride=int(d["stride"]),
-            offsets=tuple(int(o) for o in d["offsets"]), end=int(d["end"]),
+            fmt=str(d["fmt"]),
+            size=int(d["size"]),
+            header=base64.b64decode(d["header"]),
+            data_start=int(d["data_start"]),
+            rows=int(d["rows"]),
+            stride=int(d["stride"]),
+            offsets=tuple(int(o) for o in d["offsets"]),
+            end=int(d["end"]),
             newlines_in_values=bool(d["newlines_in_values"]),
         )
         if index.fmt not in TEXT_FORMATS or len(index.offsets) != -(-index.rows // index.stride):
-            raise ValueError(f"inconsistent TextIndex dict (fmt {index.fmt!r}, {index.rows} rows, "
-                             f"stride {index.stride}, {len(index.offsets)} offsets)")
+            raise ValueError(
+                f"inconsistent TextIndex dict (fmt {index.fmt!r}, {index.rows} rows, "
+                f"stride {index.stride}, {len(index.offsets)} offsets)"
+            )
         return index
 
 
@@ -322,8 +329,9 @@ class _Scanner:
             self._emit(np.array([self.rec_start]), np.array([self.pos]))
 
 
-def _scan(fs: Any, path: str, fmt: str, options: TextOptions, stride: int,
-          block_size: int) -> tuple[_Scanner, int]:
+def _scan(
+    fs: Any, path: str, fmt: str, options: TextOptions, stride: int, block_size: int
+) -> tuple[_Scanner, int]:
     """Run the scanner over the file; returns it and the offset where scanning began."""
     with fs.open(path, "rb") as fh:
         start = 3 if fh.read(3) == _BOM else 0
@@ -344,8 +352,9 @@ def _read_bytes(fs: Any, path: str, begin: int, end: int) -> bytes:
         return fh.read(end - begin)
 
 
-def index_text_file(fs: Any, path: str, fmt: str, options: TextOptions, *, stride: int = 1024,
-                    block_size: int = 8 << 20) -> TextIndex:
+def index_text_file(
+    fs: Any, path: str, fmt: str, options: TextOptions, *, stride: int = 1024, block_size: int = 8 << 20
+) -> TextIndex:
     """Index the records of a CSV / JSON Lines file in one streaming pass.
 
     A missing file is a SourceError, a malformed one a DataCorruptionError; other OSErrors (often
@@ -369,8 +378,14 @@ def index_text_file(fs: Any, path: str, fmt: str, options: TextOptions, *, strid
         data_start = sc.first_start
     offsets = np.concatenate(sc.kept) if sc.kept else np.empty(0, dtype=np.int64)
     return TextIndex(
-        fmt=fmt, size=sc.pos, header=header, data_start=data_start, rows=sc.count, stride=stride,
-        offsets=tuple(offsets.tolist()), end=sc.last_end if sc.count else data_start,
+        fmt=fmt,
+        size=sc.pos,
+        header=header,
+        data_start=data_start,
+        rows=sc.count,
+        stride=stride,
+        offsets=tuple(offsets.tolist()),
+        end=sc.last_end if sc.count else data_start,
         newlines_in_values=sc.quoted_newline,
     )
 
@@ -417,14 +432,14 @@ def _block_size(n: int) -> int:
     return min(max(n + 1, _MIN_PARSE_BLOCK), _MAX_PARSE_BLOCK)
 
 
-def _parse_csv(data: bytes, index: TextIndex, options: TextOptions,
-               types: pa.Schema | None) -> pa.Table:
+def _parse_csv(data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None) -> pa.Table:
     buf = index.header + data
     return pacsv.read_csv(
         pa.py_buffer(buf),
         read_options=pacsv.ReadOptions(block_size=_block_size(len(buf)), use_threads=False),
         parse_options=pacsv.ParseOptions(
-            delimiter=options.delimiter, quote_char=options.quote_char,
+            delimiter=options.delimiter,
+            quote_char=options.quote_char,
             newlines_in_values=index.newlines_in_values,
         ),
         convert_options=pacsv.ConvertOptions(column_types=types) if types is not None else None,
@@ -472,13 +487,17 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     if "conversion error" in reason or "changed from" in reason:
         name = _column_name(reason, index, options)
         mixed = " or make the field hold one JSON kind (e.g. all numbers)" if index.fmt == "jsonl" else ""
-        return (f"if the column really holds such values, declare its type with "
-                f"{OPTIONS_PARAM}={{'column_types': {{{name!r}: 'string'}}}}{mixed}; otherwise fix the value")
+        return (
+            f"if the column really holds such values, declare its type with "
+            f"{OPTIONS_PARAM}={{'column_types': {{{name!r}: 'string'}}}}{mixed}; otherwise fix the value"
+        )
     if "Expected" in reason and "columns" in reason:
         guess = _guess_delimiter(index.header, options.delimiter)
-        return (f"check the delimiter (now {options.delimiter!r}; e.g. set "
-                f"{OPTIONS_PARAM}={{'delimiter': {guess!r}}}) and the quoting (quote_char "
-                f"{options.quote_char!r}), or fix the row")
+        return (
+            f"check the delimiter (now {options.delimiter!r}; e.g. set "
+            f"{OPTIONS_PARAM}={{'delimiter': {guess!r}}}) and the quoting (quote_char "
+            f"{options.quote_char!r}), or fix the row"
+        )
     return "fix or remove the malformed record, or check the file's format and options"
 
 
@@ -493,8 +512,9 @@ def _where(reason: str, index: TextIndex, span: _Span) -> str:
     return f" at data row {row} (1-based, header and blank lines not counted)" if row is not None else ""
 
 
-def _corrupt(path: str, index: TextIndex, span: _Span, err: Exception,
-             options: TextOptions) -> DataCorruptionError:
+def _corrupt(
+    path: str, index: TextIndex, span: _Span, err: Exception, options: TextOptions
+) -> DataCorruptionError:
     reason = str(err).strip()
     where = _where(reason, index, span)
     relative = _CSV_ROW if index.fmt == "csv" else _JSON_ROW
@@ -520,8 +540,9 @@ def _conform(path: str, table: pa.Table, schema: pa.Schema, span: _Span) -> pa.T
     return table if table.schema == schema else table.cast(schema)
 
 
-def read_text_rows(fs: Any, path: str, index: TextIndex, start: int, stop: int, schema: pa.Schema,
-                   options: TextOptions) -> pa.Table:
+def read_text_rows(
+    fs: Any, path: str, index: TextIndex, start: int, stop: int, schema: pa.Schema, options: TextOptions
+) -> pa.Table:
     """Rows ``[start, stop)`` of an indexed text file, as a table with exactly ``schema``."""
     if not 0 <= start <= stop <= index.rows:
         raise ValueError(f"{path}: row range {start}-{stop} is outside 0-{index.rows}")
@@ -613,12 +634,16 @@ def _check_names(path: str, schema: pa.Schema) -> None:
     seen: set[str] = set()
     dup = [n for n in schema.names if n in seen or seen.add(n)]
     if dup:
-        raise DataCorruptionError(f"{path}: the header repeats column name(s) {sorted(set(dup))}; "
-                                  "rename them so every column name is unique")
+        raise DataCorruptionError(
+            f"{path}: the header repeats column name(s) {sorted(set(dup))}; "
+            "rename them so every column name is unique"
+        )
     binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if binary:
-        raise DataCorruptionError(f"{path}: column(s) {binary} hold bytes that are not valid UTF-8; "
-                                  "re-encode the file as UTF-8 (e.g. with iconv)")
+        raise DataCorruptionError(
+            f"{path}: column(s) {binary} hold bytes that are not valid UTF-8; "
+            "re-encode the file as UTF-8 (e.g. with iconv)"
+        )
 
 
 def _apply_declared(path: str, fmt: str, schema: pa.Schema, options: TextOptions) -> pa.Schema:
@@ -633,8 +658,9 @@ def _apply_declared(path: str, fmt: str, schema: pa.Schema, options: TextOptions
     return pa.schema(fields + [pa.field(n, declared[n]) for n in unknown])
 
 
-def infer_text_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, *,
-                      sample_rows: int = 10_000) -> pa.Schema:
+def infer_text_schema(
+    fs: Any, path: str, index: TextIndex, options: TextOptions, *, sample_rows: int = 10_000
+) -> pa.Schema:
     """Infer a schema from rows at the beginning, middle and end of the file.
 
     ``column_types`` override the inferred types. For JSON Lines a declared column that the

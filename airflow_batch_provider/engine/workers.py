@@ -164,6 +164,10 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)
         write_part(job.gen.child("parts", record["part"]), result.rows)
+    if result.quarantine is not None and len(result.quarantine):
+        record["quarantine"] = part_name(task.file_index, task.start)
+        record["rows_quarantined"] = len(result.quarantine)
+        write_part(job.gen.child("quarantine", record["quarantine"]), result.quarantine)
     if result.state is not None:
         _store_state(job, record, result.state)
     record["seconds"] = round(time.perf_counter() - t0, 4)

@@ -59,10 +59,12 @@ class ChunkContext:
 
 @dataclass
 class ChunkResult:
-    """A chunk's output: rows to write (a part file) and/or a small JSON-safe partial state."""
+    """A chunk's output: rows to write (a part file), a small JSON-safe partial state, and rows to
+    quarantine (written under ``quarantine/``, listed apart, never read by a downstream job)."""
 
     rows: pd.DataFrame | None = None
     state: Any = None
+    quarantine: pd.DataFrame | None = None
 
 
 class BaseProcessor:

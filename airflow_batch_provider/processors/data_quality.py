@@ -46,9 +46,11 @@ key                 meaning
                     evaluated), ``passed``; ``unique`` rules add ``distinct_keys``
 ==================  ======================================================================================
 
-Row output (the quarantine Parquet = the job's output parts): every row that broke a row rule, with its
-values (unless ``quarantine_values=False``) plus ``_source_file_index`` (index of the source file in sorted
-order), ``_source_row`` (0-based row within that file) and ``_failed_rules`` (list of rule names).
+Row output (the job's output parts, what a downstream job reads): the rows that broke no row rule,
+unchanged. Quarantine (``{output}/g*/quarantine/``, listed under ``quarantine`` in the committed manifest,
+``read_output(uri, quarantine=True)``): every row that broke a row rule, with its values (unless
+``quarantine_values=False``) plus ``_source_file_index`` (index of the source file in sorted order),
+``_source_row`` (0-based row within that file) and ``_failed_rules`` (list of rule names).
 
 Exactness: counts are sums of per-chunk integers. ``unique`` uses the engine's statistics pass: pass 1 keeps,
 for each distinct 64-bit key hash, its smallest global position ``file_index * 2**40 + row``; pass 2 marks a
@@ -681,7 +683,10 @@ class DataQualityProcessor(BaseProcessor):
             counts[rule.name] = [int(evaluated.sum()), int(fail.sum())]
         bad = np.flatnonzero(failed.any(axis=1)) if row_rules else np.empty(0, dtype=np.int64)
         state = {"rows": n, "rows_failed": len(bad), "rules": counts}
-        return ChunkResult(rows=self._quarantine(chunk, ctx, failed, bad, row_rules), state=state)
+        clean = chunk if not len(bad) else chunk.drop(chunk.index[bad])
+        return ChunkResult(
+            rows=clean, quarantine=self._quarantine(chunk, ctx, failed, bad, row_rules), state=state
+        )
 
     def _check(self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
         if rule.type == "unique":

@@ -37,3 +37,16 @@ def test_demo_job_chains_outputs_through_xcom(airflow_db):
     summary = dr.get_task_instance("summarize").xcom_pull(task_ids="summarize")
     assert enrich["rows_out"] == 5_000 and summary["report"]["rows"] == 5_000
     assert summary["report"]["nulls"]["amount_eur"] >= summary["report"]["nulls"]["amount"] > 0
+
+
+def test_pipeline_chains_quality_features_anomaly(airflow_db):
+    from airflow_batch_provider.engine import read_output
+
+    dr = _bag().dags["example_pipeline"].test(run_conf={"rows": SMALL})
+    xcom = {t: dr.get_task_instance(t).xcom_pull(task_ids=t) for t in ("check_quality", "build_features",
+                                                                         "score_anomalies")}
+    quality, features, anomalies = xcom["check_quality"], xcom["build_features"], xcom["score_anomalies"]
+    assert quality["rows_in"] == SMALL and quality["rows_out"] == SMALL - quality["extra"]["rows_quarantined"]
+    assert features["rows_in"] == quality["rows_out"] == anomalies["rows_in"] == anomalies["rows_out"]
+    scored = read_output(anomalies["output_uri"], columns=["transaction_id", "anomaly_score", "is_anomaly"])
+    assert len(scored) == quality["rows_out"] and scored["is_anomaly"].any()

@@ -64,7 +64,7 @@ def test_reports_and_quarantines_by_default(source):
     summary = op(source).execute(context())
     report = summary["report"]
     assert report["rows"] == 1400 and [e["passed"] for e in report["rules"]] == [False, True, True, True]
-    quarantine = read_output(summary["output_uri"])
+    quarantine = read_output(summary["output_uri"], quarantine=True)
     # a row is quarantined when it breaks a rule, even one that passes under its threshold (not_null(x))
     assert len(quarantine) == report["rows_failed"]
     assert set(quarantine["_failed_rules"].map(tuple)) == {

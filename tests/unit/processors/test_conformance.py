@@ -270,3 +270,14 @@ def test_anomaly_rows_equal_scikit_learn_on_the_whole_table(reference):
     got = read_output(reference["anomaly_detection"].output_uri)
     np.testing.assert_array_equal(got["anomaly_score"].to_numpy(), want)
     assert got["id"].tolist() == df["id"].tolist()
+
+
+def test_quality_passes_clean_rows_downstream_and_quarantines_the_rest(reference):
+    df = _frame()
+    x = df["x"]
+    bad = x.isna() | df["dup"].duplicated() | (x < -2) | (x > 2)
+    uri = reference["data_quality"].output_uri
+    assert read_output(uri)["id"].tolist() == df.loc[~bad, "id"].tolist()
+    quarantined = read_output(uri, quarantine=True)
+    assert quarantined["id"].tolist() == df.loc[bad, "id"].tolist()
+    assert reference["data_quality"].extra["rows_quarantined"] == int(bad.sum())

@@ -177,7 +177,7 @@ def test_chunked_run_equals_the_one_piece_oracle(source, tmp_path, batch_size, w
     assert by_name["row_count"] == {**by_name["row_count"], "evaluated": 1, "failed": 0, "rows": 1777}
     want = quarantine_oracle(df, source)
     assert report["rows"] == 1777 and report["rows_failed"] == len(want)
-    got = read_output(result.output_uri)
+    got = read_output(result.output_uri, quarantine=True)
     got["_failed_rules"] = got["_failed_rules"].map(list)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
     ratios = [e["failure_ratio"] for e in report["rules"] if e["failure_ratio"] is not None]
@@ -196,7 +196,7 @@ def test_sensitive_data_quarantines_only_positions_and_reasons(source, tmp_path)
         rules=rules,
         quarantine_values=False,
     )
-    got = read_output(result.output_uri)
+    got = read_output(result.output_uri, quarantine=True)
     assert list(got.columns) == ["_source_file_index", "_source_row", "_failed_rules"]
     df = whole(source)
     bad = df["key"].duplicated() | df["amount $ (eur)"].isna()
@@ -223,7 +223,9 @@ def test_resume_after_a_failed_chunk_gives_the_clean_result(source, tmp_path):
         source, "data_quality", config={"batch_size": 1000}, output_path=tmp_path / "clean", rules=RULES
     )
     assert resumed.report == clean.report
-    pd.testing.assert_frame_equal(read_output(resumed.output_uri), read_output(clean.output_uri))
+    pd.testing.assert_frame_equal(
+        read_output(resumed.output_uri, quarantine=True), read_output(clean.output_uri, quarantine=True)
+    )
 
 
 def test_state_round_trips_through_json(source):
@@ -262,7 +264,7 @@ def test_missing_key_is_not_a_duplicate_of_a_value_and_null_keys_match_pandas(tm
         rules=[{"type": "unique", "column": "k"}],
     )
     assert result.report["rules"][0]["failed"] == int(df.duplicated(subset=["k"]).sum()) == 3
-    assert read_output(result.output_uri)["_source_row"].tolist() == [2, 3, 5]
+    assert read_output(result.output_uri, quarantine=True)["_source_row"].tolist() == [2, 3, 5]
 
 
 @pytest.mark.parametrize(
