@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow_batch_provider.engine.storage import Location
 
 log = logging.getLogger(__name__)
 READY = "_READY"
@@ -44,6 +43,8 @@ def ensure_demo_dataset(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from airflow_batch_provider.engine.storage import Location
+
     loc = Location.of(folder)
     if loc.child(READY).exists():
         log.info("demo dataset already at %s", loc.uri)
@@ -60,3 +61,18 @@ def ensure_demo_dataset(
     loc.child(READY).write_bytes(str(rows).encode())
     log.info("wrote %d demo rows in %d files to %s", rows, files, loc.uri)
     return loc.uri
+
+
+def demo_data_task(task_id: str = "demo_data") -> Any:
+    """In a DAG with a ``rows`` param: a task that generates that many demo rows (once) under the provider's
+    base path and returns the folder's URI, for ``source=demo_data_task()``."""
+    from airflow.sdk import task
+
+    @task(task_id=task_id)
+    def demo_data(params: Any = None) -> str:
+        from airflow_batch_provider.operators.batch import base_path
+
+        rows = int(params["rows"])
+        return ensure_demo_dataset(f"{base_path().rstrip('/')}/demo-data/transactions-{rows}", rows=rows)
+
+    return demo_data()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.demo import demo_data_task  # generates the demo rows once, returns their URI
 from airflow_batch_provider.operators.anomaly_detection import AnomalyDetectionOperator
 
 with DAG(
@@ -28,19 +29,9 @@ with DAG(
     tags=["batch-provider", "example"],
     doc_md=__doc__,
 ):
-
-    @task
-    def demo_data(params=None) -> str:
-        """Generate the demo dataset once under the provider's base path (skipped when present)."""
-        from airflow_batch_provider.demo import ensure_demo_dataset
-        from airflow_batch_provider.operators.batch import base_path
-
-        rows = int(params["rows"])
-        return ensure_demo_dataset(f"{base_path().rstrip('/')}/demo-data/transactions-{rows}", rows=rows)
-
     AnomalyDetectionOperator(
         task_id="score_anomalies",
-        source=demo_data(),
+        source=demo_data_task(),
         algorithm="isolation_forest",
         features=["amount", "risk_score"],  # amount's missing values are imputed with the fitted median
         sample_size=50_000,

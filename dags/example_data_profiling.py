@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.demo import demo_data_task  # generates the demo rows once, returns their URI
 from airflow_batch_provider.operators.data_profiling import DataProfilingOperator
 
 with DAG(
@@ -23,19 +24,9 @@ with DAG(
     tags=["batch-provider", "example"],
     doc_md=__doc__,
 ):
-
-    @task
-    def demo_data(params=None) -> str:
-        """Generate the demo dataset once under the provider's base path (skipped when present)."""
-        from airflow_batch_provider.demo import ensure_demo_dataset
-        from airflow_batch_provider.operators.batch import base_path
-
-        rows = int(params["rows"])
-        return ensure_demo_dataset(f"{base_path().rstrip('/')}/demo-data/transactions-{rows}", rows=rows)
-
     DataProfilingOperator(
         task_id="profile",
-        source=demo_data(),
+        source=demo_data_task(),
         config=BatchConfig(batch_size=100_000, max_concurrent_batches=2),
         bins=30,
         top_k=10,

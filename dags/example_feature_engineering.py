@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.demo import demo_data_task  # generates the demo rows once, returns their URI
 from airflow_batch_provider.operators.feature_engineering import FeatureEngineeringOperator
 
 with DAG(
@@ -23,17 +24,7 @@ with DAG(
     tags=["batch-provider", "example"],
     doc_md=__doc__,
 ):
-
-    @task
-    def demo_data(params=None) -> str:
-        """Generate the demo dataset once under the provider's base path (skipped when present)."""
-        from airflow_batch_provider.demo import ensure_demo_dataset
-        from airflow_batch_provider.operators.batch import base_path
-
-        rows = int(params["rows"])
-        return ensure_demo_dataset(f"{base_path().rstrip('/')}/demo-data/transactions-{rows}", rows=rows)
-
-    data = demo_data()
+    data = demo_data_task()
     fit = FeatureEngineeringOperator(
         task_id="fit_features",
         source=data,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param
 
 from airflow_batch_provider.config import BatchConfig, BatchPriority
+from airflow_batch_provider.demo import demo_data_task  # generates the demo rows once, returns their URI
 from airflow_batch_provider.operators.anomaly_detection import AnomalyDetectionOperator
 from airflow_batch_provider.operators.data_quality import DataQualityOperator
 from airflow_batch_provider.operators.feature_engineering import FeatureEngineeringOperator
@@ -28,19 +29,9 @@ with DAG(
     tags=["batch-provider", "example"],
     doc_md=__doc__,
 ):
-
-    @task
-    def demo_data(params=None) -> str:
-        """Generate the demo dataset once under the provider's base path (skipped when present)."""
-        from airflow_batch_provider.demo import ensure_demo_dataset
-        from airflow_batch_provider.operators.batch import base_path
-
-        rows = int(params["rows"])
-        return ensure_demo_dataset(f"{base_path().rstrip('/')}/demo-data/transactions-{rows}", rows=rows)
-
     quality = DataQualityOperator(
         task_id="check_quality",
-        source=demo_data(),
+        source=demo_data_task(),
         rules=[
             {"type": "not_null", "column": "amount", "threshold": 0.05},
             {"type": "between", "column": "risk_score", "min": 0, "max": 1},

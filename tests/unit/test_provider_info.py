@@ -7,6 +7,7 @@ import inspect
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from airflow_batch_provider.get_provider_info import get_provider_info
 
@@ -79,3 +80,16 @@ def test_importing_the_package_is_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_parsing_the_example_dags_imports_no_pandas_pyarrow_or_sklearn():
+    """DAG files are parsed often: operators and the demo helper load heavy libraries only when a task runs."""
+    dags = sorted(str(p) for p in (Path(__file__).resolve().parents[2] / "dags").glob("example_*.py"))
+    code = (
+        "import sys, runpy\n"
+        f"for path in {dags!r}:\n"
+        "    runpy.run_path(path)\n"
+        "heavy = [m for m in ('pandas', 'pyarrow', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

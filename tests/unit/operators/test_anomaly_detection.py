@@ -10,7 +10,7 @@ from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.operators.anomaly_detection import AnomalyDetectionOperator
 from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
 from tests.conftest import sample_frame
-from tests.unit.operators.test_data_quality import context
+from tests.unit.operators.task_context import context
 
 
 @pytest.fixture

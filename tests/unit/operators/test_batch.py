@@ -16,28 +16,7 @@ from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.exceptions import ChunkFailedError
 from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator, _segment
 from tests.conftest import sample_frame
-
-
-class FakeTI:
-    def __init__(self, run_id="manual__2026-11-28T10:00:00+00:00", task_id="job", map_index=-1, try_number=1):
-        self.dag_id, self.run_id, self.task_id, self.map_index = "batch_dag", run_id, task_id, map_index
-        self.try_number = try_number
-        self.xcoms: list[tuple[str, object]] = []
-
-    def xcom_push(self, key, value):
-        self.xcoms.append((key, value))
-
-
-class StateStore(dict):
-    """The task_state_store API (get/set/delete/clear) over a dict; values must be JSON."""
-
-    def set(self, key, value, *, retention=None):
-        json.dumps(value)
-        self[key] = value
-
-
-def context(ti=None, store=None):
-    return {"ti": ti or FakeTI(), "task_state_store": store if store is not None else StateStore()}
+from tests.unit.operators.task_context import FakeTI, StateStore, context
 
 
 @pytest.fixture
@@ -193,7 +172,8 @@ def test_engine_reads_and_writes_through_object_storage_path(source, tmp_path):
     from airflow_batch_provider.engine import run_batch_job
 
     out = ObjectStoragePath(f"file://{tmp_path}/osp-out")
-    result = run_batch_job(ObjectStoragePath(f"file://{source}"), "passthrough", config={"batch_size": 300},
-                           output_path=out)
+    result = run_batch_job(
+        ObjectStoragePath(f"file://{source}"), "passthrough", config={"batch_size": 300}, output_path=out
+    )
     assert result.rows_out == 1400 and (out / "_manifest.json").exists()
     assert read_output(out)["id"].tolist() == list(range(1400))

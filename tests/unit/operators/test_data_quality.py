@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -12,27 +10,7 @@ from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
 from airflow_batch_provider.operators.data_quality import DataQualityFailure, DataQualityOperator
 from tests.conftest import sample_frame
-
-
-class FakeTI:
-    def __init__(self, task_id="dq", try_number=1):
-        self.dag_id, self.run_id, self.task_id, self.map_index = "dq_dag", "manual__1", task_id, -1
-        self.try_number = try_number
-        self.xcoms: list[tuple[str, object]] = []
-
-    def xcom_push(self, key, value):
-        self.xcoms.append((key, value))
-
-
-class StateStore(dict):
-    def set(self, key, value, *, retention=None):
-        json.dumps(value)
-        self[key] = value
-
-
-def context():
-    return {"ti": FakeTI(), "task_state_store": StateStore()}
-
+from tests.unit.operators.task_context import context
 
 RULES = [
     {"type": "unique", "column": "dup", "severity": "warning"},

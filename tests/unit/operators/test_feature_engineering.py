@@ -10,7 +10,7 @@ from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.operators.feature_engineering import FeatureEngineeringOperator
 from tests.conftest import sample_frame
-from tests.unit.operators.test_batch import FakeTI, StateStore, context
+from tests.unit.operators.task_context import FakeTI, StateStore, context
 
 
 @pytest.fixture
@@ -29,16 +29,31 @@ def test_template_fields_name_real_attributes():
 
 def test_fit_then_apply_the_saved_spec(source, tmp_path, make_parquet):
     cfg = BatchConfig(batch_size=250, max_concurrent_batches=2)
-    fit = FeatureEngineeringOperator(task_id="fit", source=str(source), output_path=str(tmp_path / "fit"), config=cfg,
-                                     scale={"x": "standard"}, impute={"x": "mean"}, log_columns=["dup"],
-                                     encode={"cat": {"method": "onehot", "top_k": 2}}, date_parts={"ts": ["hour"]})
+    fit = FeatureEngineeringOperator(
+        task_id="fit",
+        source=str(source),
+        output_path=str(tmp_path / "fit"),
+        config=cfg,
+        scale={"x": "standard"},
+        impute={"x": "mean"},
+        log_columns=["dup"],
+        encode={"cat": {"method": "onehot", "top_k": 2}},
+        date_parts={"ts": ["hour"]},
+    )
     summary = fit.execute(context(FakeTI(task_id="fit"), StateStore()))
-    assert summary["rows_out"] == 1400 and summary["report"]["spec"]["columns"]["x"]["scale"]["method"] == "standard"
+    assert (
+        summary["rows_out"] == 1400
+        and summary["report"]["spec"]["columns"]["x"]["scale"]["method"] == "standard"
+    )
     got = read_output(tmp_path / "fit")
     assert got["x"].notna().all() and {"cat=<other>", "ts_hour"} <= set(got.columns) and "ts" not in got
     make_parquet(sample_frame(300, seed=8), "new.parquet", folder=tmp_path / "new")
-    apply = FeatureEngineeringOperator(task_id="apply", source=str(tmp_path / "new"), output_path=str(tmp_path / "ap"),
-                                       spec=summary["report_uri"])
+    apply = FeatureEngineeringOperator(
+        task_id="apply",
+        source=str(tmp_path / "new"),
+        output_path=str(tmp_path / "ap"),
+        spec=summary["report_uri"],
+    )
     applied = apply.execute(context(FakeTI(task_id="apply"), StateStore()))
     assert applied["report"]["spec"] == summary["report"]["spec"]
     out = read_output(tmp_path / "ap")
@@ -48,7 +63,8 @@ def test_fit_then_apply_the_saved_spec(source, tmp_path, make_parquet):
 
 
 def test_bad_parameter_fails_without_retry(source, tmp_path):
-    op = FeatureEngineeringOperator(task_id="f", source=str(source), output_path=str(tmp_path / "o"),
-                                    scale={"x": "zscore"})
+    op = FeatureEngineeringOperator(
+        task_id="f", source=str(source), output_path=str(tmp_path / "o"), scale={"x": "zscore"}
+    )
     with pytest.raises(AirflowFailException, match="scale"):
         op.execute(context(FakeTI(task_id="f"), StateStore()))
