@@ -53,9 +53,15 @@ unchanged. Quarantine (``{output}/g*/quarantine/``, listed under ``quarantine`` 
 ``_source_row`` (0-based row within that file) and ``_failed_rules`` (list of rule names).
 
 Exactness: counts are sums of per-chunk integers. ``unique`` uses the engine's statistics pass: pass 1 keeps,
-for each distinct 64-bit key hash, its smallest global position ``file_index * 2**40 + row``; pass 2 marks a
-row duplicate iff that first position is smaller than its own. The only inexactness is a 64-bit hash collision
-(probability about n^2 / 2^65, see :mod:`~airflow_batch_provider.processors.hashing`). No Airflow imports.
+per chunk, each distinct 64-bit key hash with its smallest global position ``file_index * 2**40 + row`` and
+whether it repeats in the chunk; a streaming k-way merge gives the distinct count and, for the keys that
+occur more than once, their global first position; pass 2 marks a row duplicate iff its key is one of those
+and that first position is smaller than its own. The only inexactness is a 64-bit hash collision
+(probability about n^2 / 2^65, see :mod:`~airflow_batch_provider.processors.hashing`).
+
+Memory: large per-chunk key runs go to binary side files under ``{output}/g*/fit/_keys/`` and are merged
+with bounded memory; only the repeated keys are kept, memory-mapped and shared by the forked workers
+(see ``docs/processors/data_quality.md``). No Airflow imports.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from __future__ import annotations
 import ast
 import math
 import operator as op
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +84,7 @@ from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, 
 from airflow_batch_provider.processors.registry import _REGISTRY
 
 FORMAT_VERSION = 1
+STATE_VERSION = 2  # fitted state: distinct counts + repeated keys (v1: every key's first position)
 POSITION_BASE = 2**40
 SEVERITIES = ("warning", "error")
 DTYPES = ("integer", "float", "boolean", "date", "datetime", "string")
@@ -596,7 +604,7 @@ class DataQualityProcessor(BaseProcessor):
     """
 
     name = "data_quality"
-    version = "1"
+    version = "2"  # 2: spilled, repeated-keys-only unique state (a v1 checkpoint restarts clean)
     chunk_invariant = True
 
     def __init__(
@@ -632,43 +640,45 @@ class DataQualityProcessor(BaseProcessor):
 
     # statistics pass (unique rules) -------------------------------------------------------------------------
     def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
+        """Per unique rule, a run of (distinct key hash, first position, repeated in this chunk); runs of more
+        than ``hashing.SPILL_MIN_KEYS`` keys go to binary side files under ``{output_uri}/_keys/``."""
         out = {}
         pos = global_positions(ctx, len(chunk))
-        for rule in self._unique_rules():
-            h, p = hashing.first_positions(hashing.hash_rows(chunk, self._key_columns(rule, chunk)), pos)
-            out[rule.name] = {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
+        folder = hashing.spill_folder(ctx.output_uri)
+        for i, rule in enumerate(self._unique_rules()):
+            h, p, rep = hashing.first_positions_run(
+                hashing.hash_rows(chunk, self._key_columns(rule, chunk)), pos
+            )
+            where = f"{folder}/u{i}-f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}"
+            out[rule.name] = hashing.run_state(h, p, rep, spill_to=where if folder else None)
         return out
 
     def merge_stats(self, states: list[Any]) -> Any:
+        """Streaming k-way merge of the runs: the distinct count, and only the keys that occur more than once
+        with their global first position (side files next to the runs' when they have some)."""
         merged = {}
-        for rule in self._unique_rules():
-            parts = [_decode_first(s[rule.name]) for s in states if s and rule.name in s]
-            h, p = hashing.merge_first_positions(parts)
-            merged[rule.name] = {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
+        for i, rule in enumerate(self._unique_rules()):
+            parts = [s[rule.name] for s in states if s and rule.name in s]
+            files = [p["file"] for p in parts if "file" in p]
+            spill = os.path.join(os.path.dirname(files[0]), f"u{i}-repeated") if files else None
+            work = os.path.dirname(files[0]) if files else None
+            distinct, repeated = hashing.repeated_first_positions(parts, spill, workdir=work)
+            merged[rule.name] = {"distinct": distinct, "repeated": repeated}
         return merged
 
     def fit_stats(self, state: Any) -> None:
         self._validate()
         state = state or {}
-        self.first_positions_ = {
-            r.name: _decode_first(state[r.name])
-            if r.name in state
-            else (hashing.decode(""), np.empty(0, dtype=np.int64))
-            for r in self._unique_rules()
+        self.unique_state_ = {r.name: state.get(r.name) for r in self._unique_rules()}
+        self.repeated_ = {
+            name: hashing.load_run((s or {}).get("repeated")) for name, s in self.unique_state_.items()
         }
 
     def get_state(self) -> Any:
-        first = getattr(self, "first_positions_", {})
-        return {
-            "format_version": FORMAT_VERSION,
-            "first_positions": {
-                name: {"hashes": hashing.encode(h), "first": hashing.encode(p.astype(np.uint64))}
-                for name, (h, p) in first.items()
-            },
-        }
+        return {"format_version": STATE_VERSION, "unique": getattr(self, "unique_state_", {})}
 
     def set_state(self, state: Any) -> None:
-        self.fit_stats((state or {}).get("first_positions"))
+        self.fit_stats((state or {}).get("unique"))
 
     # main pass -----------------------------------------------------------------------------------------------
     def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
@@ -700,27 +710,22 @@ class DataQualityProcessor(BaseProcessor):
     def _duplicates(
         self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext
     ) -> tuple[np.ndarray, np.ndarray]:
-        first = getattr(self, "first_positions_", None)
-        if first is None or rule.name not in first:
+        """A row is a duplicate iff its key hash occurs more than once in the source and its global first
+        position is below the row's own (keys that occur once are never looked up beyond one search)."""
+        repeated = getattr(self, "repeated_", None)
+        if repeated is None or rule.name not in repeated:
             raise RuntimeError(
                 "data_quality: unique rules need the statistics pass (fit_stats) before process"
             )
-        hashes, first_pos = first[rule.name]
+        hashes, first_pos = repeated[rule.name]
         h = hashing.hash_rows(chunk, self._key_columns(rule, chunk))
-        pos = global_positions(ctx, len(chunk))
-        if not len(h):
-            return np.ones(0, dtype=bool), np.zeros(0, dtype=bool)
-        idx = np.searchsorted(hashes, h)
-        if (
-            len(hashes) == 0
-            or (idx >= len(hashes)).any()
-            or (hashes[np.minimum(idx, len(hashes) - 1)] != h).any()
-        ):
-            raise RuntimeError(
-                "data_quality: a key hash is missing from the statistics pass; the source changed "
-                "between the two passes"
-            )
-        return np.ones(len(chunk), dtype=bool), first_pos[idx] < pos
+        dup = np.zeros(len(h), dtype=bool)
+        if len(hashes) and len(h):
+            pos = global_positions(ctx, len(chunk))
+            idx = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+            hit = np.flatnonzero(hashes[idx] == h)
+            dup[hit] = first_pos[idx[hit]] < pos[hit]
+        return np.ones(len(chunk), dtype=bool), dup
 
     def _quarantine(
         self,
@@ -796,15 +801,11 @@ class DataQualityProcessor(BaseProcessor):
             "passed": ratio is None or ratio <= rule.threshold,
         }
         if rule.type == "unique":
-            first = getattr(self, "first_positions_", {})
-            entry["distinct_keys"] = int(len(first[rule.name][0])) if rule.name in first else None
+            merged = getattr(self, "unique_state_", {}).get(rule.name)
+            entry["distinct_keys"] = int(merged["distinct"]) if merged else None
         if rule.type == "row_count":
             entry["rows"] = rows
         return entry
-
-
-def _decode_first(state: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    return hashing.decode(state["hashes"]), hashing.decode(state["first"]).astype(np.int64)
 
 
 def _column(chunk: pd.DataFrame, name: str, rule: str) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output, run_batch_job
 from airflow_batch_provider.exceptions import ChunkFailedError, ConfigError
-from airflow_batch_provider.processors import ChunkContext
+from airflow_batch_provider.processors import ChunkContext, hashing
 from airflow_batch_provider.processors import data_quality as dq  # registers "data_quality"
 from airflow_batch_provider.processors.data_quality import DataQualityProcessor, SafeExpression
 
@@ -376,3 +376,68 @@ def test_fail_on_turns_a_report_into_a_message():
     assert dq.fail_on_message(report, 0.5) is None
     with pytest.raises(ConfigError, match="fail_on"):
         dq.parse_fail_on("sometimes")
+
+
+@pytest.fixture
+def spill_everything(monkeypatch):
+    """Every key run goes to side files; merges run in tiny steps and in groups of 3 (temporary runs)."""
+    monkeypatch.setattr(hashing, "SPILL_MIN_KEYS", 0)
+    monkeypatch.setattr(hashing, "FAN_IN", 3)
+    monkeypatch.setattr(hashing, "MERGE_BUDGET", 64)
+
+
+@pytest.mark.parametrize("batch_size,workers", [(97, 2), (333, 1)])
+def test_spilled_key_state_gives_the_oracle_result(source, tmp_path, spill_everything, batch_size, workers):
+    result = run_batch_job(
+        source,
+        "data_quality",
+        config=BatchConfig(batch_size=batch_size, max_concurrent_batches=workers),
+        output_path=tmp_path / "out",
+        rules=RULES,
+    )
+    keys = tmp_path / "out" / "g0001" / "fit" / "_keys"
+    assert sorted(keys.glob("u0-f*.h.u8")) and (keys / "u0-repeated.p.i8").exists()
+    assert not list(keys.glob("keys-merge-*")) and not list(keys.glob("*.tmp"))  # temporary runs removed
+    df = whole(source)
+    by_name = {e["name"]: e for e in result.report["rules"]}
+    for name, (evaluated, failed) in oracle(df).items():
+        assert (by_name[name]["evaluated"], by_name[name]["failed"]) == (evaluated, int(failed.sum())), name
+    assert by_name["unique(key)"]["distinct_keys"] == df["key"].nunique(dropna=False)
+    assert by_name["unique(id)"]["distinct_keys"] == len(df)
+    got = read_output(result.output_uri, quarantine=True)
+    got["_failed_rules"] = got["_failed_rules"].map(list)
+    pd.testing.assert_frame_equal(got, quarantine_oracle(df, source), check_dtype=False)
+    state = json.loads((tmp_path / "out" / "g0001" / "fit_state.json").read_text())
+    assert state["format_version"] == dq.STATE_VERSION and len(json.dumps(state)) < 4000  # references only
+
+
+def test_spilled_state_resumes_after_a_failed_chunk(source, tmp_path, spill_everything):
+    flag = tmp_path / "fail-once"
+    flag.write_text("x")
+
+    class FailsOnce(DataQualityProcessor):
+        def process(self, chunk, ctx):
+            if ctx.file_index == 1 and ctx.start_row >= 300 and flag.exists():
+                flag.unlink()
+                raise RuntimeError("crash midway")
+            return super().process(chunk, ctx)
+
+    cfg = BatchConfig(batch_size=150, max_concurrent_batches=2, checkpoint_interval=1, retry_attempts=0)
+    with pytest.raises(ChunkFailedError):
+        run_batch_job(source, FailsOnce(RULES), config=cfg, output_path=tmp_path / "out")
+    resumed = run_batch_job(source, DataQualityProcessor(RULES), config=cfg, output_path=tmp_path / "out")
+    assert resumed.chunks_resumed > 0
+    clean = run_batch_job(
+        source, "data_quality", config={"batch_size": 1000}, output_path=tmp_path / "clean", rules=RULES
+    )
+    assert resumed.report == clean.report
+
+
+def test_a_missing_side_file_is_a_clear_error(source, tmp_path, spill_everything):
+    fitted = DataQualityProcessor([{"type": "unique", "column": "id"}])
+    df = whole(source)
+    ctx = ChunkContext("j", 0, 0, "f", 0, len(df), 1, str(tmp_path / "job"))
+    state = fitted.partial_stats(df, ctx)
+    next((tmp_path / "job" / "_keys").glob("*.h.u8")).unlink()
+    with pytest.raises(RuntimeError, match="missing"):
+        fitted.merge_stats([state])

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
+from airflow_batch_provider.processors import hashing
 from airflow_batch_provider.processors.hashing import (
     HashSet,
     first_positions,
@@ -39,3 +43,74 @@ def test_first_positions_find_earlier_duplicates_across_chunks():
     is_dup = first[idx] < pos
     assert is_dup.tolist() == keys.duplicated().tolist()
     assert HashSet(uniq).contains(hash_values(pd.Series([9, 4]))).tolist() == [True, False]
+
+
+# -- spilling: side files and the streaming k-way merge ---------------------------------------------------
+
+
+def _runs(keys: np.ndarray, cuts: list[int], folder, spill: bool) -> list[dict]:
+    pos = np.arange(len(keys), dtype=np.int64)
+    edges = [0, *cuts, len(keys)]
+    out = []
+    for i in range(len(edges) - 1):
+        h, p, rep = hashing.first_positions_run(keys[edges[i] : edges[i + 1]], pos[edges[i] : edges[i + 1]])
+        out.append(hashing.run_state(h, p, rep, spill_to=str(folder / f"run{i}") if spill else None))
+    return out
+
+
+@pytest.mark.parametrize("spill", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_streaming_merge_equals_pandas_duplicated_for_any_split(tmp_path, monkeypatch, spill, seed):
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(hashing, "SPILL_MIN_KEYS", int(rng.integers(0, 40)))
+    monkeypatch.setattr(hashing, "FAN_IN", int(rng.integers(2, 5)))  # groups -> temporary runs
+    n = int(rng.integers(1, 3000))
+    keys = hash_values(pd.Series(rng.integers(0, max(1, n // 3), n)))
+    cuts = sorted(rng.integers(0, n + 1, int(rng.integers(0, 25))).tolist())
+    states = _runs(keys, cuts, tmp_path, spill)
+    rng.shuffle(states)  # merge order does not matter
+    states = json.loads(json.dumps(states))
+    target = str(tmp_path / "merged") if spill else None
+    distinct, repeated = hashing.repeated_first_positions(states, target, workdir=str(tmp_path))
+    assert distinct == len(np.unique(keys)) == hashing.count_distinct_runs(states)
+    rh, rp = hashing.load_run(json.loads(json.dumps(repeated)))
+    idx = np.minimum(np.searchsorted(rh, keys), max(len(rh) - 1, 0))
+    hit = (rh[idx] == keys) if len(rh) else np.zeros(n, dtype=bool)
+    dup = np.zeros(n, dtype=bool)
+    dup[hit] = rp[idx[hit]] < np.arange(n)[hit]
+    assert dup.tolist() == pd.Series(keys).duplicated().tolist()
+    assert len(rh) == pd.Series(keys).duplicated(keep=False).groupby(keys).any().sum()  # only repeated keys
+    for budget in (1, 7, 10**6):  # tiny steps give the same blocks' union
+        blocks = list(hashing.iter_merged(states, budget=budget, workdir=str(tmp_path)))
+        assert np.concatenate([b[0] for b in blocks]).tolist() == np.unique(keys).tolist()
+    assert not list(tmp_path.glob("keys-merge-*")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_hash_set_spills_to_a_side_file_and_unions_streamed(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "SPILL_MIN_KEYS", 3)
+    s = pd.Series(np.arange(100) % 37)
+    small = HashSet(hash_values(s.iloc[:3])).to_state(spill_to=str(tmp_path / "small"))
+    assert "hashes" in small and not list(tmp_path.iterdir())  # at most SPILL_MIN_KEYS: inline
+    parts = [
+        HashSet(hash_values(s.iloc[i : i + 30])).to_state(spill_to=str(tmp_path / f"p{i}"))
+        for i in (0, 30, 60)
+    ]
+    assert all("file" in p for p in parts) and (tmp_path / "p0.h.u8").stat().st_size == 8 * 30
+    assert HashSet.from_state(parts[1]).values.tolist() == HashSet(hash_values(s.iloc[30:60])).values.tolist()
+    everything = [*parts, small, None, HashSet().to_state()]
+    assert (
+        HashSet.count_distinct_runs(everything)
+        == 37
+        == len(HashSet.union([HashSet.from_state(p) for p in everything]))
+    )
+    for target in (None, str(tmp_path / "union")):
+        union = HashSet.union_runs(everything, target)
+        assert HashSet.state_len(union) == 37 == len(HashSet.from_state(union))
+    assert HashSet.state_len({"n": 5}) == 5 and HashSet.state_len(HashSet(hash_values(s)).to_state()) == 37
+    assert HashSet.state_len({"hashes": HashSet(hash_values(s)).to_state()["hashes"]}) == 37
+
+
+def test_spill_folder_is_local_only():
+    assert hashing.spill_folder("") is None and hashing.spill_folder(None) is None
+    assert hashing.spill_folder("memory://bucket/job") is None
+    assert hashing.spill_folder("/tmp/job", "x").endswith("/tmp/job/_keys/x")
