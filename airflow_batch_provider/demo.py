@@ -1,10 +1,9 @@
-"""Generate the demo dataset: synthetic card transactions as Parquet (no Airflow imports)."""
+"""The demo dataset: synthetic card transactions as Parquet, and a DAG task that generates it once."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-
 
 log = logging.getLogger(__name__)
 READY = "_READY"

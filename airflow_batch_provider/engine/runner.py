@@ -142,6 +142,26 @@ def plan_chunks(
     return tasks
 
 
+def wanted_columns(processor: Any, hook: str, schema: Any) -> list[str] | None:
+    """The source columns a processor's optional ``hook(schema)`` asks for (``stats_columns`` for the
+    statistics pass, ``fit_columns`` for the fit sample), or None for all of them.
+
+    Reading fewer columns is only an optimisation: results are the same, so anything unexpected (no hook,
+    None, a name not in the schema, an empty list) reads every column and lets the processor report it.
+    """
+    fn = getattr(processor, hook, None)
+    if not callable(fn) or not len(schema):
+        return None
+    columns = fn(schema)
+    if not columns:
+        return None
+    columns = list(dict.fromkeys(str(c) for c in columns))
+    names = schema.names
+    if len(set(names)) != len(names) or not set(columns) <= set(names):
+        return None
+    return columns
+
+
 class JobRunner:
     """Runs one job to completion or to a checkpointed failure."""
 
@@ -156,8 +176,10 @@ class JobRunner:
         text_options: TextOptions,
         cancel_event: threading.Event,
         job_id: str,
+        columns: list[str] | None = None,
     ) -> None:
         self.source = Location.of(source)
+        self.columns = columns
         self.processor = processor
         self.config = config
         self.out = out
@@ -211,12 +233,16 @@ class JobRunner:
                 text_options=self.text_options,
                 cancel_event=self.cancel_event,
                 job_id=f"{self.job_id}/fit",
+                columns=wanted_columns(self.processor, "stats_columns", schema),
             )
             self.processor.fit_stats(nested.run().report)
         if size:
             from airflow_batch_provider.engine.sampling import deterministic_sample
 
-            self.processor.fit(deterministic_sample(self.source.fs, files, schema, self.text_options, size))
+            columns = wanted_columns(self.processor, "fit_columns", schema)
+            self.processor.fit(
+                deterministic_sample(self.source.fs, files, schema, self.text_options, size, columns=columns)
+            )
         store.gen.child("fit_state.json").write_json(to_jsonable(self.processor.get_state()))
 
     # -- run -----------------------------------------------------------------------------------
@@ -266,6 +292,7 @@ class JobRunner:
                 self.text_options,
                 store.gen,
                 self.out.uri,
+                self.columns,
             )
             self._run_tasks(deque(tasks), job)
         except BaseException as err:

@@ -14,9 +14,15 @@ WINDOW = 1_000_000
 
 
 def deterministic_sample(
-    fs: Any, files: list[sources.SourceFile], schema: pa.Schema, options: Any, size: int, seed: int = 0
+    fs: Any,
+    files: list[sources.SourceFile],
+    schema: pa.Schema,
+    options: Any,
+    size: int,
+    seed: int = 0,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """``size`` rows chosen by position with a fixed seed, in source order.
+    """``size`` rows chosen by position with a fixed seed, in source order (only ``columns``, if given).
 
     With ``size`` at least the row count, the sample is the whole dataset in source order. The choice
     depends only on the row count and the seed, never on batch size or concurrency.
@@ -34,9 +40,11 @@ def deterministic_sample(
             pick = local[(local >= w) & (local < w + WINDOW)]
             if len(pick):
                 stop = min(f.rows, w + WINDOW)
-                table = sources.read_rows(fs, f, w, stop, schema, options)
+                table = sources.read_rows(fs, f, w, stop, schema, options, columns)
                 tables.append(table.take(pa.array(pick - w)))
         offset += f.rows
     if not tables:
+        if columns is not None and len(schema):
+            schema = pa.schema([schema.field(c) for c in columns])
         return schema.empty_table().to_pandas()
     return pa.concat_tables(tables).to_pandas()

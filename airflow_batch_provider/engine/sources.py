@@ -208,14 +208,26 @@ def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
 
 
 def read_rows(
-    fs: Any, f: SourceFile, start: int, stop: int, schema: pa.Schema, options: textformats.TextOptions
+    fs: Any,
+    f: SourceFile,
+    start: int,
+    stop: int,
+    schema: pa.Schema,
+    options: textformats.TextOptions,
+    columns: list[str] | None = None,
 ) -> pa.Table:
-    """Rows ``[start, stop)`` of one file, as a table with the source's schema."""
+    """Rows ``[start, stop)`` of one file, as a table with the source's schema.
+
+    ``columns``: read only these columns (Parquet decodes nothing else), in this order.
+    """
     if f.format == "parquet":
-        table = _read_parquet_rows(fs, f, start, stop)
+        table = _read_parquet_rows(fs, f, start, stop, columns)
     else:
         index = textformats.TextIndex.from_dict(f.text_index or {})
         table = textformats.read_text_rows(fs, f.path, index, start, stop, schema, options)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns]) if len(schema) else schema
+        table = table.select(columns) if len(table.schema) else table
     if table.num_rows != stop - start:
         raise DataCorruptionError(
             f"{f.path}: rows {start}-{stop} gave {table.num_rows} rows, expected {stop - start}; "
@@ -231,7 +243,7 @@ def read_rows(
 _ROW_GROUP_CACHE: dict[tuple[str, str, tuple[int, ...]], pa.Table] = {}
 
 
-def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int) -> pa.Table:
+def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int, columns: list[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
 
     groups, first_row, row = [], 0, 0
@@ -240,12 +252,12 @@ def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int) -> pa.Tabl
             first_row = row if not groups else first_row
             groups.append(i)
         row += n
-    key = (f.path, f.version, tuple(groups))
+    key = (f.path, f.version, tuple(groups), None if columns is None else tuple(columns))
     table = _ROW_GROUP_CACHE.get(key)
     if table is None:
         try:
             with fs.open(f.path, "rb") as fh:
-                table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups)
+                table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups, columns=columns)
         except (pa.ArrowException, OSError) as err:
             raise DataCorruptionError(
                 f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "

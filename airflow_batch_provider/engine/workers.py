@@ -43,6 +43,7 @@ class JobState:
     text_options: Any
     gen: Location
     output_uri: str
+    columns: list[str] | None = None  # read only these source columns (None: all)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     assert job is not None, "worker started without a job"
     t0 = time.perf_counter()
     f = job.files[task.file_index]
-    table = sources.read_rows(job.source_fs, f, task.start, task.stop, job.schema, job.text_options)
+    table = sources.read_rows(
+        job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
+    )
     frame = table.to_pandas()
     del table
     ctx = ChunkContext(

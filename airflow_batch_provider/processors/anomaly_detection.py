@@ -174,6 +174,20 @@ class AnomalyDetectionProcessor(BaseProcessor):
         self._validate()
         return int(self.sample_size)
 
+    def fit_columns(self, schema: Any) -> list[str] | None:
+        """The fit sample holds only the feature columns (the engine projects the source); with
+        ``features=None`` the numeric, non-boolean ones, as :meth:`_select_features` picks them."""
+        if self.features is not None:
+            if isinstance(self.features, str) or not isinstance(self.features, Sequence):
+                return None
+            return [str(f) for f in self.features]
+        empty = schema.empty_table().to_pandas()
+        return [
+            str(c)
+            for c in empty.columns
+            if pd.api.types.is_numeric_dtype(empty[c].dtype) and not pd.api.types.is_bool_dtype(empty[c].dtype)
+        ] or None
+
     def _validate(self) -> None:
         if not isinstance(self.algorithm, str) or not self.algorithm:
             raise ConfigError(f"algorithm must be one of {BUILTIN} or an import path, got {self.algorithm!r}")

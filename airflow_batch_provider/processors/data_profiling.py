@@ -191,6 +191,19 @@ class DataProfilingProcessor(BaseProcessor):
         return [c for c, d in frame.dtypes.items() if column_type(d) in NUMERIC]
 
     # -- statistics pass: exact finite min/max -> histogram edges ----------------------------------
+    def stats_columns(self, schema: Any) -> list[str] | None:
+        """The statistics pass reads only the profiled numeric columns (the engine projects the source)."""
+        try:
+            frame = self._select(schema.empty_table().to_pandas())
+        except (ConfigError, KeyError, TypeError, ValueError):
+            return None  # read everything: partial_stats reports the problem
+        if self.columns is not None:
+            return [str(c) for c in self.columns]  # partial_stats selects them all
+        cols = [str(c) for c in self._numeric(frame)]
+        if not cols:
+            return [str(frame.columns[0])] if len(frame.columns) else None
+        return cols
+
     def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
         frame = self._select(chunk)
         cols = self._numeric(frame)
@@ -279,6 +292,36 @@ class DataProfilingProcessor(BaseProcessor):
         return sorted_unique(values)
 
     def _counted_states(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Text/categorical/boolean/other columns: Arrow-backed text columns one by one (factorized in Arrow,
+        no Python objects per row), the others at once with one factorize over all their values."""
+        arrow_text = [j for j, d in enumerate(frame.dtypes) if _arrow_text(d)]
+        out = {str(frame.columns[j]): self._arrow_text_state(frame.iloc[:, j]) for j in arrow_text}
+        rest = [j for j in range(frame.shape[1]) if j not in set(arrow_text)]
+        if rest:
+            out.update(self._object_states(frame.iloc[:, rest]))
+        return {str(c): out[str(c)] for c in frame.columns}
+
+    def _arrow_text_state(self, series: pd.Series) -> dict[str, Any]:
+        """One Arrow-backed string column: the same state as :meth:`_object_states` gives it."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes, uniques = pd.factorize(series.array, use_na_sentinel=True)
+        present = codes >= 0
+        counts = np.bincount(codes[present], minlength=len(uniques)).astype(np.int64)
+        arrow = pa.array(uniques, type=pa.large_string())
+        values = np.asarray(arrow.to_pylist(), dtype=object) if len(uniques) else np.empty(0, dtype=object)
+        hashes = hash_values(pd.Series(values, dtype=object)) if len(values) else np.empty(0, np.uint64)
+        lengths = pc.utf8_length(arrow).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = len(series)
+        return {
+            "t": "text", "dtype": str(series.dtype), "nulls": int(rows - present.sum()),
+            "hs": hash_set(hashes).to_state(),
+            "tv": top_values_of(values, counts, self.top_values_capacity, arrow).to_state(),
+            "mem": int(8 * rows + (lengths * counts).sum()),
+        }
+
+    def _object_states(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Text/categorical/boolean/other columns at once: one factorize over all their values."""
         rows, width = frame.shape
         values = frame.to_numpy(dtype=object).ravel(order="F")
@@ -333,7 +376,7 @@ class DataProfilingProcessor(BaseProcessor):
         rows = int(state["rows"])
         dups = None
         if self.duplicates:
-            dups = rows - len(HashSet.from_state(state.get("rowset")))
+            dups = rows - _set_size(state.get("rowset"))
         qs = [float(q) for q in self.quantiles]
         columns = {name: column_report(col, rows, qs, self.top_k) for name, col in state["cols"].items()}
         report = {
@@ -369,6 +412,13 @@ def hash_set(hashes: np.ndarray) -> HashSet:
     return out
 
 
+def _set_size(state: dict[str, Any] | None) -> int:
+    """Distinct hashes in a :class:`HashSet` state: its ``n`` (no decoding), else the decoded length."""
+    if state and "n" in state:
+        return int(state["n"])
+    return len(HashSet.from_state(state))
+
+
 def union_sets(sets: list[HashSet]) -> HashSet:
     parts = [s.values for s in sets if len(s)]
     return hash_set(np.concatenate(parts)) if parts else HashSet()
@@ -390,14 +440,47 @@ def hashes_by_group(groups: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def top_values_of(values: np.ndarray, counts: np.ndarray, capacity: int) -> TopValues:
-    """A chunk's value counts as :class:`TopValues`, pre-truncated with numpy when over capacity."""
+def _arrow_text(dtype: Any) -> bool:
+    """A pandas string dtype stored in Arrow (pandas 3's default ``str``): factorized without Python objects."""
+    return isinstance(dtype, pd.StringDtype) and getattr(dtype, "storage", "") == "pyarrow"
+
+
+def _top_positions(values: np.ndarray, counts: np.ndarray, capacity: int, arrow: Any) -> np.ndarray:
+    """Positions of the ``capacity`` first values ordered by (count descending, text), in that order.
+
+    ``arrow``: the values as an Arrow string array (distinct strings): text order is UTF-8 byte order, which
+    is code-point order, i.e. Python's ``str`` order; only values tied at the cut-off count are text-sorted.
+    """
+    import pyarrow.compute as pc
+
+    cut = np.partition(counts, len(counts) - 1 - capacity)[len(counts) - 1 - capacity]  # count at rank capacity
+    sure = np.flatnonzero(counts > cut)
+    tied = np.flatnonzero(counts == cut)
+    need = capacity - len(sure)
+    tied = tied[pc.sort_indices(arrow.take(tied)).to_numpy()[:need]] if need else tied[:0]
+    keep = np.concatenate([sure, tied])
+    rank = np.empty(len(keep), dtype=np.int64)
+    rank[pc.sort_indices(arrow.take(keep)).to_numpy()] = np.arange(len(keep))
+    return keep[np.lexsort((rank, -counts[keep]))]
+
+
+def top_values_of(values: np.ndarray, counts: np.ndarray, capacity: int, arrow: Any = None) -> TopValues:
+    """A chunk's value counts as :class:`TopValues`, pre-truncated with numpy when over capacity.
+
+    ``arrow``: the same values as an Arrow string array, when they are all text (a faster selection).
+    """
     if len(values) > capacity:
-        text = np.array([str(v) for v in values], dtype=object)
-        order = np.lexsort((text, -counts))
-        keep = order[:capacity]
+        if arrow is not None:
+            keep = _top_positions(values, counts, capacity, arrow)
+            order = None
+        else:
+            text = np.array([str(v) for v in values], dtype=object)
+            order = np.lexsort((text, -counts))
+            keep = order[:capacity]
         out = TopValues.of_counts(list(values[keep]), counts[keep].tolist(), capacity)
-        out.error = int(counts[order[capacity]])
+        rest = np.ones(len(counts), dtype=bool)
+        rest[keep] = False
+        out.error = int(counts[order[capacity]]) if order is not None else int(counts[rest].max())
         return out
     return TopValues.of_counts(list(values), counts.tolist(), capacity)
 
@@ -438,7 +521,7 @@ def column_report(col: dict[str, Any], rows: int, qs: list[float], top_k: int) -
     nulls = int(col["nulls"])
     report: dict[str, Any] = {
         "type": col["t"], "dtype": col["dtype"], "count": rows - nulls, "nulls": nulls,
-        "null_ratio": nulls / rows if rows else None, "distinct": int(HashSet.from_state(col["hs"]).values.size),
+        "null_ratio": nulls / rows if rows else None, "distinct": _set_size(col["hs"]),
         "min": None, "max": None, "mean": None, "std": None, "quantiles": None, "histogram": None,
         "top_values": None,
     }

@@ -239,6 +239,14 @@ class FeatureEngineeringProcessor(BaseProcessor):
         return kinds
 
     # -- statistics pass -----------------------------------------------------------------------------
+    def stats_columns(self, schema: Any) -> list[str] | None:
+        """The statistics pass reads only the planned columns (the engine projects the source)."""
+        try:
+            plan = self._plan()
+        except ConfigError:
+            return None  # read everything: partial_stats reports the problem
+        return list(plan) or None
+
     def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
         plan = self._plan()
         kinds = self._check_columns(plan, chunk)
