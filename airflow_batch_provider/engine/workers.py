@@ -145,6 +145,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         task.attempt,
         job.output_uri,
         getattr(job.processor, "params", {}) or {},
+        job.gen.uri,
     )
     result = job.processor.process(frame, ctx)
     if result is None:

@@ -49,6 +49,9 @@ class ChunkContext:
     attempt: int
     output_uri: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: this output generation's own folder (``{output_uri}/gNNNN``): scratch files a processor keeps here
+    #: are replaced with the generation, never read by a downstream job
+    work_uri: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)

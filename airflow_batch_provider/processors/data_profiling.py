@@ -74,7 +74,7 @@ from airflow_batch_provider.processors.column_stats import (
     TopValues,
     equal_width_edges,
 )
-from airflow_batch_provider.processors.hashing import HashSet, hash_rows, hash_values
+from airflow_batch_provider.processors.hashing import HashSet, hash_rows, hash_values, spill_folder
 from airflow_batch_provider.processors.registry import _REGISTRY
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,17 @@ class DataProfilingProcessor(BaseProcessor):
     chunk_invariant = True
     stats_pass = True
 
-    def __init__(self, columns: Sequence[str] | None = None, bins: int = 20, top_k: int = 10,
-                 quantiles: Sequence[float] = DEFAULT_QUANTILES, duplicates: bool = True,
-                 exact_quantile_limit: int = 10_000, quantile_bits: int = 10,
-                 top_values_capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        columns: Sequence[str] | None = None,
+        bins: int = 20,
+        top_k: int = 10,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        duplicates: bool = True,
+        exact_quantile_limit: int = 10_000,
+        quantile_bits: int = 10,
+        top_values_capacity: int = 10_000,
+    ) -> None:
         self.columns = columns
         self.bins = bins
         self.top_k = top_k
@@ -159,21 +166,29 @@ class DataProfilingProcessor(BaseProcessor):
 
     # -- parameters --------------------------------------------------------------------------------
     def _validate(self) -> None:
-        for param, value, low in (("bins", self.bins, 1), ("top_k", self.top_k, 0),
-                                  ("exact_quantile_limit", self.exact_quantile_limit, 1),
-                                  ("top_values_capacity", self.top_values_capacity, 1)):
+        for param, value, low in (
+            ("bins", self.bins, 1),
+            ("top_k", self.top_k, 0),
+            ("exact_quantile_limit", self.exact_quantile_limit, 1),
+            ("top_values_capacity", self.top_values_capacity, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"data_profiling: {param}={value!r} must be an integer >= {low}")
         if not isinstance(self.quantile_bits, int) or not 1 <= self.quantile_bits <= 52:
-            raise ConfigError(f"data_profiling: quantile_bits={self.quantile_bits!r} must be an integer in 1..52")
+            raise ConfigError(
+                f"data_profiling: quantile_bits={self.quantile_bits!r} must be an integer in 1..52"
+            )
         try:
             qs = [float(q) for q in self.quantiles]
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"data_profiling: quantiles={self.quantiles!r} must be numbers in [0, 1]") from err
+            raise ConfigError(
+                f"data_profiling: quantiles={self.quantiles!r} must be numbers in [0, 1]"
+            ) from err
         if not all(0.0 <= q <= 1.0 for q in qs):
             raise ConfigError(f"data_profiling: quantiles={self.quantiles!r} must be numbers in [0, 1]")
-        if self.columns is not None and (isinstance(self.columns, str) or not all(
-                isinstance(c, str) for c in self.columns)):
+        if self.columns is not None and (
+            isinstance(self.columns, str) or not all(isinstance(c, str) for c in self.columns)
+        ):
             raise ConfigError(f"data_profiling: columns={self.columns!r} must be a list of column names")
 
     def _select(self, chunk: pd.DataFrame) -> pd.DataFrame:
@@ -182,8 +197,10 @@ class DataProfilingProcessor(BaseProcessor):
             return chunk
         missing = [c for c in self.columns if c not in chunk.columns]
         if missing:
-            raise ConfigError(f"data_profiling: columns={missing!r} not in the source; it has "
-                              f"{[str(c) for c in chunk.columns][:50]!r}")
+            raise ConfigError(
+                f"data_profiling: columns={missing!r} not in the source; it has "
+                f"{[str(c) for c in chunk.columns][:50]!r}"
+            )
         return chunk[list(self.columns)]
 
     @staticmethod
@@ -210,21 +227,29 @@ class DataProfilingProcessor(BaseProcessor):
         if not cols:
             return {"ranges": {}}
         moments = Moments.of_block(frame[cols].to_numpy(dtype="float64", na_value=np.nan))
-        return {"ranges": {str(c): [m.min, m.max] if m.n else None for c, m in zip(cols, moments, strict=False)}}
+        return {
+            "ranges": {str(c): [m.min, m.max] if m.n else None for c, m in zip(cols, moments, strict=False)}
+        }
 
     def merge_stats(self, states: list[Any]) -> Any:
         ranges: dict[str, Any] = {}
         for state in states:
             for col, rng in (state or {}).get("ranges", {}).items():
                 old = ranges.get(col)
-                ranges[col] = rng if old is None else (old if rng is None else [min(old[0], rng[0]),
-                                                                                 max(old[1], rng[1])])
+                ranges[col] = (
+                    rng
+                    if old is None
+                    else (old if rng is None else [min(old[0], rng[0]), max(old[1], rng[1])])
+                )
         return {"ranges": ranges}
 
     def fit_stats(self, state: Any) -> None:
         self._validate()
-        self.edges_ = {col: equal_width_edges(rng[0], rng[1], self.bins)
-                       for col, rng in (state or {}).get("ranges", {}).items() if rng is not None}
+        self.edges_ = {
+            col: equal_width_edges(rng[0], rng[1], self.bins)
+            for col, rng in (state or {}).get("ranges", {}).items()
+            if rng is not None
+        }
 
     def get_state(self) -> Any:
         return {"edges": self.edges_}
@@ -235,11 +260,19 @@ class DataProfilingProcessor(BaseProcessor):
     # -- main pass ---------------------------------------------------------------------------------
     def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
         frame = self._select(chunk)
+        folder = spill_folder(getattr(ctx, "work_uri", "") or getattr(ctx, "output_uri", None), "profile")
+        self._spill = (
+            f"{folder}/f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}" if folder else None
+        )
         kinds = {str(c): kind_of(d) for c, d in frame.dtypes.items()}
         names = [str(c) for c in frame.columns]
         cols: dict[str, Any] = {}
         numeric = [c for c, k in zip(frame.columns, kinds.values(), strict=False) if k in NUMERIC]
-        counted = [c for c, k in zip(frame.columns, kinds.values(), strict=False) if k not in NUMERIC and k != "datetime"]
+        counted = [
+            c
+            for c, k in zip(frame.columns, kinds.values(), strict=False)
+            if k not in NUMERIC and k != "datetime"
+        ]
         if numeric:
             cols.update(self._numeric_states(frame[numeric]))
         if counted:
@@ -250,7 +283,7 @@ class DataProfilingProcessor(BaseProcessor):
             cols[name].setdefault("mem", memory_estimate(dtype, kinds[name], len(frame)))
         state: dict[str, Any] = {"rows": len(frame), "cols": {name: cols[name] for name in names}}
         if self.duplicates:
-            state["rowset"] = hash_set(hash_rows(frame)).to_state()
+            state["rowset"] = hash_set(hash_rows(frame)).to_state(spill_to=self._spill_to("rows"))
         return ChunkResult(state=state)
 
     def _numeric_states(self, frame: pd.DataFrame) -> dict[str, Any]:
@@ -270,19 +303,28 @@ class DataProfilingProcessor(BaseProcessor):
             values = present[keep]
             counts = np.diff(np.append(np.flatnonzero(keep), len(present)))
             finite = np.isfinite(values)
-            dist = Distribution.of_sorted(values[finite], counts[finite], self.quantile_bits,
-                                          self.exact_quantile_limit)
+            dist = Distribution.of_sorted(
+                values[finite], counts[finite], self.quantile_bits, self.exact_quantile_limit
+            )
             uniques.append(self._integer_uniques(frame.iloc[:, j]) if kind == "integer" else values)
             if kind == "integer" and m.n:
                 m.min, m.max = int(uniques[-1][0]), int(uniques[-1][-1])
             edges = edges_of.get(str(name))
             out[str(name)] = {
-                "t": kind, "dtype": str(dtype), "nulls": m.nan, "m": m.to_state(), "d": dist.to_state(),
+                "t": kind,
+                "dtype": str(dtype),
+                "nulls": m.nan,
+                "m": m.to_state(),
+                "d": dist.to_state(),
                 "h": Histogram.of(present[: m.n + m.inf], edges).to_state() if edges else None,
             }
-        for name, hashes in zip(out, hashes_by_group(uniques), strict=False):
-            out[name]["hs"] = hash_set(hashes).to_state()
+        for j, (name, hashes) in enumerate(zip(out, hashes_by_group(uniques), strict=False)):
+            out[name]["hs"] = hash_set(hashes).to_state(spill_to=self._spill_to(f"n{j}"))
         return out
+
+    def _spill_to(self, what: str) -> str | None:
+        spill = getattr(self, "_spill", None)
+        return f"{spill}-{what}" if spill else None
 
     @staticmethod
     def _integer_uniques(series: pd.Series) -> np.ndarray:
@@ -315,7 +357,9 @@ class DataProfilingProcessor(BaseProcessor):
         lengths = pc.utf8_length(arrow).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = len(series)
         return {
-            "t": "text", "dtype": str(series.dtype), "nulls": int(rows - present.sum()),
+            "t": "text",
+            "dtype": str(series.dtype),
+            "nulls": int(rows - present.sum()),
             "hs": hash_set(hashes).to_state(),
             "tv": top_values_of(values, counts, self.top_values_capacity, arrow).to_state(),
             "mem": int(8 * rows + (lengths * counts).sum()),
@@ -331,7 +375,9 @@ class DataProfilingProcessor(BaseProcessor):
         pair = col_ids[present].astype(np.int64) * max(len(uniques), 1) + codes[present]
         pairs, counts = np.unique(pair, return_counts=True)
         pair_col, pair_code = pairs // max(len(uniques), 1), pairs % max(len(uniques), 1)
-        unique_hashes = hash_values(pd.Series(uniques, dtype=object)) if len(uniques) else np.empty(0, np.uint64)
+        unique_hashes = (
+            hash_values(pd.Series(uniques, dtype=object)) if len(uniques) else np.empty(0, np.uint64)
+        )
         lengths = np.fromiter((len(str(u)) for u in uniques), dtype=np.int64, count=len(uniques))
         bounds = np.searchsorted(pair_col, np.arange(width + 1))
         nulls = np.bincount(col_ids[~present], minlength=width)
@@ -341,8 +387,10 @@ class DataProfilingProcessor(BaseProcessor):
             code, count = pair_code[lo:hi], counts[lo:hi]
             kind = kind_of(dtype)
             out[str(name)] = {
-                "t": kind, "dtype": str(dtype), "nulls": int(nulls[j]),
-                "hs": hash_set(unique_hashes[code]).to_state(),
+                "t": kind,
+                "dtype": str(dtype),
+                "nulls": int(nulls[j]),
+                "hs": hash_set(unique_hashes[code]).to_state(spill_to=self._spill_to(f"c{j}")),
                 "tv": top_values_of(uniques[code], count, self.top_values_capacity).to_state(),
             }
             if kind in ("text", "other"):
@@ -353,10 +401,15 @@ class DataProfilingProcessor(BaseProcessor):
     def _datetime_state(series: pd.Series) -> dict[str, Any]:
         ints = series.dropna().array.asi8
         unique = sorted_unique(np.asarray(ints))
-        return {"t": "datetime", "dtype": str(series.dtype), "nulls": int(series.isna().sum()),
-                "hs": hash_set(hash_values(pd.Series(unique))).to_state(),
-                "dt": [int(unique[0]), int(unique[-1])] if len(unique) else None,
-                "unit": series.dt.unit, "tz": str(series.dt.tz) if series.dt.tz is not None else None}
+        return {
+            "t": "datetime",
+            "dtype": str(series.dtype),
+            "nulls": int(series.isna().sum()),
+            "hs": hash_set(hash_values(pd.Series(unique))).to_state(),
+            "dt": [int(unique[0]), int(unique[-1])] if len(unique) else None,
+            "unit": series.dt.unit,
+            "tz": str(series.dt.tz) if series.dt.tz is not None else None,
+        }
 
     # -- merge and report --------------------------------------------------------------------------
     def merge(self, states: list[Any]) -> Any:
@@ -365,7 +418,7 @@ class DataProfilingProcessor(BaseProcessor):
             return None
         merged: dict[str, Any] = {"rows": sum(s["rows"] for s in states), "cols": {}}
         if self.duplicates:
-            merged["rowset"] = union_sets([HashSet.from_state(s.get("rowset")) for s in states]).to_state()
+            merged["rowset"] = {"n": HashSet.count_distinct_runs([s.get("rowset") for s in states])}
         for name in states[0]["cols"]:
             merged["cols"][name] = merge_column([s["cols"][name] for s in states])
         return merged
@@ -376,7 +429,7 @@ class DataProfilingProcessor(BaseProcessor):
         rows = int(state["rows"])
         dups = None
         if self.duplicates:
-            dups = rows - _set_size(state.get("rowset"))
+            dups = rows - HashSet.state_len(state.get("rowset"))
         qs = [float(q) for q in self.quantiles]
         columns = {name: column_report(col, rows, qs, self.top_k) for name, col in state["cols"].items()}
         report = {
@@ -387,10 +440,14 @@ class DataProfilingProcessor(BaseProcessor):
             "memory_bytes_estimate": sum(int(c["mem"]) for c in state["cols"].values()),
             "duplicate_rows": dups,
             "duplicate_ratio": (dups / rows if rows and dups is not None else None),
-            "settings": {"bins": self.bins, "top_k": self.top_k, "quantiles": qs,
-                         "exact_quantile_limit": self.exact_quantile_limit,
-                         "quantile_relative_error": 2.0 ** -self.quantile_bits,
-                         "top_values_capacity": self.top_values_capacity},
+            "settings": {
+                "bins": self.bins,
+                "top_k": self.top_k,
+                "quantiles": qs,
+                "exact_quantile_limit": self.exact_quantile_limit,
+                "quantile_relative_error": 2.0**-self.quantile_bits,
+                "top_values_capacity": self.top_values_capacity,
+            },
             "columns": columns,
         }
         log.info("profile: %d rows, %d columns, %s duplicate rows", rows, len(columns), dups)
@@ -410,13 +467,6 @@ def hash_set(hashes: np.ndarray) -> HashSet:
     out = HashSet()
     out.values = sorted_unique(np.asarray(hashes, dtype=np.uint64))
     return out
-
-
-def _set_size(state: dict[str, Any] | None) -> int:
-    """Distinct hashes in a :class:`HashSet` state: its ``n`` (no decoding), else the decoded length."""
-    if state and "n" in state:
-        return int(state["n"])
-    return len(HashSet.from_state(state))
 
 
 def union_sets(sets: list[HashSet]) -> HashSet:
@@ -453,7 +503,9 @@ def _top_positions(values: np.ndarray, counts: np.ndarray, capacity: int, arrow:
     """
     import pyarrow.compute as pc
 
-    cut = np.partition(counts, len(counts) - 1 - capacity)[len(counts) - 1 - capacity]  # count at rank capacity
+    cut = np.partition(counts, len(counts) - 1 - capacity)[
+        len(counts) - 1 - capacity
+    ]  # count at rank capacity
     sure = np.flatnonzero(counts > cut)
     tied = np.flatnonzero(counts == cut)
     need = capacity - len(sure)
@@ -491,7 +543,7 @@ def merge_column(parts: list[dict[str, Any]]) -> dict[str, Any]:
     out = {k: first[k] for k in ("t", "dtype", "unit", "tz") if k in first}
     out["nulls"] = sum(p["nulls"] for p in parts)
     out["mem"] = sum(p.get("mem", 0) for p in parts)
-    out["hs"] = union_sets([HashSet.from_state(p["hs"]) for p in parts]).to_state()
+    out["hs"] = {"n": HashSet.count_distinct_runs([p["hs"] for p in parts])}
     if "m" in first:
         out["m"] = Moments.merge([Moments.from_state(p["m"]) for p in parts]).to_state()
         out["d"] = Distribution.merge([Distribution.from_state(p["d"]) for p in parts]).to_state()
@@ -520,9 +572,18 @@ def _pin_integer_bounds(out: dict[str, Any], parts: list[dict[str, Any]]) -> Non
 def column_report(col: dict[str, Any], rows: int, qs: list[float], top_k: int) -> dict[str, Any]:
     nulls = int(col["nulls"])
     report: dict[str, Any] = {
-        "type": col["t"], "dtype": col["dtype"], "count": rows - nulls, "nulls": nulls,
-        "null_ratio": nulls / rows if rows else None, "distinct": _set_size(col["hs"]),
-        "min": None, "max": None, "mean": None, "std": None, "quantiles": None, "histogram": None,
+        "type": col["t"],
+        "dtype": col["dtype"],
+        "count": rows - nulls,
+        "nulls": nulls,
+        "null_ratio": nulls / rows if rows else None,
+        "distinct": HashSet.state_len(col["hs"]),
+        "min": None,
+        "max": None,
+        "mean": None,
+        "std": None,
+        "quantiles": None,
+        "histogram": None,
         "top_values": None,
     }
     if "m" in col:
@@ -539,8 +600,13 @@ def _numeric_report(col: dict[str, Any], qs: list[float]) -> dict[str, Any]:
     m = Moments.from_state(col["m"])
     dist = Distribution.from_state(col["d"])
     out: dict[str, Any] = {
-        "min": m.min, "max": m.max, "mean": m.mean if m.n else None, "std": m.std(ddof=1),
-        "quantiles": ({quantile_key(q): v for q, v in zip(qs, dist.quantiles(qs), strict=False)} if dist.n else None),
+        "min": m.min,
+        "max": m.max,
+        "mean": m.mean if m.n else None,
+        "std": m.std(ddof=1),
+        "quantiles": (
+            {quantile_key(q): v for q, v in zip(qs, dist.quantiles(qs), strict=False)} if dist.n else None
+        ),
         "quantiles_exact": dist.exact,
         "histogram": ({"edges": col["h"]["edges"], "counts": col["h"]["counts"]} if col.get("h") else None),
     }
@@ -559,8 +625,11 @@ def _date_report(col: dict[str, Any]) -> dict[str, Any]:
         return {"date_range": None}
     start, end = (_timestamp(v, col["unit"], col.get("tz")) for v in col["dt"])
     days = (end - start) / pd.Timedelta(days=1)
-    return {"min": start.isoformat(), "max": end.isoformat(),
-            "date_range": {"start": start.isoformat(), "end": end.isoformat(), "days": float(days)}}
+    return {
+        "min": start.isoformat(),
+        "max": end.isoformat(),
+        "date_range": {"start": start.isoformat(), "end": end.isoformat(), "days": float(days)},
+    }
 
 
 def compact_summary(report: dict[str, Any] | None, limit: int = 20) -> dict[str, Any]:
@@ -570,7 +639,8 @@ def compact_summary(report: dict[str, Any] | None, limit: int = 20) -> dict[str,
     cols = report.get("columns", {})
     by_nulls = sorted(cols.items(), key=lambda kv: (-(kv[1].get("nulls") or 0), kv[0]))[:limit]
     return {
-        "rows": report.get("rows"), "column_count": report.get("column_count"),
+        "rows": report.get("rows"),
+        "column_count": report.get("column_count"),
         "duplicate_rows": report.get("duplicate_rows"),
         "memory_bytes_estimate": report.get("memory_bytes_estimate"),
         "constant_columns": sum(1 for c in cols.values() if c.get("distinct") == 1),

@@ -59,7 +59,7 @@ occur more than once, their global first position; pass 2 marks a row duplicate 
 and that first position is smaller than its own. The only inexactness is a 64-bit hash collision
 (probability about n^2 / 2^65, see :mod:`~airflow_batch_provider.processors.hashing`).
 
-Memory: large per-chunk key runs go to binary side files under ``{output}/g*/fit/_keys/`` and are merged
+Memory: large per-chunk key runs go to binary side files under ``{output}/g*/fit/g*/_keys/`` and are merged
 with bounded memory; only the repeated keys are kept, memory-mapped and shared by the forked workers
 (see ``docs/processors/data_quality.md``). No Airflow imports.
 """
@@ -632,6 +632,13 @@ class DataQualityProcessor(BaseProcessor):
     def _unique_rules(self) -> list[Rule]:
         return [r for r in self._validate() if r.type == "unique"]
 
+    def stats_columns(self, schema: Any) -> list[str] | None:
+        """The statistics pass reads only the unique rules' key columns (all of them for a whole-row rule)."""
+        rules = self._unique_rules()
+        if not rules or any(not r.columns for r in rules):
+            return None
+        return list(dict.fromkeys(str(c) for r in rules for c in r.columns))
+
     @staticmethod
     def _key_columns(rule: Rule, chunk: pd.DataFrame) -> list[Any]:
         if not rule.columns:
@@ -644,7 +651,7 @@ class DataQualityProcessor(BaseProcessor):
         than ``hashing.SPILL_MIN_KEYS`` keys go to binary side files under ``{output_uri}/_keys/``."""
         out = {}
         pos = global_positions(ctx, len(chunk))
-        folder = hashing.spill_folder(ctx.output_uri)
+        folder = hashing.spill_folder(ctx.work_uri or ctx.output_uri)
         for i, rule in enumerate(self._unique_rules()):
             h, p, rep = hashing.first_positions_run(
                 hashing.hash_rows(chunk, self._key_columns(rule, chunk)), pos

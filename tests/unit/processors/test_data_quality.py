@@ -395,7 +395,7 @@ def test_spilled_key_state_gives_the_oracle_result(source, tmp_path, spill_every
         output_path=tmp_path / "out",
         rules=RULES,
     )
-    keys = tmp_path / "out" / "g0001" / "fit" / "_keys"
+    keys = tmp_path / "out" / "g0001" / "fit" / "g0001" / "_keys"  # the statistics pass generation
     assert sorted(keys.glob("u0-f*.h.u8")) and (keys / "u0-repeated.p.i8").exists()
     assert not list(keys.glob("keys-merge-*")) and not list(keys.glob("*.tmp"))  # temporary runs removed
     df = whole(source)
