@@ -162,6 +162,25 @@ def wanted_columns(processor: Any, hook: str, schema: Any) -> list[str] | None:
     return columns
 
 
+@dataclass
+class _RunQueue:
+    """The run loop's state: chunks waiting, in flight (with their start time), and waiting to be retried."""
+
+    pending: deque[workers.ChunkTask]
+    job: workers.JobState
+    pool: Any
+    inflight: dict[Future[Any], tuple[workers.ChunkTask, float]] = field(default_factory=dict)
+    retries: list[tuple[float, int, workers.ChunkTask]] = field(default_factory=list)
+
+    def restart(self, concurrency: int) -> list[workers.ChunkTask]:
+        """Kill the pool's workers and start a new pool; return the chunks that were in flight."""
+        lost = [t for t, _ in self.inflight.values()]
+        self.inflight.clear()
+        workers.kill_pool(self.pool)
+        self.pool = workers.new_pool(concurrency, self.job)
+        return lost
+
+
 class JobRunner:
     """Runs one job to completion or to a checkpointed failure."""
 
@@ -302,63 +321,46 @@ class JobRunner:
         return self._finalize(decision, len(done))
 
     def _run_tasks(self, pending: deque[workers.ChunkTask], job: workers.JobState) -> None:
+        self.fatal: BaseException | None = None
         if not workers.fork_available():
             workers.set_inline_job(job)
             for task in pending:
                 self._check_stop()
                 self._record(workers.run_chunk(task))
             return
-        pool = workers.new_pool(self.concurrency, job)
-        inflight: dict[Future[Any], tuple[workers.ChunkTask, float]] = {}
-        retries: list[tuple[float, int, workers.ChunkTask]] = []
-        self.fatal: BaseException | None = None
+        q = _RunQueue(pending, job, workers.new_pool(self.concurrency, job))
         try:
-            while (pending or inflight or retries) and not (self.fatal and not inflight):
+            while (q.pending or q.inflight or q.retries) and not (self.fatal and not q.inflight):
                 self._check_stop()
                 now = time.monotonic()
-                while retries and retries[0][0] <= now:
-                    pending.appendleft(heapq.heappop(retries)[2])
-                while pending and len(inflight) < self.concurrency and self.fatal is None:
-                    task = pending.popleft()
-                    inflight[pool.submit(workers.run_chunk, task)] = (task, time.monotonic())
-                if not inflight:
-                    time.sleep(min(0.2, max(0.0, retries[0][0] - now)) if retries else 0.01)
+                while q.retries and q.retries[0][0] <= now:
+                    q.pending.appendleft(heapq.heappop(q.retries)[2])
+                while q.pending and len(q.inflight) < self.concurrency and self.fatal is None:
+                    task = q.pending.popleft()
+                    q.inflight[q.pool.submit(workers.run_chunk, task)] = (task, time.monotonic())
+                if not q.inflight:
+                    time.sleep(min(0.2, max(0.0, q.retries[0][0] - now)) if q.retries else 0.01)
                     continue
-                done, _ = wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
+                done, _ = wait(q.inflight, timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    if fut not in inflight:  # already handled with a broken pool
-                        continue
-                    task, _ = inflight.pop(fut)
-                    pool = self._collect(fut, task, pool, job, inflight, pending, retries)
-                pool = self._check_batch_timeouts(pool, job, inflight, pending, retries)
+                    if fut in q.inflight:  # else already handled with a broken pool
+                        self._collect(fut, q.inflight.pop(fut)[0], q)
+                self._check_batch_timeouts(q)
             if self.fatal is not None:
                 raise self.fatal
         except BaseException:
-            workers.kill_pool(pool)
+            workers.kill_pool(q.pool)
             raise
-        pool.shutdown(wait=True)
+        q.pool.shutdown(wait=True)
 
-    def _collect(
-        self,
-        fut: Future[Any],
-        task: workers.ChunkTask,
-        pool: Any,
-        job: workers.JobState,
-        inflight: dict[Future[Any], tuple[workers.ChunkTask, float]],
-        pending: deque[workers.ChunkTask],
-        retries: list[tuple[float, int, workers.ChunkTask]],
-    ) -> Any:
+    def _collect(self, fut: Future[Any], task: workers.ChunkTask, q: _RunQueue) -> None:
         try:
             self._record(fut.result())
-            return pool
         except BrokenProcessPool as err:
             # a worker died (killed, out of memory): every chunk in flight is lost with it
-            lost = [task] + [t for t, _ in inflight.values()]
-            inflight.clear()
-            workers.kill_pool(pool)
+            lost = [task] + q.restart(self.concurrency)
             for t in lost:
-                self._retry_or_fail(t, RuntimeError(f"chunk worker died ({err})"), retries, kind="system")
-            return workers.new_pool(self.concurrency, job)
+                self._retry_or_fail(t, RuntimeError(f"chunk worker died ({err})"), q, kind="system")
         except MemoryError as err:
             if task.rows > 1:
                 half = task.start + task.rows // 2
@@ -366,31 +368,21 @@ class JobRunner:
                     "%s: MemoryError; splitting it at row %d and continuing", task.label(self.files), half
                 )
                 self._note_failure(task, err, "memory", "split")
-                pending.appendleft(
+                q.pending.appendleft(
                     workers.ChunkTask(task.index, task.file_index, half, task.stop, task.attempt)
                 )
-                pending.appendleft(
+                q.pending.appendleft(
                     workers.ChunkTask(task.index, task.file_index, task.start, half, task.attempt)
                 )
             else:
-                self._retry_or_fail(task, err, retries, kind="memory")
-            return pool
+                self._retry_or_fail(task, err, q, kind="memory")
         except BatchInputError as err:
             self._note_failure(task, err, "data_corruption", "fail")
             self.fatal = self.fatal or err
-            return pool
         except Exception as err:
-            self._retry_or_fail(task, err, retries, kind="processing")
-            return pool
+            self._retry_or_fail(task, err, q, kind="processing")
 
-    def _retry_or_fail(
-        self,
-        task: workers.ChunkTask,
-        err: BaseException,
-        retries: list[tuple[float, int, workers.ChunkTask]],
-        *,
-        kind: str,
-    ) -> None:
+    def _retry_or_fail(self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, *, kind: str) -> None:
         if task.attempt > self.config.retry_attempts:
             self._note_failure(task, err, kind, "fail")
             if self.fatal is None:
@@ -411,7 +403,7 @@ class JobRunner:
             f"{type(err).__name__}: {str(err)[:200]}; retrying in {delay:.1f}s",
         )
         nxt = workers.ChunkTask(task.index, task.file_index, task.start, task.stop, task.attempt + 1)
-        heapq.heappush(retries, (time.monotonic() + delay, task.index, nxt))
+        heapq.heappush(q.retries, (time.monotonic() + delay, task.index, nxt))
 
     def _note_failure(self, task: workers.ChunkTask, err: BaseException, kind: str, strategy: str) -> None:
         self.failures.append(
@@ -434,33 +426,19 @@ class JobRunner:
             str(err)[:500],
         )
 
-    def _check_batch_timeouts(
-        self,
-        pool: Any,
-        job: workers.JobState,
-        inflight: dict[Future[Any], tuple[workers.ChunkTask, float]],
-        pending: deque[workers.ChunkTask],
-        retries: list[tuple[float, int, workers.ChunkTask]],
-    ) -> Any:
+    def _check_batch_timeouts(self, q: _RunQueue) -> None:
         limit = self.config.batch_timeout_seconds
-        if not limit or not inflight:
-            return pool
+        if not limit or not q.inflight:
+            return
         now = time.monotonic()
-        late = [t for t, started in inflight.values() if now - started > limit]
+        late = {t for t, started in q.inflight.values() if now - started > limit}
         if not late:
-            return pool
-        others = [t for t, started in inflight.values() if now - started <= limit]
-        inflight.clear()
-        workers.kill_pool(pool)
+            return
+        others = [t for t in q.restart(self.concurrency) if t not in late]
         for t in late:
-            self._retry_or_fail(
-                t,
-                TimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}"),
-                retries,
-                kind="timeout",
-            )
-        pending.extendleft(reversed(others))
-        return workers.new_pool(self.concurrency, job)
+            error = TimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}")
+            self._retry_or_fail(t, error, q, kind="timeout")
+        q.pending.extendleft(reversed(others))
 
     def _check_stop(self) -> None:
         if self.cancel_event.is_set():

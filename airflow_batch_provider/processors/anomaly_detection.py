@@ -67,7 +67,6 @@ No Airflow imports.
 from __future__ import annotations
 
 import base64
-import importlib
 import inspect
 import logging
 import warnings
@@ -79,7 +78,7 @@ import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
-from airflow_batch_provider.processors.registry import _REGISTRY
+from airflow_batch_provider.processors.registry import _REGISTRY, import_object
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +111,8 @@ def _one_thread() -> Any:
 
 
 def _import_class(path: str) -> Any:
-    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(path)
     except (ImportError, AttributeError, ValueError) as err:
         raise ConfigError(
             f"algorithm: cannot import {path!r} ({err}); use one of {BUILTIN} or an importable "

@@ -70,13 +70,19 @@ def _load_builtins() -> None:
     importlib.import_module("airflow_batch_provider.processors.builtin")
 
 
-def _import_path(spec: str) -> Any:
+def import_object(spec: str) -> Any:
+    """Import ``"package.module:attr"`` (or ``"package.module.attr"``); raises ImportError, AttributeError or
+    ValueError."""
     module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_path(spec: str) -> Any:
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return import_object(spec)
     except (ImportError, AttributeError, ValueError) as err:
         raise ProcessorNotFoundError(
             f"processor {spec!r} could not be imported ({err}); give a registered name "
