@@ -6,6 +6,7 @@ No Airflow imports. The operator in ``airflow_batch_provider.operators.batch`` i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import heapq
 import json
@@ -85,6 +86,7 @@ def default_base_path() -> str:
     )
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     out = {}
     for dist in ("pyarrow", "pandas", "scikit-learn"):

@@ -243,7 +243,9 @@ def read_rows(
 _ROW_GROUP_CACHE: dict[tuple[str, str, tuple[int, ...]], pa.Table] = {}
 
 
-def _read_parquet_rows(fs: Any, f: SourceFile, start: int, stop: int, columns: list[str] | None = None) -> pa.Table:
+def _read_parquet_rows(
+    fs: Any, f: SourceFile, start: int, stop: int, columns: list[str] | None = None
+) -> pa.Table:
     import pyarrow.parquet as pq
 
     groups, first_row, row = [], 0, 0

@@ -67,9 +67,11 @@ class ChunkTask:
         return f"{where} rows {self.start}-{self.stop}"
 
 
-def _init_worker(parent_pid: int, job: JobState) -> None:
+def _init_worker(parent_pid: int, job: JobState, arrow_threads: int | None) -> None:
     global _JOB
     _JOB = job
+    if arrow_threads:  # as many workers as cores: Arrow's own decode threads would only oversubscribe
+        pa.set_cpu_count(arrow_threads)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
@@ -100,11 +102,16 @@ def fork_available() -> bool:
 
 
 def new_pool(workers: int, job: JobState) -> ProcessPoolExecutor:
+    try:  # imported once here rather than in every forked worker
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(os.getpid(), job),
+        initargs=(os.getpid(), job, 1 if workers >= cores else None),
     )
 
 
