@@ -1,7 +1,7 @@
 """Example: enrich a million demo transactions in checkpointed chunks, then summarise the output.
 
 Trigger it from the UI (the ``rows`` param sets the dataset size) or run ``make demo``. Watch the
-progress lines in the ``enrich`` task log and the ``progress`` key in its Task State Store tab.
+progress lines in the ``enrich`` task log and the ``progress`` key in its Storage -> Task State Store tab.
 """
 
 from __future__ import annotations
