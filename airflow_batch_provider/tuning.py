@@ -1,0 +1,578 @@
+"""Batch sizes and concurrency estimated from a real data sample, the processor's profile and the machine.
+
+``calculate_optimal_batch_config`` reads up to :data:`SAMPLE_ROWS` rows of the source's first non-empty
+file (or takes the given DataFrame), measures the in-memory bytes per row, and sizes chunks so that
+``concurrency x rows x bytes/row x memory_overhead_factor`` stays under a memory target (default: half of
+the memory available to this process, container limits included). ``create_optimized_config`` turns the
+result into a :class:`~airflow_batch_provider.config.BatchConfig`.
+
+No Airflow imports; pandas, pyarrow and psutil load on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_batch_provider.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_batch_provider.config import BatchConfig
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+SAMPLE_ROWS = 10_000
+MIN_BATCH_SIZE = 1_000
+MAX_BATCH_SIZE = 1_000_000
+DEFAULT_TARGET_FRACTION = 0.5  # of the memory available to this process
+HIGH_LOAD_FRACTION = 0.75  # load average above this fraction of the CPUs counts as busy
+CGROUP_MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2
+CGROUP_MEMORY_CURRENT = "/sys/fs/cgroup/memory.current"
+DEFAULT_PROFILE_NAME = "default"
+_MB = 2**20
+
+# name -> profile; built-in defaults are added on first use (ProcessingProfile lives next to pandas)
+_PROFILES: dict[str, ProcessingProfile] = {}
+
+
+def _builtin_profiles() -> dict[str, ProcessingProfile]:
+    from airflow_batch_provider.processors.base import ProcessingProfile as P
+
+    return {
+        "data_profiling": P("data_profiling", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
+                            memory_overhead_factor=3.0),
+        "data_quality": P("data_quality", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
+                          memory_overhead_factor=2.5),
+        "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
+                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=4.0),
+        "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
+                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=4.0),
+        "passthrough": P("passthrough", cpu_intensive=False, io_intensive=True,
+                         estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=2.0),
+        "count": P("count", cpu_intensive=False, io_intensive=True,
+                   estimated_processing_time_per_row_ms=0.0001, memory_overhead_factor=1.5),
+        DEFAULT_PROFILE_NAME: P(DEFAULT_PROFILE_NAME),
+    }  # fmt: skip
+
+
+def _profiles() -> dict[str, ProcessingProfile]:
+    if DEFAULT_PROFILE_NAME not in _PROFILES:
+        for name, profile in _builtin_profiles().items():
+            _PROFILES.setdefault(name, profile)
+    return _PROFILES
+
+
+def register_processing_profile(profile: ProcessingProfile) -> ProcessingProfile:
+    """Register (or replace) the cost profile of a processor, by ``profile.processor_name``."""
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    if not isinstance(profile, ProcessingProfile):
+        raise ConfigError(f"register_processing_profile expects a ProcessingProfile, got {profile!r}")
+    if not profile.processor_name:
+        raise ConfigError("ProcessingProfile.processor_name must not be empty")
+    if profile.memory_overhead_factor <= 0 or profile.estimated_processing_time_per_row_ms < 0:
+        raise ConfigError(
+            f"ProcessingProfile {profile.processor_name!r}: memory_overhead_factor must be > 0 and "
+            "estimated_processing_time_per_row_ms >= 0"
+        )
+    _profiles()[profile.processor_name] = profile
+    return profile
+
+
+def get_processing_profile(name: str) -> ProcessingProfile:
+    """The registered profile, else the processor class's own ``profile``, else the generic default."""
+    profiles = _profiles()
+    if name in profiles:
+        return profiles[name]
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    try:
+        from airflow_batch_provider.processors.registry import lookup
+
+        declared = getattr(lookup(name), "profile", None)
+    except Exception:  # unknown name or import path: the generic default
+        declared = None
+    if isinstance(declared, ProcessingProfile):
+        return declared
+    return dataclasses.replace(profiles[DEFAULT_PROFILE_NAME], processor_name=name)
+
+
+# --------------------------------------------------------------------------------------------- machine
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineInfo:
+    """The machine as this process sees it."""
+
+    cpus: int
+    load_1min: float
+    available_bytes: int
+    total_bytes: int
+    memory_percent: float
+    cgroup_limit_bytes: int | None = None
+    cgroup_usage_bytes: int | None = None
+
+    @property
+    def usable_bytes(self) -> int:
+        """Available memory, capped by what the cgroup limit still allows."""
+        if self.cgroup_limit_bytes is None:
+            return self.available_bytes
+        room = self.cgroup_limit_bytes - (self.cgroup_usage_bytes or 0)
+        return max(0, min(self.available_bytes, room))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if not text or text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_info() -> MachineInfo:
+    """CPUs, load, memory (psutil) and the cgroup v2 memory limit when one is set."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    try:
+        load = float(psutil.getloadavg()[0])
+    except (AttributeError, OSError):
+        load = 0.0
+    limit = _read_int(CGROUP_MEMORY_MAX)
+    return MachineInfo(
+        cpus=_cpus(),
+        load_1min=load,
+        available_bytes=int(vm.available),
+        total_bytes=int(vm.total),
+        memory_percent=float(vm.percent),
+        cgroup_limit_bytes=limit,
+        cgroup_usage_bytes=_read_int(CGROUP_MEMORY_CURRENT) if limit is not None else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- sample
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSample:
+    """What a real sample says about the rows."""
+
+    label: str
+    sample_rows: int
+    total_rows: int
+    bytes_per_row: float
+    column_types: dict[str, int]
+    mean_string_width: float | None
+    read_seconds_per_row: float = 0.0
+
+
+def _describe(label: str, df: pd.DataFrame, total_rows: int, read_s: float) -> DataSample:
+    import pandas as pd
+
+    n = len(df)
+    bpr = float(df.memory_usage(deep=True, index=True).sum()) / n if n else 0.0
+    kinds: dict[str, int] = {}
+    widths: list[float] = []
+    for name in df.columns:
+        col = df[name]
+        dtype = col.dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            kind = "bool"
+        elif pd.api.types.is_numeric_dtype(dtype):
+            kind = "numeric"
+        elif pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.DatetimeTZDtype):
+            kind = "datetime"
+        elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+            kind = "string"
+            values = col.dropna()
+            values = values[values.map(lambda v: isinstance(v, str))]
+            if len(values):
+                widths.append(float(values.str.len().mean()))
+        else:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return DataSample(
+        label=label,
+        sample_rows=n,
+        total_rows=total_rows,
+        bytes_per_row=bpr,
+        column_types=kinds,
+        mean_string_width=sum(widths) / len(widths) if widths else None,
+        read_seconds_per_row=read_s / n if n else 0.0,
+    )
+
+
+def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
+    """Read up to ``rows`` rows of the first non-empty file of a source (DataFrame / Arrow table: head)."""
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return _describe("DataFrame", source.head(rows), len(source), 0.0)
+    if type(source).__module__.startswith("pyarrow") and hasattr(source, "to_pandas"):
+        return _describe("Arrow table", source.slice(0, rows).to_pandas(), source.num_rows, 0.0)
+
+    from airflow_batch_provider.engine import sources
+    from airflow_batch_provider.engine.storage import Location
+    from airflow_batch_provider.engine.textformats import TextOptions
+
+    loc = Location.of(source)
+    options = TextOptions()
+    files = sources.stat_files(loc.fs, sources.list_source_files(loc))
+    first, first_schema, known_rows, known_bytes, unknown_bytes = None, None, 0, 0, 0
+    for f in files:
+        if first is not None and f.format != "parquet":
+            unknown_bytes += f.size  # CSV / JSON Lines: rows extrapolated, not indexed here
+            continue
+        planned, schema = sources.build_plan(loc.fs, [f], options)  # Parquet: footer only
+        meta = planned[0]
+        known_rows += meta.rows
+        known_bytes += meta.size
+        if first is None and meta.rows:
+            first, first_schema = meta, schema
+    if first is None:
+        return DataSample(loc.uri, 0, 0, 0.0, {}, None)
+    started = time.perf_counter()
+    table = sources.read_rows(loc.fs, first, 0, min(rows, first.rows), first_schema, options)
+    df = table.to_pandas()
+    elapsed = time.perf_counter() - started
+    total = known_rows
+    if unknown_bytes and known_bytes:
+        total += int(unknown_bytes * known_rows / known_bytes)
+    return _describe(loc.uri, df, total, elapsed)
+
+
+# ------------------------------------------------------------------------------------- recommendation
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecommendation:
+    """A batch size and concurrency, what they should cost, and why."""
+
+    recommended_batch_size: int
+    recommended_concurrency: int
+    estimated_memory_usage_mb: float
+    estimated_duration_s: float
+    reasons: list[str]
+    processor_name: str = ""
+    target_memory_usage_mb: float = 0.0
+    bytes_per_row: float = 0.0
+    total_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _floor_2_significant(n: int) -> int:
+    if n < 100:
+        return n
+    step = 10 ** (len(str(n)) - 2)
+    return n // step * step
+
+
+def _target_bytes(target_mb: float | None, machine: MachineInfo, reasons: list[str]) -> float:
+    usable = machine.usable_bytes
+    cg = machine.cgroup_limit_bytes
+    cg_text = f", cgroup limit {cg / _MB:,.0f} MB" if cg is not None else ", no cgroup memory limit"
+    reasons.append(
+        f"machine: {machine.cpus} CPU(s), load {machine.load_1min:.2f}, "
+        f"{machine.available_bytes / _MB:,.0f} MB available{cg_text}"
+    )
+    if target_mb is None:
+        target = max(64 * _MB, DEFAULT_TARGET_FRACTION * usable)
+        reasons.append(
+            f"memory target {target / _MB:,.0f} MB: {DEFAULT_TARGET_FRACTION:.0%} of the "
+            f"{usable / _MB:,.0f} MB this process may still use"
+        )
+        return target
+    target = float(target_mb) * _MB
+    if cg is not None and target > cg:
+        reasons.append(f"memory target {target_mb:,.0f} MB capped to the cgroup limit {cg / _MB:,.0f} MB")
+        return float(cg)
+    reasons.append(f"memory target {target_mb:,.0f} MB (given)")
+    return target
+
+
+def _base_concurrency(profile: ProcessingProfile, machine: MachineInfo, reasons: list[str]) -> int:
+    cpus = max(1, machine.cpus)
+    if profile.cpu_intensive:
+        conc, why = cpus, "one worker per CPU (cpu-intensive)"
+    elif profile.io_intensive:
+        conc, why = min(2 * cpus, 32), "two workers per CPU (io-intensive)"
+    else:
+        conc, why = max(1, cpus // 2), "one worker per two CPUs"
+    if machine.load_1min > HIGH_LOAD_FRACTION * cpus:
+        free = max(1, int(cpus - machine.load_1min + 0.5))
+        if free < conc:
+            reasons.append(
+                f"concurrency {conc} -> {free}: load {machine.load_1min:.2f} on {cpus} CPU(s) is high"
+            )
+            return free
+    reasons.append(f"concurrency {conc}: {why}")
+    return conc
+
+
+def _recommend(
+    data: DataSample, profile: ProcessingProfile, machine: MachineInfo, target_mb: float | None
+) -> BatchRecommendation:
+    reasons: list[str] = []
+    bpr = data.bytes_per_row
+    if data.sample_rows:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(data.column_types.items())) or "no"
+        width = (
+            f", mean string width {data.mean_string_width:.1f} chars"
+            if data.mean_string_width is not None
+            else ""
+        )
+        reasons.append(
+            f"sample of {data.sample_rows:,} rows of {data.label}: {bpr:,.0f} bytes per row in memory "
+            f"({kinds} columns{width}); {data.total_rows:,} rows in total"
+        )
+    else:
+        bpr = 100.0
+        reasons.append(f"{data.label} has no rows to sample; assuming {bpr:.0f} bytes per row")
+    bpr = max(1.0, bpr)
+    overhead = profile.memory_overhead_factor
+    reasons.append(
+        f"processor {profile.processor_name!r}: memory overhead x{overhead:g}, "
+        f"{profile.estimated_processing_time_per_row_ms:g} ms/row"
+        f"{', cpu-intensive' if profile.cpu_intensive else ''}"
+        f"{', memory-intensive' if profile.memory_intensive else ''}"
+        f"{', io-intensive' if profile.io_intensive else ''}"
+    )
+    target = _target_bytes(target_mb, machine, reasons)
+    conc = _base_concurrency(profile, machine, reasons)
+
+    def rows_for(c: int) -> int:
+        return int(target / (c * bpr * overhead))
+
+    if conc > 1 and rows_for(conc) < MIN_BATCH_SIZE:
+        fitted = max(1, min(conc, int(target / (MIN_BATCH_SIZE * bpr * overhead))))
+        reasons.append(
+            f"concurrency {conc} -> {fitted}: {conc} chunks of {MIN_BATCH_SIZE:,} rows would not fit "
+            f"in {target / _MB:,.0f} MB"
+        )
+        conc = fitted
+    size = rows_for(conc)
+    reasons.append(
+        f"{conc} x rows x {bpr:,.0f} bytes per row x {overhead:g} <= {target / _MB:,.0f} MB "
+        f"gives {size:,} rows per chunk"
+    )
+    if size < MIN_BATCH_SIZE or size > MAX_BATCH_SIZE:
+        size = min(MAX_BATCH_SIZE, max(MIN_BATCH_SIZE, size))
+        reasons.append(f"batch size clamped to {size:,} (range {MIN_BATCH_SIZE:,}-{MAX_BATCH_SIZE:,})")
+    size = _floor_2_significant(size)
+    total = data.total_rows
+    if total and conc > 1 and math.ceil(total / size) < conc:
+        spread = max(MIN_BATCH_SIZE, math.ceil(total / conc))
+        if spread < size:
+            reasons.append(f"batch size {size:,} -> {spread:,}: one chunk for each of {conc} workers")
+            size = spread
+    if total and size > total:
+        reasons.append(f"batch size capped to the {total:,} rows of the source")
+        size = total
+    size = max(1, size)
+    chunks = math.ceil(total / size) if total else 1
+    if chunks < conc:
+        reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")
+        conc = max(1, chunks)
+    memory_mb = conc * size * bpr * overhead / _MB
+    per_row_s = data.read_seconds_per_row + profile.estimated_processing_time_per_row_ms / 1000
+    duration = total * per_row_s / conc
+    return BatchRecommendation(
+        recommended_batch_size=int(size),
+        recommended_concurrency=int(conc),
+        estimated_memory_usage_mb=round(memory_mb, 3),
+        estimated_duration_s=round(duration, 3),
+        reasons=reasons,
+        processor_name=profile.processor_name,
+        target_memory_usage_mb=round(target / _MB, 3),
+        bytes_per_row=round(bpr, 3),
+        total_rows=total,
+    )
+
+
+def calculate_optimal_batch_config(
+    source_or_dataframe: Any, processor_name: str, target_memory_usage_mb: float | None = None
+) -> BatchRecommendation:
+    """Recommend a batch size and concurrency for a source (path, URI, ObjectStoragePath) or a DataFrame.
+
+    Raises :class:`~airflow_batch_provider.exceptions.SourceError` for a missing or unreadable source and
+    :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
+    """
+    if target_memory_usage_mb is not None and (
+        isinstance(target_memory_usage_mb, bool)
+        or not isinstance(target_memory_usage_mb, (int, float))
+        or not target_memory_usage_mb > 0
+    ):
+        raise ConfigError(f"target_memory_usage_mb must be a number > 0, got {target_memory_usage_mb!r}")
+    data = sample_source(source_or_dataframe)
+    return _recommend(data, get_processing_profile(processor_name), machine_info(), target_memory_usage_mb)
+
+
+def create_optimized_config(
+    source_or_dataframe: Any,
+    processor_name: str,
+    base: BatchConfig | None = None,
+    target_memory_usage_mb: float | None = None,
+) -> BatchConfig:
+    """``base`` (default ``BatchConfig()``) with ``batch_size``, ``max_concurrent_batches`` and
+    ``memory_limit_mb`` set from :func:`calculate_optimal_batch_config`."""
+    from airflow_batch_provider.config import BatchConfig
+
+    rec = calculate_optimal_batch_config(source_or_dataframe, processor_name, target_memory_usage_mb)
+    base = base if base is not None else BatchConfig()
+    return base.with_overrides(
+        {
+            "batch_size": rec.recommended_batch_size,
+            "max_concurrent_batches": rec.recommended_concurrency,
+            "memory_limit_mb": max(16, math.ceil(rec.target_memory_usage_mb)),
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------- system advice
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """One piece of advice about the machine."""
+
+    kind: str  # "memory" | "cpu" | "disk" | "info"
+    severity: str  # "info" | "warning"
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+LOW_MEMORY_BYTES = 1024 * _MB
+HIGH_MEMORY_PERCENT = 90.0
+LOW_DISK_BYTES = 1024 * _MB
+LOW_DISK_FRACTION = 0.10
+
+
+def _advise(machine: MachineInfo, disk_path: str, disk: Any) -> list[Recommendation]:
+    out: list[Recommendation] = []
+    usable = machine.usable_bytes
+    if usable < LOW_MEMORY_BYTES:
+        out.append(
+            Recommendation(
+                "memory",
+                "warning",
+                f"only {usable / _MB:,.0f} MB of memory available; set a small memory_limit_mb "
+                "or lower max_concurrent_batches",
+            )
+        )
+    elif machine.memory_percent >= HIGH_MEMORY_PERCENT:
+        out.append(
+            Recommendation(
+                "memory",
+                "warning",
+                f"memory is {machine.memory_percent:.0f}% used; batches get smaller to fit",
+            )
+        )
+    if machine.cgroup_limit_bytes is not None:
+        out.append(
+            Recommendation(
+                "memory",
+                "info",
+                f"container memory limit {machine.cgroup_limit_bytes / _MB:,.0f} MB applies "
+                "(memory targets are capped to it)",
+            )
+        )
+    if machine.load_1min > machine.cpus:
+        out.append(
+            Recommendation(
+                "cpu",
+                "warning",
+                f"load average {machine.load_1min:.2f} exceeds the {machine.cpus} CPU(s); "
+                "recommended concurrency is reduced",
+            )
+        )
+    if machine.cpus <= 2:
+        out.append(
+            Recommendation(
+                "cpu",
+                "info",
+                f"only {machine.cpus} CPU(s) available to this process; cpu-intensive jobs run at most "
+                f"{machine.cpus} chunk(s) at once",
+            )
+        )
+    if disk is not None and (disk.free < LOW_DISK_BYTES or disk.free < LOW_DISK_FRACTION * disk.total):
+        out.append(
+            Recommendation(
+                "disk",
+                "warning",
+                f"only {disk.free / _MB:,.0f} MB free under {disk_path}; spills and local outputs may fail",
+            )
+        )
+    out.append(
+        Recommendation(
+            "info",
+            "info",
+            f"{machine.cpus} CPU(s), load {machine.load_1min:.2f}, {machine.available_bytes / _MB:,.0f} of "
+            f"{machine.total_bytes / _MB:,.0f} MB memory available"
+            + (f", {disk.free / _MB:,.0f} MB free under {disk_path}" if disk is not None else ""),
+        )
+    )
+    return out
+
+
+def get_system_recommendations() -> list[Recommendation]:
+    """Human-readable advice about memory, CPU and temp-dir disk space, warnings first."""
+    path = tempfile.gettempdir()
+    try:
+        disk = shutil.disk_usage(path)
+    except OSError:
+        disk = None
+    advice = _advise(machine_info(), path, disk)
+    return sorted(advice, key=lambda r: r.severity != "warning")
+
+
+class BatchConfigurationManager:
+    """The module's functions as methods; ``profiles`` is the shared profile registry."""
+
+    def __init__(self) -> None:
+        self.profiles = _profiles()
+
+    def register_processing_profile(self, profile: ProcessingProfile) -> ProcessingProfile:
+        return register_processing_profile(profile)
+
+    def get_processing_profile(self, name: str) -> ProcessingProfile:
+        return get_processing_profile(name)
+
+    def calculate_optimal_batch_config(
+        self, source_or_dataframe: Any, processor_name: str, target_memory_usage_mb: float | None = None
+    ) -> BatchRecommendation:
+        return calculate_optimal_batch_config(source_or_dataframe, processor_name, target_memory_usage_mb)
+
+    def create_optimized_config(
+        self,
+        source_or_dataframe: Any,
+        processor_name: str,
+        base: BatchConfig | None = None,
+        target_memory_usage_mb: float | None = None,
+    ) -> BatchConfig:
+        return create_optimized_config(source_or_dataframe, processor_name, base, target_memory_usage_mb)
+
+    def get_system_recommendations(self) -> list[Recommendation]:
+        return get_system_recommendations()

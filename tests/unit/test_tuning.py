@@ -1,0 +1,247 @@
+"""Batch sizing from a real data sample, the processor profile and the machine (airflow_batch_provider.tuning)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import namedtuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_batch_provider import tuning
+from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.exceptions import ConfigError, SourceError
+from airflow_batch_provider.processors.base import ProcessingProfile
+
+ROWS = 60_000
+GB = 2**30
+FIXED_MACHINE = tuning.MachineInfo(
+    cpus=2, load_1min=0.0, available_bytes=8 * GB, total_bytes=16 * GB, memory_percent=50.0
+)
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A fixed machine, so sizes do not depend on the host's load."""
+    monkeypatch.setattr(tuning, "machine_info", lambda: FIXED_MACHINE)
+    return FIXED_MACHINE
+
+
+@pytest.fixture
+def profiles():
+    saved = dict(tuning._profiles())
+    yield tuning._PROFILES
+    tuning._PROFILES.clear()
+    tuning._PROFILES.update(saved)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Three Parquet files of ROWS rows: narrow numeric, wide numeric, long strings."""
+    folder = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    frames = {
+        "narrow": pd.DataFrame({"a": np.arange(ROWS), "b": rng.integers(0, 100, ROWS)}),
+        "wide": pd.DataFrame({f"c{i}": rng.random(ROWS) for i in range(20)}),
+        "strings": pd.DataFrame(
+            {"id": np.arange(ROWS), "text": [f"{i:08d}" + "x" * 200 for i in range(ROWS)]}
+        ),
+    }
+    paths = {}
+    for name, df in frames.items():
+        paths[name] = folder / f"{name}.parquet"
+        df.to_parquet(paths[name], row_group_size=20_000)
+    return paths
+
+
+def _size(source, processor="data_quality", target=4):
+    return tuning.calculate_optimal_batch_config(source, processor, target).recommended_batch_size
+
+
+def test_wider_and_heavier_rows_give_smaller_batches(machine, shapes):
+    narrow, wide, strings = (
+        tuning.calculate_optimal_batch_config(shapes[s], "data_quality", 4) for s in shapes
+    )
+    assert narrow.bytes_per_row < wide.bytes_per_row
+    assert narrow.bytes_per_row < strings.bytes_per_row
+    assert narrow.recommended_batch_size > wide.recommended_batch_size
+    assert narrow.recommended_batch_size > strings.recommended_batch_size
+    # a processor with a larger memory overhead gets smaller chunks of the same data
+    assert _size(shapes["wide"], "anomaly_detection") < _size(shapes["wide"], "data_quality")
+
+
+def test_estimate_respects_the_target(machine, shapes):
+    for path in shapes.values():
+        rec = tuning.calculate_optimal_batch_config(path, "data_quality", 4)
+        if rec.recommended_batch_size > tuning.MIN_BATCH_SIZE:
+            assert rec.estimated_memory_usage_mb <= 4.0
+        assert rec.total_rows == ROWS
+        assert rec.recommended_concurrency == 2
+
+
+def test_lower_target_gives_smaller_batches(machine, shapes):
+    assert _size(shapes["narrow"], target=2) < _size(shapes["narrow"], target=4)
+
+
+def test_results_stay_within_clamps(machine, shapes):
+    # tiny target: the minimum size, one worker (two would not fit)
+    rec = tuning.calculate_optimal_batch_config(shapes["wide"], "data_quality", 0.01)
+    assert rec.recommended_batch_size == tuning.MIN_BATCH_SIZE
+    assert rec.recommended_concurrency == 1
+    assert any("would not fit" in r for r in rec.reasons)
+    # huge target: the maximum size
+    big = pd.DataFrame({"a": np.zeros(3_000_000, dtype="int8")})
+    rec = tuning.calculate_optimal_batch_config(big, "data_quality", 100_000)
+    assert rec.recommended_batch_size == tuning.MAX_BATCH_SIZE
+    # never more than the source's rows
+    small = pd.DataFrame({"a": range(500)})
+    assert tuning.calculate_optimal_batch_config(small, "data_quality").recommended_batch_size == 500
+
+
+def test_real_machine_result_is_sane(shapes):
+    rec = tuning.calculate_optimal_batch_config(shapes["strings"], "anomaly_detection")
+    assert tuning.MIN_BATCH_SIZE <= rec.recommended_batch_size <= min(tuning.MAX_BATCH_SIZE, ROWS)
+    assert rec.recommended_concurrency >= 1
+    assert rec.estimated_memory_usage_mb > 0 and rec.estimated_duration_s >= 0
+    assert json.loads(json.dumps(rec.to_dict()))["recommended_batch_size"] == rec.recommended_batch_size
+
+
+def test_reasons_mention_bytes_per_row_and_the_sample(machine, shapes):
+    rec = tuning.calculate_optimal_batch_config(shapes["strings"], "data_quality", 4)
+    text = "\n".join(rec.reasons)
+    assert "bytes per row" in text
+    assert "sample of 10,000 rows" in text
+    assert "mean string width 208.0 chars" in text
+    assert "1 numeric, 1 string columns" in text
+
+
+def test_dataframe_input(machine):
+    df = pd.DataFrame({"x": np.arange(50_000, dtype="float64"), "y": ["abc"] * 50_000})
+    rec = tuning.calculate_optimal_batch_config(df, "data_profiling", 2)
+    assert rec.total_rows == 50_000
+    assert rec.bytes_per_row > 8
+    assert tuning.MIN_BATCH_SIZE <= rec.recommended_batch_size <= 50_000
+
+
+def test_unknown_processor_uses_default_profile(machine, shapes):
+    profile = tuning.get_processing_profile("no_such_processor")
+    default = tuning.get_processing_profile(tuning.DEFAULT_PROFILE_NAME)
+    assert profile.processor_name == "no_such_processor"
+    assert profile.memory_overhead_factor == default.memory_overhead_factor
+    rec = tuning.calculate_optimal_batch_config(shapes["narrow"], "no_such_processor", 4)
+    assert rec.processor_name == "no_such_processor"
+
+
+def test_builtin_profiles():
+    anomaly = tuning.get_processing_profile("anomaly_detection")
+    assert anomaly.cpu_intensive and anomaly.estimated_processing_time_per_row_ms == pytest.approx(0.005)
+    for name in ("data_profiling", "data_quality", "feature_engineering", "passthrough", "count"):
+        assert tuning.get_processing_profile(name).processor_name == name
+
+
+def test_registered_profile_is_used(machine, shapes, profiles):
+    before = _size(shapes["wide"], "my_proc")
+    tuning.register_processing_profile(ProcessingProfile("my_proc", memory_overhead_factor=12.0))
+    assert tuning.get_processing_profile("my_proc").memory_overhead_factor == 12.0
+    assert _size(shapes["wide"], "my_proc") < before
+    assert tuning.BatchConfigurationManager().profiles is tuning._PROFILES
+    with pytest.raises(ConfigError):
+        tuning.register_processing_profile(ProcessingProfile("bad", memory_overhead_factor=0))
+
+
+def test_create_optimized_config_keeps_base_fields(machine, shapes):
+    base = BatchConfig(retry_attempts=7, checkpoint_interval=3, preserve_order=False, timeout_seconds=60)
+    config = tuning.create_optimized_config(
+        shapes["narrow"], "data_quality", base=base, target_memory_usage_mb=4
+    )
+    rec = tuning.calculate_optimal_batch_config(shapes["narrow"], "data_quality", 4)
+    assert isinstance(config, BatchConfig)
+    assert config.batch_size == rec.recommended_batch_size
+    assert config.max_concurrent_batches == rec.recommended_concurrency
+    assert config.memory_limit_mb == 16  # 4 MB target, raised to BatchConfig's minimum
+    assert (config.retry_attempts, config.checkpoint_interval, config.preserve_order) == (7, 3, False)
+    assert config.timeout_seconds == 60
+    manager = tuning.BatchConfigurationManager()
+    assert manager.create_optimized_config(shapes["narrow"], "data_quality").batch_size >= 1
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(ConfigError, match="target_memory_usage_mb"):
+        tuning.calculate_optimal_batch_config(pd.DataFrame({"a": [1]}), "count", 0)
+    with pytest.raises(SourceError, match="missing.parquet"):
+        tuning.calculate_optimal_batch_config(tmp_path / "missing.parquet", "count")
+
+
+def test_cgroup_limit(monkeypatch, tmp_path, shapes):
+    limit_file = tmp_path / "memory.max"
+    monkeypatch.setattr(tuning, "CGROUP_MEMORY_MAX", str(limit_file))
+    monkeypatch.setattr(tuning, "CGROUP_MEMORY_CURRENT", str(tmp_path / "memory.current"))
+    limit_file.write_text("max\n")
+    assert tuning.machine_info().cgroup_limit_bytes is None
+    limit_file.write_text(f"{64 * 2**20}\n")
+    (tmp_path / "memory.current").write_text(f"{16 * 2**20}\n")
+    info = tuning.machine_info()
+    assert info.cgroup_limit_bytes == 64 * 2**20
+    assert info.usable_bytes <= 48 * 2**20
+    rec = tuning.calculate_optimal_batch_config(shapes["narrow"], "data_quality", 10_000)
+    assert rec.target_memory_usage_mb == 64
+    assert any("cgroup" in r for r in rec.reasons)
+
+
+def test_system_recommendations_are_typed():
+    recs = tuning.get_system_recommendations()
+    assert recs and all(isinstance(r, tuning.Recommendation) for r in recs)
+    for r in recs:
+        assert r.kind in {"memory", "cpu", "disk", "info"}
+        assert r.severity in {"info", "warning"}
+        assert r.message
+    assert any(r.kind == "info" for r in recs)
+
+
+def test_system_recommendations_warn_on_a_poor_machine():
+    poor = tuning.MachineInfo(
+        cpus=1, load_1min=3.0, available_bytes=200 * 2**20, total_bytes=GB, memory_percent=95.0
+    )
+    disk = namedtuple("Usage", "total used free")(10 * GB, 9.9 * GB, 100 * 2**20)
+    recs = tuning._advise(poor, "/tmp", disk)
+    warnings = {r.kind for r in recs if r.severity == "warning"}
+    assert warnings == {"memory", "cpu", "disk"}
+    assert any("200 MB" in r.message for r in recs if r.kind == "memory")
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_batch_provider.cli", "recommend", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_prints_recommendation(shapes):
+    proc = _cli(str(shapes["narrow"]), "--processor", "data_quality", "--target-memory-mb", "4")
+    assert proc.returncode == 0, proc.stderr
+    size = int(re.search(r"batch size:\s+([\d,]+) rows", proc.stdout).group(1).replace(",", ""))
+    assert tuning.MIN_BATCH_SIZE <= size <= ROWS
+    assert "bytes per row" in proc.stdout
+    assert "System:" in proc.stdout
+
+
+def test_cli_json(shapes):
+    proc = _cli(str(shapes["wide"]), "--processor", "anomaly_detection", "--json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert payload["recommendation"]["recommended_batch_size"] >= tuning.MIN_BATCH_SIZE
+    assert isinstance(payload["system"], list) and payload["system"][0]["kind"]
+
+
+def test_cli_missing_source_exits_2(tmp_path):
+    missing = tmp_path / "nowhere" / "data.parquet"
+    proc = _cli(str(missing), "--processor", "count")
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr
+    assert proc.stdout == ""
