@@ -554,8 +554,16 @@ def settle(max_wait: float, threshold: float = 0.15, probe: float = 0.5) -> dict
             return {"waited_s": round(waited, 1), "busy_share_before": round(share, 3)}
 
 
-def run_child(spec: dict[str, Any], *, interval: float = 0.1, pss: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+def run_child(
+    spec: dict[str, Any],
+    *,
+    interval: float = 0.1,
+    pss: bool = False,
+    script: Path | None = None,
+    mark: str = RESULT_MARK,
+) -> dict[str, Any]:
+    """Run ``script --child SPEC`` (default: this file) in a fresh process while polling its process tree."""
+    cmd = [sys.executable, str((script or Path(__file__)).resolve()), "--child", json.dumps(spec)]
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, PYTHONPATH=pythonpath)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -564,10 +572,10 @@ def run_child(spec: dict[str, Any], *, interval: float = 0.1, pss: bool = False)
     stdout, stderr = proc.communicate()
     monitor.stop_event.set()
     monitor.join()
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARK)]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(mark)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
-    res = json.loads(lines[-1][len(RESULT_MARK) :])
+    res = json.loads(lines[-1][len(mark) :])
     res["spec"] = {k: v for k, v in spec.items() if k != "output_path"}
     res["monitor"] = monitor.summary()
     return res

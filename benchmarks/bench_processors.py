@@ -49,7 +49,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -318,21 +317,7 @@ def child_main(spec_text: str) -> None:
 # driver side
 # --------------------------------------------------------------------------------------------------
 def run_child(spec: dict[str, Any], interval: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=pythonpath))
-    monitor = be.TreeMonitor(proc.pid, interval, pss=True)
-    monitor.start()
-    stdout, stderr = proc.communicate()
-    monitor.stop_event.set()
-    monitor.join()
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARK)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
-    res = json.loads(lines[-1][len(RESULT_MARK):])
-    res["spec"] = {k: v for k, v in spec.items() if k != "output_path"}
-    res["monitor"] = monitor.summary()
+    res = be.run_child(spec, interval=interval, pss=True, script=Path(__file__), mark=RESULT_MARK)
     # peak over samples of the summed RSS of the parent and its live chunk workers (pools of the statistics
     # pass and of the main pass run one after the other, so summing every worker's own peak would add them)
     res["rss_mb"] = res["monitor"]["peak_tree_rss_mb"]

@@ -101,6 +101,7 @@ class CheckpointStore:
     records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     segments: int = 0
     counters: dict[str, Any] = field(default_factory=dict)
+    rows_done: int = 0  # rows in finished ranges, kept up to date so a checkpoint stays O(1)
     _pending: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -113,6 +114,7 @@ class CheckpointStore:
         for i in range(self.segments):
             for rec in self.gen.child("segments", f"s{i:06d}.json").read_json(default=[]):
                 self.records[(rec["f"], rec["s"])] = rec
+        self.rows_done = sum(r["e"] - r["s"] for r in self.records.values())
 
     def save_plan(self, files: list[SourceFile], schema: pa.Schema) -> None:
         self.gen.child("plan.json").write_json(
@@ -124,6 +126,8 @@ class CheckpointStore:
         return [SourceFile.from_dict(f) for f in plan["files"]], schema_from_text(plan["schema"])
 
     def add(self, record: dict[str, Any]) -> None:
+        old = self.records.get((record["f"], record["s"]))
+        self.rows_done += (record["e"] - record["s"]) - (old["e"] - old["s"] if old else 0)
         self.records[(record["f"], record["s"])] = record
         self._pending.append(record)
 

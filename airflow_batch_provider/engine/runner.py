@@ -281,7 +281,7 @@ class JobRunner:
             callbacks=self.callbacks,
             enabled=self.config.enable_progress_tracking,
         )
-        self.tracker.resume(sum(r["e"] - r["s"] for r in store.records.values()), len(done))
+        self.tracker.resume(store.rows_done, len(done))
         log.info(
             "job %s -> %s | fingerprint %s | %s | %d file(s), %d rows, %d chunk(s) to run of %d "
             "(batch_size %d, %s; %d worker(s))",
@@ -464,7 +464,7 @@ class JobRunner:
         store = getattr(self, "store", None)
         if store is None:
             return
-        store.counters["rows_done"] = sum(r["e"] - r["s"] for r in store.records.values())
+        store.counters["rows_done"] = store.rows_done
         store.counters["chunks_done"] = len(store.records)
         store.counters["failures"] = store.counters.get("failures", 0) + len(self.failures)
         store.write(status, failures=self.failures[-50:], **extra)

@@ -203,7 +203,10 @@ def test_sensitive_data_quarantines_only_positions_and_reasons(source, tmp_path)
     assert len(got) == int(bad.sum()) == result.report["rows_failed"]
 
 
-def test_resume_after_a_failed_chunk_gives_the_clean_result(source, tmp_path):
+@pytest.mark.parametrize("spill", [False, True], ids=["inline-state", "spilled-state"])
+def test_resume_after_a_failed_chunk_gives_the_clean_result(source, tmp_path, request, spill):
+    if spill:
+        request.getfixturevalue("spill_everything")
     flag = tmp_path / "fail-once"
     flag.write_text("x")
 
@@ -409,28 +412,6 @@ def test_spilled_key_state_gives_the_oracle_result(source, tmp_path, spill_every
     pd.testing.assert_frame_equal(got, quarantine_oracle(df, source), check_dtype=False)
     state = json.loads((tmp_path / "out" / "g0001" / "fit_state.json").read_text())
     assert state["format_version"] == dq.STATE_VERSION and len(json.dumps(state)) < 4000  # references only
-
-
-def test_spilled_state_resumes_after_a_failed_chunk(source, tmp_path, spill_everything):
-    flag = tmp_path / "fail-once"
-    flag.write_text("x")
-
-    class FailsOnce(DataQualityProcessor):
-        def process(self, chunk, ctx):
-            if ctx.file_index == 1 and ctx.start_row >= 300 and flag.exists():
-                flag.unlink()
-                raise RuntimeError("crash midway")
-            return super().process(chunk, ctx)
-
-    cfg = BatchConfig(batch_size=150, max_concurrent_batches=2, checkpoint_interval=1, retry_attempts=0)
-    with pytest.raises(ChunkFailedError):
-        run_batch_job(source, FailsOnce(RULES), config=cfg, output_path=tmp_path / "out")
-    resumed = run_batch_job(source, DataQualityProcessor(RULES), config=cfg, output_path=tmp_path / "out")
-    assert resumed.chunks_resumed > 0
-    clean = run_batch_job(
-        source, "data_quality", config={"batch_size": 1000}, output_path=tmp_path / "clean", rules=RULES
-    )
-    assert resumed.report == clean.report
 
 
 def test_a_missing_side_file_is_a_clear_error(source, tmp_path, spill_everything):
