@@ -39,18 +39,63 @@ class ProcessorNotFoundError(BatchInputError, LookupError):
 class ChunkFailedError(BatchProviderError):
     """A chunk still failed after its in-task retries; the job checkpointed and stopped.
 
-    Transient by default: an Airflow retry resumes from the checkpoint.
+    Transient by default: an Airflow retry resumes from the checkpoint. ``failure_class`` is the class of
+    the last failure (``processing``, ``network``, ...), which the provider's retry policy reads.
     """
 
-    def __init__(self, message: str, *, chunk: str | None = None, attempts: int = 0) -> None:
+    def __init__(
+        self, message: str, *, chunk: str | None = None, attempts: int = 0, failure_class: str = "processing"
+    ) -> None:
         super().__init__(message)
         self.chunk = chunk
         self.attempts = attempts
+        self.failure_class = failure_class
+
+
+class ChunkTimeoutError(BatchProviderError, TimeoutError):
+    """A chunk ran longer than ``batch_timeout_seconds``; its worker was killed."""
+
+    failure_class = "timeout"
+
+
+class WorkerDiedError(BatchProviderError):
+    """A chunk worker process died while running a chunk (killed by the kernel or the memory watchdog)."""
+
+    def __init__(self, message: str, *, failure_class: str = "system") -> None:
+        super().__init__(message)
+        self.failure_class = failure_class
+
+
+class StaleAttemptError(BatchProviderError):
+    """A newer attempt (a later task try) owns the job folder; this one stopped without writing."""
+
+    failure_class = "system"
 
 
 class JobTimeoutError(BatchProviderError, TimeoutError):
     """The whole job ran past ``timeout_seconds``; it checkpointed first."""
 
+    failure_class = "timeout"
+
 
 class JobCancelledError(BatchProviderError):
     """The job was asked to stop (SIGTERM, ``on_kill``); it checkpointed first."""
+
+    failure_class = "system"
+
+
+class StorageNetworkError(BatchProviderError, ConnectionError):
+    """Object storage stayed unreachable (connection reset/refused, timeouts, throttling, HTTP 5xx) after the
+    storage layer's own retries with backoff. Transient: an Airflow retry resumes from the checkpoint."""
+
+    failure_class = "network"
+
+    def __init__(self, message: str, *, op: str = "", target: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.op = op
+        self.target = target
+        self.attempts = attempts
+
+
+class ShardIncompleteError(BatchProviderError):
+    """A sharded job cannot merge (or a shard cannot start): a shard or the shard plan is missing or unfinished."""

@@ -21,6 +21,8 @@ whatever the job size. Every write is atomic (see ``Location.write_bytes``).
 from __future__ import annotations
 
 import base64
+import os
+import uuid
 import logging
 import re
 import time
@@ -31,12 +33,15 @@ import pyarrow as pa
 
 from airflow_batch_provider.engine.sources import OUTPUT_FORMAT, OUTPUT_MANIFEST, SourceFile
 from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.exceptions import StaleAttemptError
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CHECKPOINT = "_checkpoint.json"
+EPOCHS = "_epochs"
 _GEN_RE = re.compile(r"^g(\d{4,})$")
+_EPOCH_RE = re.compile(r"^e(\d{10})$")
 
 
 def part_name(file_index: int, start: int) -> str:
@@ -51,6 +56,53 @@ def schema_from_text(text: str) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
+@dataclass(frozen=True)
+class Fence:
+    """Zombie safety: the newest attempt on a job folder owns it; older attempts stop before they write.
+
+    Each attempt holds an epoch (the Airflow try number, or one more than the highest seen). Taking the folder
+    creates ``_epochs/eNNNNNNNNNN`` with an exclusive create, so two attempts can never hold the same epoch.
+    :meth:`check` runs before every write that commits something (a part, a segment, the working manifest,
+    the output manifest), in chunk workers too: an attempt that sees a higher epoch raises
+    :class:`StaleAttemptError` and writes nothing more. Object stores offer exclusive create but no
+    compare-and-swap, so a write already past its check can still land; what it writes is a finished chunk of
+    the same deterministic job, so the folder stays consistent (see ``docs/failures.md``).
+    """
+
+    out: Location
+    epoch: int
+
+    @staticmethod
+    def epochs(out: Location) -> list[int]:
+        return sorted(int(m.group(1)) for n in out.child(EPOCHS).listdir() if (m := _EPOCH_RE.match(n)))
+
+    @classmethod
+    def acquire(cls, out: Location, epoch: int | None = None) -> Fence:
+        """Take the folder with ``epoch`` (None: one more than the highest so far)."""
+        for _ in range(20):
+            seen = cls.epochs(out)
+            highest = seen[-1] if seen else 0
+            mine = highest + 1 if epoch is None else int(epoch)
+            if mine < highest:
+                raise StaleAttemptError(
+                    f"{out.uri} belongs to a newer attempt (epoch {highest} > {mine}): this attempt stops"
+                )
+            if out.child(EPOCHS, f"e{mine:010d}").create_exclusive(f"{time.time():.6f} {os.getpid()} {uuid.uuid4().hex}".encode()):
+                return cls(out, mine)
+            if epoch is not None:
+                # the same try number twice (a manual rerun of the same try): take the next free epoch
+                epoch = None
+        raise StaleAttemptError(f"could not take {out.uri}: other attempts keep taking epochs")
+
+    def check(self) -> None:
+        seen = self.epochs(self.out)
+        if seen and seen[-1] > self.epoch:
+            raise StaleAttemptError(
+                f"{self.out.uri} was taken by a newer attempt (epoch {seen[-1]} > {self.epoch}); this attempt "
+                "stops without writing (the newer one resumes from the last checkpoint)"
+            )
+
+
 @dataclass
 class Decision:
     generation: int
@@ -59,8 +111,11 @@ class Decision:
     previous: dict[str, Any] | None = None
 
 
-def decide_generation(out: Location, fingerprint: str) -> Decision:
-    """Resume the latest unfinished generation with the same fingerprint, or start a new one."""
+def decide_generation(out: Location, fingerprint: str, *, resume: bool = True) -> Decision:
+    """Resume the latest unfinished generation with the same fingerprint, or start a new one.
+
+    ``resume=False`` (checkpointing disabled) discards an unfinished generation and starts clean.
+    """
     committed = out.child(OUTPUT_MANIFEST).read_json()
     committed_gen = committed.get("generation") if isinstance(committed, dict) else None
     gens = sorted(int(m.group(1)) for n in out.listdir() if (m := _GEN_RE.match(n)))
@@ -75,6 +130,9 @@ def decide_generation(out: Location, fingerprint: str) -> Decision:
     if not isinstance(working, dict) or working.get("format_version") != FORMAT_VERSION:
         out.child(f"g{latest:04d}").remove(recursive=True)
         return Decision(latest + 1, False, f"generation {latest} has no readable checkpoint: starting clean")
+    if not resume:
+        out.child(f"g{latest:04d}").remove(recursive=True)
+        return Decision(latest + 1, False, f"checkpointing disabled: discarded generation {latest}, starting clean")
     if working.get("fingerprint") != fingerprint:
         log.warning(
             "job fingerprint changed (%s -> %s): the source, processor or its parameters changed; "
@@ -102,7 +160,12 @@ class CheckpointStore:
     segments: int = 0
     counters: dict[str, Any] = field(default_factory=dict)
     rows_done: int = 0  # rows in finished ranges, kept up to date so a checkpoint stays O(1)
+    fence: Fence | None = None
     _pending: list[dict[str, Any]] = field(default_factory=list)
+
+    def _check(self) -> None:
+        if self.fence is not None:
+            self.fence.check()
 
     @property
     def gen(self) -> Location:
@@ -137,6 +200,7 @@ class CheckpointStore:
 
     def write(self, status: str, **extra: Any) -> None:
         """Append a segment with the records since the last checkpoint, then rewrite the working manifest."""
+        self._check()
         if self._pending:
             self.gen.child("segments", f"s{self.segments:06d}.json").write_json(self._pending)
             self.segments += 1
@@ -151,14 +215,21 @@ class CheckpointStore:
                 "segments": self.segments,
                 "counters": self.counters,
                 "updated_at": time.time(),
+                "epoch": self.fence.epoch if self.fence else None,
                 **extra,
             }
         )
 
     def commit_output(
-        self, parts: list[str], report: Any, summary: dict[str, Any], quarantine: list[str] | None = None
+        self,
+        parts: list[str],
+        report: Any,
+        summary: dict[str, Any],
+        quarantine: list[str] | None = None,
+        skipped: list[str] | None = None,
     ) -> None:
         """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``."""
+        self._check()
         self.gen.child("_report.json").write_json(report)
         self.out.child(OUTPUT_MANIFEST).write_json(
             {
@@ -169,6 +240,7 @@ class CheckpointStore:
                 "job_id": self.job_id,
                 "parts": parts,
                 "quarantine": quarantine or [],
+                "skipped": skipped or [],
                 "report": f"g{self.generation:04d}/_report.json",
                 "summary": summary,
             }
@@ -178,6 +250,7 @@ class CheckpointStore:
 
     def remove_stale(self, keep_parts: set[str], keep_quarantine: set[str] = frozenset()) -> None:
         """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
+        self._check()
         for folder, keep in (("parts", keep_parts), ("quarantine", keep_quarantine)):
             loc = self.gen.child(folder)
             for name in loc.listdir():

@@ -26,16 +26,27 @@ from typing import Any
 
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import sources, workers
-from airflow_batch_provider.engine.checkpoints import CheckpointStore, Decision, decide_generation
+from airflow_batch_provider.engine.checkpoints import (
+    CheckpointStore,
+    Decision,
+    Fence,
+    decide_generation,
+    part_name,
+)
+from airflow_batch_provider.engine.failures import FailureClass, RecoveryConfig, Strategy
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.progress import ProgressEvent, ProgressTracker
 from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.engine.textformats import TextOptions
+from airflow_batch_provider.engine.records import FailureRecords, scrub_message
 from airflow_batch_provider.exceptions import (
-    BatchInputError,
     ChunkFailedError,
+    ChunkTimeoutError,
+    DataCorruptionError,
     JobCancelledError,
     JobTimeoutError,
+    StaleAttemptError,
+    WorkerDiedError,
 )
 from airflow_batch_provider.processors.base import BaseProcessor, StatsPass
 from airflow_batch_provider.processors.registry import resolve_processor
@@ -86,6 +97,10 @@ def default_base_path() -> str:
     )
 
 
+def default_records_path() -> str:
+    return os.path.join(default_base_path(), "_records")
+
+
 @functools.cache
 def _versions() -> dict[str, str]:
     out = {}
@@ -123,6 +138,14 @@ def choose_batch_size(
     size = int(max(1_000, min(1_000_000, per_chunk / bytes_per_row)))
     size = int(float(f"{size:.2g}"))  # two significant digits: readable in logs
     return size, f"auto: ~{bytes_per_row:.0f} B/row in memory, {per_chunk / 2**20:.0f} MB per chunk"
+
+
+def _split(task: workers.ChunkTask, rows: int) -> list[workers.ChunkTask]:
+    """``task`` cut into pieces of at most ``rows`` rows (same index and attempt)."""
+    return [
+        workers.ChunkTask(task.index, task.file_index, s, min(task.stop, s + rows), task.attempt)
+        for s in range(task.start, task.stop, max(1, rows))
+    ]
 
 
 def plan_chunks(
@@ -174,9 +197,9 @@ class _RunQueue:
     inflight: dict[Future[Any], tuple[workers.ChunkTask, float]] = field(default_factory=dict)
     retries: list[tuple[float, int, workers.ChunkTask]] = field(default_factory=list)
 
-    def restart(self, concurrency: int) -> list[workers.ChunkTask]:
+    def restart(self, concurrency: int) -> list[tuple[workers.ChunkTask, float]]:
         """Kill the pool's workers and start a new pool; return the chunks that were in flight."""
-        lost = [t for t, _ in self.inflight.values()]
+        lost = list(self.inflight.values())
         self.inflight.clear()
         workers.kill_pool(self.pool)
         self.pool = workers.new_pool(concurrency, self.job)
@@ -198,28 +221,43 @@ class JobRunner:
         cancel_event: threading.Event,
         job_id: str,
         columns: list[str] | None = None,
+        recovery: RecoveryConfig | None = None,
+        epoch: int | None = None,
+        fence: Fence | None = None,
+        records: FailureRecords | None = None,
+        task_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.source = Location.of(source)
         self.columns = columns
         self.processor = processor
-        self.config = config
+        self.recovery = recovery or RecoveryConfig()
+        self.config = self.recovery.merge_into(config)
         self.out = out
         self.callbacks = callbacks
         self.text_options = text_options
         self.cancel_event = cancel_event
         self.job_id = job_id
-        self.concurrency = config.concurrency
+        self.concurrency = self.config.concurrency
         self.started = time.monotonic()
         self.processed = 0
         self.failures: list[dict[str, Any]] = []
+        self.epoch, self.fence = epoch, fence
+        self.records = records
+        self.task_info = dict(task_info or {})
+        self.notes: list[dict[str, Any]] = []  # failure records waiting to learn whether they recovered
+        self.row_cap: int | None = None  # batch-size cap after a memory failure
+        self.skipped_rows = 0
+        self.watchdog_kills: set[int] = set()
 
     # -- set-up --------------------------------------------------------------------------------
     def _prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
         paths = sources.list_source_files(self.source)
         stats = sources.stat_files(self.source.fs, paths)
         fingerprint = fingerprint_of(stats, self.processor, self.text_options)
-        decision = decide_generation(self.out, fingerprint)
-        store = CheckpointStore(self.out, decision.generation, fingerprint, self.job_id)
+        if self.fence is None:
+            self.fence = Fence.acquire(self.out, self.epoch)
+        decision = decide_generation(self.out, fingerprint, resume=self.recovery.enable_checkpointing)
+        store = CheckpointStore(self.out, decision.generation, fingerprint, self.job_id, fence=self.fence)
         if decision.resume and decision.previous:
             store.load(decision.previous)
             files, schema = store.load_plan()
@@ -255,6 +293,10 @@ class JobRunner:
                 cancel_event=self.cancel_event,
                 job_id=f"{self.job_id}/fit",
                 columns=wanted_columns(self.processor, "stats_columns", schema),
+                recovery=self.recovery,
+                fence=self.fence,
+                records=self.records,
+                task_info=self.task_info,
             )
             self.processor.fit_stats(nested.run().report)
         if size:
@@ -270,8 +312,12 @@ class JobRunner:
     def run(self) -> JobResult:
         decision, store, files, schema = self._prepare()
         batch_size, why = choose_batch_size(self.config, files, self.concurrency)
+        cap = store.counters.get("batch_size_cap")
+        if cap and cap < batch_size:  # an earlier try split chunks after a memory failure
+            batch_size, why = int(cap), f"capped at {cap} after a memory failure in an earlier try"
+            self.row_cap = int(cap)
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
-        tasks = plan_chunks(files, batch_size, done)
+        tasks = self._plan_tasks(files, batch_size, done)
         rows_total = sum(f.rows for f in files)
         self.tracker = ProgressTracker(
             self.job_id,
@@ -284,7 +330,7 @@ class JobRunner:
         self.tracker.resume(store.rows_done, len(done))
         log.info(
             "job %s -> %s | fingerprint %s | %s | %d file(s), %d rows, %d chunk(s) to run of %d "
-            "(batch_size %d, %s; %d worker(s))",
+            "(batch_size %d, %s; %d worker(s); epoch %d)",
             self.job_id,
             self.out.uri,
             store.fingerprint,
@@ -296,12 +342,14 @@ class JobRunner:
             batch_size,
             why,
             self.concurrency,
+            self.fence.epoch if self.fence else 0,
         )
         self.tracker.emit("started", decision.reason)
-        self.store, self.files, self.batch_size = store, files, batch_size
+        self.store, self.files, self.batch_size, self.rows_total = store, files, batch_size, rows_total
+        self.skipped_rows = sum(r["e"] - r["s"] for r in store.records.values() if r.get("skipped"))
         store.counters.setdefault("runs", 0)
         store.counters["runs"] += 1
-        store.counters["batch_size"] = batch_size
+        store.counters.update(batch_size=batch_size, rows_total=rows_total, chunks_total=len(tasks) + len(done))
         try:
             self._fit(store, files, schema)
             job = workers.JobState(
@@ -314,13 +362,41 @@ class JobRunner:
                 store.gen,
                 self.out.uri,
                 self.columns,
+                fence=self.fence,
             )
             self._run_tasks(deque(tasks), job)
         except BaseException as err:
-            self._checkpoint("failed", error=f"{type(err).__name__}: {err}"[:2000])
-            self.tracker.emit("failed", f"{type(err).__name__}: {err}"[:500], error_type=type(err).__name__)
+            self._stop_failed(err)
             raise
         return self._finalize(decision, len(done))
+
+    def _stop_failed(self, err: BaseException) -> None:
+        """Checkpoint (unless a newer attempt owns the folder), record the failure, tell the callbacks."""
+        message = f"{type(err).__name__}: {err}"
+        if not isinstance(err, StaleAttemptError):
+            try:
+                self._checkpoint("failed", error=message[:2000])
+                if not self.recovery.preserve_partial_results and not self.tracker_nested:
+                    self.store.gen.remove(recursive=True)
+            except StaleAttemptError:
+                log.warning("job %s: a newer attempt owns %s; not checkpointing", self.job_id, self.out.uri)
+        chunk_level = any(n.get("fatal") for n in self.notes)
+        for note in self.notes:
+            self._write_record(note, recovered=False)
+        self.notes = []
+        if not chunk_level:
+            self._write_record(self._job_note(err), recovered=False)
+        self.tracker.emit("failed", message[:500], error_type=type(err).__name__)
+
+    @property
+    def tracker_nested(self) -> bool:
+        return self.job_id.endswith("/fit")
+
+    def _plan_tasks(
+        self, files: list[sources.SourceFile], batch_size: int, done: list[tuple[int, int, int]]
+    ) -> list[workers.ChunkTask]:
+        """The chunks this run executes (a shard narrows them to its own row ranges)."""
+        return plan_chunks(files, batch_size, done)
 
     def _run_tasks(self, pending: deque[workers.ChunkTask], job: workers.JobState) -> None:
         self.fatal: BaseException | None = None
@@ -331,102 +407,249 @@ class JobRunner:
                 self._record(workers.run_chunk(task))
             return
         q = _RunQueue(pending, job, workers.new_pool(self.concurrency, job))
+        watchdog = self._start_watchdog(q)
         try:
             while (q.pending or q.inflight or q.retries) and not (self.fatal and not q.inflight):
                 self._check_stop()
-                now = time.monotonic()
-                while q.retries and q.retries[0][0] <= now:
-                    q.pending.appendleft(heapq.heappop(q.retries)[2])
-                while q.pending and len(q.inflight) < self.concurrency and self.fatal is None:
-                    task = q.pending.popleft()
-                    q.inflight[q.pool.submit(workers.run_chunk, task)] = (task, time.monotonic())
+                self._submit(q)
                 if not q.inflight:
+                    now = time.monotonic()
                     time.sleep(min(0.2, max(0.0, q.retries[0][0] - now)) if q.retries else 0.01)
                     continue
                 done, _ = wait(q.inflight, timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
                     if fut in q.inflight:  # else already handled with a broken pool
-                        self._collect(fut, q.inflight.pop(fut)[0], q)
+                        self._collect(fut, *q.inflight.pop(fut), q)
                 self._check_batch_timeouts(q)
             if self.fatal is not None:
                 raise self.fatal
         except BaseException:
             workers.kill_pool(q.pool)
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            job.crumbs.close()
         q.pool.shutdown(wait=True)
 
-    def _collect(self, fut: Future[Any], task: workers.ChunkTask, q: _RunQueue) -> None:
+    def _submit(self, q: _RunQueue) -> None:
+        now = time.monotonic()
+        while q.retries and q.retries[0][0] <= now:
+            q.pending.appendleft(heapq.heappop(q.retries)[2])
+        while q.pending and len(q.inflight) < self.concurrency and self.fatal is None:
+            task = q.pending.popleft()
+            if self.row_cap and task.rows > self.row_cap:  # smaller batches after a memory failure
+                q.pending.extendleft(reversed(_split(task, self.row_cap)))
+                continue
+            q.inflight[q.pool.submit(workers.run_chunk, task)] = (task, time.monotonic())
+
+    def _start_watchdog(self, q: _RunQueue) -> workers.MemoryWatchdog | None:
+        limit = self.config.memory_limit_mb
+        if not (limit and self.recovery.memory_watchdog):
+            return None
+        return workers.MemoryWatchdog(lambda: q.pool, limit * 2**20 // self.concurrency, self.watchdog_kills)
+
+    def _collect(self, fut: Future[Any], task: workers.ChunkTask, started: float, q: _RunQueue) -> None:
         try:
             self._record(fut.result())
-        except BrokenProcessPool as err:
-            # a worker died (killed, out of memory): every chunk in flight is lost with it
-            lost = [task] + q.restart(self.concurrency)
-            for t in lost:
-                self._retry_or_fail(t, RuntimeError(f"chunk worker died ({err})"), q, kind="system")
-        except MemoryError as err:
-            if task.rows > 1:
-                half = task.start + task.rows // 2
-                log.warning(
-                    "%s: MemoryError; splitting it at row %d and continuing", task.label(self.files), half
-                )
-                self._note_failure(task, err, "memory", "split")
-                q.pending.appendleft(
-                    workers.ChunkTask(task.index, task.file_index, half, task.stop, task.attempt)
-                )
-                q.pending.appendleft(
-                    workers.ChunkTask(task.index, task.file_index, task.start, half, task.attempt)
-                )
-            else:
-                self._retry_or_fail(task, err, q, kind="memory")
-        except BatchInputError as err:
-            self._note_failure(task, err, "data_corruption", "fail")
-            self.fatal = self.fatal or err
+        except BrokenProcessPool:
+            self._workers_died(task, started, q)
         except Exception as err:
-            self._retry_or_fail(task, err, q, kind="processing")
+            self._handle_failure(task, err, q, started)
 
-    def _retry_or_fail(self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, *, kind: str) -> None:
-        if task.attempt > self.config.retry_attempts:
-            self._note_failure(task, err, kind, "fail")
-            if self.fatal is None:
-                failed = ChunkFailedError(
-                    f"{task.label(self.files)} failed {task.attempt} time(s); last error "
-                    f"{type(err).__name__}: {err}. Finished chunks are checkpointed; a retry resumes from there",
-                    chunk=task.label(self.files),
-                    attempts=task.attempt,
-                )
-                failed.__cause__ = err
-                self.fatal = failed
+    def _workers_died(self, task: workers.ChunkTask, started: float, q: _RunQueue) -> None:
+        """A worker died: the chunk it was running (from its breadcrumb) failed; the others run again."""
+        exits = workers.exit_codes(q.pool)
+        crumbs = q.job.crumbs.read()
+        lost = [(task, started)] + q.restart(self.concurrency)
+        culprits = {}
+        for pid, code in exits.items():
+            if code not in (None, 0, -signal.SIGTERM) and pid in crumbs:
+                culprits[crumbs[pid]] = (pid, code)
+        q.job.crumbs.clear()
+        for t, t_started in lost:
+            hit = culprits.get((t.file_index, t.start, t.stop))
+            if hit is None and culprits:
+                q.pending.appendleft(t)  # an innocent bystander: run it again, no attempt counted
+                continue
+            pid, code = hit or (None, None)
+            killed = code == -signal.SIGKILL
+            how = "killed by the memory watchdog" if pid in self.watchdog_kills else (
+                "killed (SIGKILL: out of memory?)" if killed else f"exit code {code}"
+            )
+            kind = "memory" if killed else "system"
+            err = WorkerDiedError(f"chunk worker {pid or '?'} died ({how})", failure_class=kind)
+            self._handle_failure(t, err, q, t_started)
+
+    def _handle_failure(self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, started: float) -> None:
+        kind = self.recovery.classify(err)
+        strategy = self.recovery.strategy(kind)
+        lost = time.monotonic() - started
+        if strategy is Strategy.SPLIT and task.rows > 1:
+            half = max(1, task.rows // 2)
+            self.row_cap = min(self.row_cap or half, half)
+            self.store.counters["batch_size_cap"] = self.row_cap
+            self._note_failure(task, err, kind, f"split; batch size capped at {self.row_cap}", lost, "split")
+            q.pending.extendleft(reversed(_split(task, half)))
+        elif strategy is Strategy.QUARANTINE:
+            self._quarantine(task, err, kind, lost)
+        elif strategy in (Strategy.RETRY, Strategy.RETRY_JITTER, Strategy.SPLIT):
+            self._retry_or_fail(task, err, q, kind=kind, lost=lost, jitter=strategy is Strategy.RETRY_JITTER)
+        else:
+            self._fail(task, err, kind, strategy.value, lost)
+
+    def _fail(self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, strategy: str, lost: float) -> None:
+        self._note_failure(task, err, kind, strategy, lost, strategy, fatal=True)
+        if self.fatal is not None:
             return
-        delay = self.config.retry_delay_seconds * 2 ** (task.attempt - 1)
-        self._note_failure(task, err, kind, f"retry in {delay:.1f}s")
+        if kind is FailureClass.DATA_CORRUPTION and isinstance(err, DataCorruptionError):
+            self.fatal = err
+            return
+        failed = ChunkFailedError(
+            f"{task.label(self.files)} failed {task.attempt} time(s) ({kind.value} failure); last error "
+            f"{type(err).__name__}: {err}. Finished chunks are checkpointed; a retry resumes from there",
+            chunk=task.label(self.files),
+            attempts=task.attempt,
+            failure_class=kind.value,
+        )
+        failed.__cause__ = err
+        self.fatal = failed
+
+    def _retry_or_fail(
+        self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, *, kind: FailureClass, lost: float,
+        jitter: bool = False,
+    ) -> None:
+        if task.attempt > self.config.retry_attempts:
+            self._fail(task, err, kind, "fail", lost)
+            return
+        delay = self.recovery.delay(task.attempt, self.config.retry_delay_seconds, jitter=jitter)
+        strategy = "retry_jitter" if jitter else "retry"
+        self._note_failure(task, err, kind, f"{strategy} in {delay:.1f}s", lost + delay, strategy)
         self.tracker.emit(
             "retry",
-            f"{task.label(self.files)} attempt {task.attempt} failed: "
+            f"{task.label(self.files)} attempt {task.attempt} failed ({kind.value}): "
             f"{type(err).__name__}: {str(err)[:200]}; retrying in {delay:.1f}s",
         )
         nxt = workers.ChunkTask(task.index, task.file_index, task.start, task.stop, task.attempt + 1)
         heapq.heappush(q.retries, (time.monotonic() + delay, task.index, nxt))
 
-    def _note_failure(self, task: workers.ChunkTask, err: BaseException, kind: str, strategy: str) -> None:
+    def _quarantine(self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, lost: float) -> None:
+        """Skip a chunk that cannot be decoded: list its source rows with the reason; fail past the limit."""
+        allowed = self.recovery.max_skipped_fraction * self.rows_total
+        if self.skipped_rows + task.rows > allowed:
+            self._note_failure(task, err, kind, "quarantine refused: over max_skipped_fraction", lost, "fail", fatal=True)
+            if self.fatal is None:
+                share = (self.skipped_rows + task.rows) / max(1, self.rows_total)
+                fatal = DataCorruptionError(
+                    f"{task.label(self.files)} cannot be decoded ({type(err).__name__}: {err}). Skipping it would "
+                    f"skip {self.skipped_rows + task.rows:,} rows ({share:.4%} of the source), more than "
+                    f"max_skipped_fraction={self.recovery.max_skipped_fraction:g}. Fix or remove the file, or "
+                    "allow skipping with recovery={'max_skipped_fraction': ...}; finished chunks are checkpointed"
+                )
+                fatal.__cause__ = err
+                self.fatal = fatal
+            return
+        f = self.files[task.file_index]
+        entry = {
+            "file": f.path,
+            "file_index": task.file_index,
+            "start_row": task.start,
+            "stop_row": task.stop,
+            "rows": task.rows,
+            "byte_range": sources.byte_range(f, task.start, task.stop),
+            "reason": kind.value,
+            "error": scrub_message(f"{type(err).__name__}: {err}"),
+        }
+        name = part_name(task.file_index, task.start).replace(".parquet", ".json")
+        self.store.gen.child("skipped", name).write_json(entry)
+        self.skipped_rows += task.rows
+        self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
+        log.warning("%s skipped (%s): listed in %s", task.label(self.files), kind.value, f"skipped/{name}")
+        self._record(
+            {"f": task.file_index, "s": task.start, "e": task.stop, "rows_in": task.rows, "rows_out": 0,
+             "part": None, "state": None, "state_ref": None, "skipped": name}
+        )
+
+    def _note_failure(
+        self, task: workers.ChunkTask, err: BaseException, kind: FailureClass | str, strategy: str, lost: float,
+        record_strategy: str, *, fatal: bool = False, recovered: bool | None = None,
+    ) -> None:
+        kind = FailureClass.parse(kind)
         self.failures.append(
             {
                 "time": time.time(),
                 "chunk": [task.file_index, task.start, task.stop],
                 "attempt": task.attempt,
-                "class": kind,
-                "error": f"{type(err).__name__}: {err}"[:500],
-                "strategy": strategy,
+                "class": kind.value,
+                "error": scrub_message(f"{type(err).__name__}: {err}"),
+                "strategy": record_strategy,
             }
         )
         log.warning(
             "%s attempt %d failed (%s, %s): %s: %s",
             task.label(self.files),
             task.attempt,
-            kind,
+            kind.value,
             strategy,
             type(err).__name__,
             str(err)[:500],
         )
+        note = {
+            "chunk": [task.file_index, task.start, task.stop],
+            "chunk_label": task.label(self.files),
+            "class": kind.value,
+            "error_type": type(err).__name__,
+            "error": scrub_message(str(err)),
+            "attempt": task.attempt,
+            "strategy": record_strategy,
+            "time_lost_s": round(lost, 3),
+            "ts": time.time(),
+            "fatal": fatal,
+            "_done": 0,
+        }
+        if recovered is not None:
+            self._write_record(note, recovered=recovered)
+        else:  # settled when its range finishes (recovered) or the job stops (not recovered)
+            self.notes.append(note)
+
+    def _job_note(self, err: BaseException) -> dict[str, Any]:
+        kind = self.recovery.classify(err)
+        return {
+            "chunk": None,
+            "chunk_label": None,
+            "class": kind.value,
+            "error_type": type(err).__name__,
+            "error": scrub_message(str(err)),
+            "attempt": None,
+            "strategy": "checkpoint_and_fail",
+            "time_lost_s": 0.0,
+            "ts": time.time(),
+        }
+
+    def _write_record(self, note: dict[str, Any], *, recovered: bool) -> None:
+        if self.records is None:
+            return
+        record = {k: v for k, v in note.items() if not k.startswith("_") and k != "fatal"}
+        record.update(self.task_info, job_id=self.job_id, output_uri=self.out.uri, recovered=recovered)
+        try:
+            self.records.add(record)
+        except Exception:  # noqa: BLE001 - a failure record must never fail the job
+            log.warning("could not write a failure record under %s", self.records, exc_info=True)
+
+    def _resolve_notes(self, record: dict[str, Any]) -> None:
+        """A finished range settles the failures noted for it: they recovered once the range is all done."""
+        if not self.notes:
+            return
+        keep = []
+        for note in self.notes:
+            f, s, e = note["chunk"] or (None, 0, 0)
+            if not note["fatal"] and f == record["f"] and s <= record["s"] < e:
+                note["_done"] += record["e"] - record["s"]
+                if note["_done"] >= e - s:
+                    self._write_record(note, recovered=True)
+                    continue
+            keep.append(note)
+        self.notes = keep
 
     def _check_batch_timeouts(self, q: _RunQueue) -> None:
         limit = self.config.batch_timeout_seconds
@@ -436,11 +659,13 @@ class JobRunner:
         late = {t for t, started in q.inflight.values() if now - started > limit}
         if not late:
             return
-        others = [t for t in q.restart(self.concurrency) if t not in late]
-        for t in late:
-            error = TimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}")
-            self._retry_or_fail(t, error, q, kind="timeout")
-        q.pending.extendleft(reversed(others))
+        for t, started in q.restart(self.concurrency):
+            if t in late:
+                error = ChunkTimeoutError(f"chunk ran longer than batch_timeout_seconds={limit:g}")
+                self._handle_failure(t, error, q, started)
+            else:
+                q.pending.appendleft(t)
+        q.job.crumbs.clear()
 
     def _check_stop(self) -> None:
         if self.cancel_event.is_set():
@@ -457,7 +682,8 @@ class JobRunner:
         self.store.add(record)
         self.processed += 1
         self.tracker.advance(record["e"] - record["s"])
-        if self.store.pending >= self.config.checkpoint_interval:
+        self._resolve_notes(record)
+        if self.recovery.enable_checkpointing and self.store.pending >= self.config.checkpoint_interval:
             self._checkpoint("running")
 
     def _checkpoint(self, status: str, **extra: Any) -> None:
@@ -466,6 +692,7 @@ class JobRunner:
             return
         store.counters["rows_done"] = store.rows_done
         store.counters["chunks_done"] = len(store.records)
+        store.counters["rows_skipped"] = self.skipped_rows
         store.counters["failures"] = store.counters.get("failures", 0) + len(self.failures)
         store.write(status, failures=self.failures[-50:], **extra)
         self.failures = []
@@ -482,7 +709,7 @@ class JobRunner:
         store = self.store
         self._checkpoint("finalizing")
         records = sorted(store.records.values(), key=lambda r: (r["f"], r["s"]))
-        states = [self._load_state(r) for r in records]
+        states = [self._load_state(r) for r in records if not r.get("skipped")]
         report = self.processor.finalize(self.processor.merge(states))
         report = to_jsonable(report) if report is not None else None
         ordered = records if self.config.preserve_order else sorted(records, key=lambda r: r.get("seq", 0))
@@ -491,6 +718,7 @@ class JobRunner:
         quarantine = [
             f"g{store.generation:04d}/quarantine/{r['quarantine']}" for r in ordered if r.get("quarantine")
         ]
+        skipped = [f"g{store.generation:04d}/skipped/{r['skipped']}" for r in records if r.get("skipped")]
         rows_out = sum(r["rows_out"] for r in records)
         quarantined = sum(r.get("rows_quarantined", 0) for r in records)
         summary = {
@@ -498,8 +726,10 @@ class JobRunner:
             "rows_out": rows_out,
             "chunks": len(records),
             "rows_quarantined": quarantined,
+            "rows_skipped": self.skipped_rows,
+            "chunks_skipped": len(skipped),
         }
-        store.commit_output(parts, report, summary, quarantine)
+        store.commit_output(parts, report, summary, quarantine, skipped)
         store.write("succeeded")
         store.remove_stale(
             {r["part"] for r in records if r["part"]},
@@ -513,7 +743,7 @@ class JobRunner:
             chunks_total=len(records),
             chunks_processed=self.processed,
             chunks_resumed=resumed,
-            chunks_skipped=0,
+            chunks_skipped=len(skipped),
             report=report,
             duration_s=round(duration, 3),
             job_id=self.job_id,
@@ -525,6 +755,10 @@ class JobRunner:
                 "workers": self.concurrency,
                 "runs": store.counters.get("runs", 1),
                 "rows_quarantined": quarantined,
+                "rows_skipped": self.skipped_rows,
+                "skipped": skipped[:100],
+                "epoch": self.fence.epoch if self.fence else None,
+                "batch_size_cap": self.row_cap,
             },
         )
         self.tracker.emit(
@@ -552,6 +786,10 @@ def run_batch_job(
     csv_options: Mapping[str, Any] | None = None,
     job_id: str | None = None,
     cancel_event: threading.Event | None = None,
+    recovery: RecoveryConfig | Mapping[str, Any] | None = None,
+    epoch: int | None = None,
+    records_path: Any = None,
+    task_info: Mapping[str, Any] | None = None,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
@@ -568,6 +806,12 @@ def run_batch_job(
         ``column_types``).
     :param job_id: the id in logs and events (default: the output folder's name).
     :param cancel_event: set it to stop the job; it checkpoints and raises ``JobCancelledError``.
+    :param recovery: a :class:`~airflow_batch_provider.engine.failures.RecoveryConfig` (or mapping): what to do
+        about each class of failure (see ``docs/failures.md``).
+    :param epoch: this attempt's fencing epoch (the operator passes the Airflow try number). ``None``: one more
+        than the highest epoch the folder has seen. An attempt that finds a higher epoch stops without writing.
+    :param records_path: where failure records go (default ``{base path}/_records``); ``False`` disables them.
+    :param task_info: ``dag_id``/``run_id``/``task_id``/``map_index``/``try_number`` for failure records.
     :param processor_kwargs: everything else goes to the processor.
     """
     if config is None:
@@ -580,6 +824,8 @@ def run_batch_job(
         output_path = os.path.join(default_base_path(), job_id)
     out = Location.of(output_path)
     cancel_event = cancel_event or threading.Event()
+    if records_path is None:
+        records_path = default_records_path()
     runner = JobRunner(
         source,
         proc,
@@ -589,6 +835,10 @@ def run_batch_job(
         text_options=TextOptions.from_mapping(dict(csv_options or {})),
         cancel_event=cancel_event,
         job_id=job_id or out.name,
+        recovery=RecoveryConfig.from_value(recovery),
+        epoch=epoch,
+        records=FailureRecords(records_path) if records_path is not False else None,
+        task_info=task_info,
     )
     with _sigterm_sets(cancel_event):
         return runner.run()

@@ -16,7 +16,12 @@ import pyarrow as pa
 
 from airflow_batch_provider.engine import textformats
 from airflow_batch_provider.engine.storage import Location
-from airflow_batch_provider.exceptions import DataCorruptionError, SchemaMismatchError, SourceError
+from airflow_batch_provider.exceptions import (
+    DataCorruptionError,
+    SchemaMismatchError,
+    SourceError,
+    StorageNetworkError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +152,8 @@ def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]
             pf = pq.ParquetFile(fh, pre_buffer=False)
             groups = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
             schema = pf.schema_arrow
+    except StorageNetworkError:
+        raise  # the storage was unreachable, the file may be fine: transient, not corruption
     except (pa.ArrowException, OSError, ValueError) as err:
         raise DataCorruptionError(
             f"{f.path}: cannot read the Parquet footer ({err}); the file is truncated or not Parquet. "
@@ -207,6 +214,18 @@ def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
     return unified
 
 
+def byte_range(f: SourceFile, start: int, stop: int) -> list[int] | None:
+    """Bytes of a text file that hold rows ``[start, stop)`` (widened to the index's stride), or None."""
+    if f.format == "parquet" or not f.text_index:
+        return None
+    idx = f.text_index
+    stride, offsets = int(idx["stride"]), idx["offsets"]
+    first = offsets[min(start // stride, len(offsets) - 1)] if offsets else idx["data_start"]
+    last_slot = -(-stop // stride)
+    last = offsets[last_slot] if last_slot < len(offsets) else idx["end"]
+    return [int(first), int(last)]
+
+
 def read_rows(
     fs: Any,
     f: SourceFile,
@@ -260,6 +279,8 @@ def _read_parquet_rows(
         try:
             with fs.open(f.path, "rb") as fh:
                 table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups, columns=columns)
+        except StorageNetworkError:
+            raise
         except (pa.ArrowException, OSError) as err:
             raise DataCorruptionError(
                 f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import ctypes
 import io
+import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from airflow_batch_provider.engine import sources
-from airflow_batch_provider.engine.checkpoints import part_name
+from airflow_batch_provider.engine.checkpoints import Fence, part_name
+from airflow_batch_provider.engine.failures import FailureClass, classify
 from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.exceptions import DataCorruptionError
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
+
+log = logging.getLogger("airflow_batch_provider.engine")
 
 STATE_INLINE_LIMIT = 64 * 1024
 _JOB: JobState | None = None
@@ -44,6 +53,128 @@ class JobState:
     gen: Location
     output_uri: str
     columns: list[str] | None = None  # read only these source columns (None: all)
+    fence: Fence | None = None  # checked before a worker writes anything
+    crumbs: Breadcrumbs = field(default_factory=lambda: Breadcrumbs())
+
+
+class Breadcrumbs:
+    """Which chunk each worker is running, in a local temp folder (tmpfs where there is one).
+
+    A worker writes ``<pid>`` = ``"file start stop"`` before it reads a chunk and removes it when the chunk is
+    done. When a worker dies, its breadcrumb names the chunk that killed it; the other chunks that were in
+    flight are innocent and run again without counting an attempt.
+    """
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.folder = tempfile.mkdtemp(prefix="abp-crumbs-", dir=base)
+
+    def drop(self, task: ChunkTask) -> None:
+        path = os.path.join(self.folder, str(os.getpid()))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, f"{task.file_index} {task.start} {task.stop}".encode())
+        finally:
+            os.close(fd)
+
+    def sweep(self) -> None:
+        try:
+            os.unlink(os.path.join(self.folder, str(os.getpid())))
+        except FileNotFoundError:
+            pass
+
+    def read(self) -> dict[int, tuple[int, int, int]]:
+        out = {}
+        for name in os.listdir(self.folder) if os.path.isdir(self.folder) else ():
+            try:
+                with open(os.path.join(self.folder, name)) as fh:
+                    f, s, e = (int(x) for x in fh.read().split())
+                out[int(name)] = (f, s, e)
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def clear(self) -> None:
+        for name in os.listdir(self.folder) if os.path.isdir(self.folder) else ():
+            try:
+                os.unlink(os.path.join(self.folder, name))
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def exit_codes(pool: ProcessPoolExecutor, wait: float = 2.0) -> dict[int, int | None]:
+    """Exit code of every worker of ``pool`` (None: still running; negative: killed by that signal).
+
+    A worker killed with SIGKILL is a zombie for a moment before the kernel reports its status (its other
+    threads exit first): such workers are waited for, up to ``wait`` seconds in all.
+    """
+    import psutil
+
+    deadline = time.monotonic() + wait
+    out = {}
+    for pid, proc in list((getattr(pool, "_processes", None) or {}).items()):
+        code = proc.exitcode
+        try:
+            dying = code is None and psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except psutil.Error:
+            dying = code is None
+        if dying:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            code = proc.exitcode
+        out[pid] = code
+    return out
+
+
+class MemoryWatchdog:
+    """Kills a chunk worker whose own memory grows past its budget, so the chunk fails as a memory failure.
+
+    Measured every ``interval`` seconds with psutil as the worker's private memory (RSS minus pages shared
+    with the parent through fork) above the lowest value seen for that worker, so the parent's heap that a
+    forked worker maps does not count. The Linux OOM killer would kill the whole task; this kills one worker.
+    """
+
+    def __init__(
+        self, pool: Callable[[], Any], budget_bytes: int, killed: set[int], interval: float = 0.2
+    ) -> None:
+        self.pool, self.budget, self.killed, self.interval = pool, int(budget_bytes), killed, interval
+        self._stop = threading.Event()
+        self._base: dict[int, int] = {}
+        self._procs: dict[int, Any] = {}
+        self._thread = threading.Thread(target=self._loop, name="batch-memory-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        import psutil
+
+        while not self._stop.wait(self.interval):
+            for pid in list((getattr(self.pool(), "_processes", None) or {})):
+                try:
+                    proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+                    info = proc.memory_info()
+                except (psutil.Error, OSError):
+                    continue
+                private = info.rss - getattr(info, "shared", 0)
+                base = self._base[pid] = min(self._base.get(pid, private), private)
+                if private - base > self.budget and pid not in self.killed:
+                    log.warning(
+                        "chunk worker %d uses %d MB over its start (budget %d MB = memory_limit_mb / workers): "
+                        "killing it; its chunk will be split",
+                        pid,
+                        (private - base) // 2**20,
+                        self.budget // 2**20,
+                    )
+                    self.killed.add(pid)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
 
 
 @dataclass(frozen=True)
@@ -136,12 +267,40 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     job = _JOB
     assert job is not None, "worker started without a job"
     t0 = time.perf_counter()
+    job.crumbs.drop(task)
+    try:
+        record = _run_chunk(job, task)
+    finally:
+        job.crumbs.sweep()
+    record["seconds"] = round(time.perf_counter() - t0, 4)
+    record["pid"] = os.getpid()
+    return record
+
+
+_NOT_CORRUPTION = {FailureClass.NETWORK, FailureClass.MEMORY, FailureClass.SYSTEM}
+
+
+def _read(job: JobState, task: ChunkTask) -> Any:
+    """The chunk as a DataFrame; bytes that cannot be decoded raise ``DataCorruptionError`` naming the rows."""
     f = job.files[task.file_index]
-    table = sources.read_rows(
-        job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
-    )
-    frame = table.to_pandas()
-    del table
+    try:
+        table = sources.read_rows(
+            job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
+        )
+        return table.to_pandas()
+    except DataCorruptionError:
+        raise
+    except Exception as err:
+        if classify(err) in _NOT_CORRUPTION:
+            raise
+        raise DataCorruptionError(
+            f"{f.path} rows {task.start}-{task.stop} cannot be decoded: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
+    f = job.files[task.file_index]
+    frame = _read(job, task)
     ctx = ChunkContext(
         job.job_id,
         task.index,
@@ -171,6 +330,8 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         "state": None,
         "state_ref": None,
     }
+    if job.fence is not None:
+        job.fence.check()
     if result.rows is not None and len(result.rows):
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)
@@ -181,8 +342,6 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
         write_part(job.gen.child("quarantine", record["quarantine"]), result.quarantine)
     if result.state is not None:
         _store_state(job, record, result.state)
-    record["seconds"] = round(time.perf_counter() - t0, 4)
-    record["pid"] = os.getpid()
     return record
 
 

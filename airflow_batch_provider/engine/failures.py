@@ -1,0 +1,283 @@
+"""Failure classes, the classifier, and ``RecoveryConfig``: what the engine does about each kind of failure.
+
+Every failure of a chunk (or of the job) is put in one of six classes, and each class has a strategy:
+
+=================  ======================  ===================================================================
+class              default strategy        what happens inside the task
+=================  ======================  ===================================================================
+processing         ``retry``               retry the chunk with exponential backoff, up to the retry limit
+network            ``retry_jitter``        retry with exponential backoff plus random jitter
+memory             ``split``               split the chunk in two, cap the batch size for the rest of the job
+                                           (and the next try), continue
+timeout            ``retry``               the chunk's worker is killed after ``batch_timeout_seconds``; retry
+data_corruption    ``quarantine``          list the chunk's source rows (and byte range) with the reason,
+                                           skip them, fail when more than ``max_skipped_fraction`` is skipped
+system             ``checkpoint_and_fail`` checkpoint and fail the try; Airflow's retry resumes from there
+=================  ======================  ===================================================================
+
+No Airflow imports. The operators' retry policy reads the same classes between tries.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import concurrent.futures.process
+import dataclasses
+import enum
+import errno
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from airflow_batch_provider.exceptions import BatchInputError, ConfigError
+
+
+class FailureClass(str, enum.Enum):
+    PROCESSING = "processing"
+    MEMORY = "memory"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    DATA_CORRUPTION = "data_corruption"
+    SYSTEM = "system"
+
+    @classmethod
+    def parse(cls, value: Any) -> FailureClass:
+        try:
+            return value if isinstance(value, cls) else cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(
+                f"unknown failure class {value!r}; use one of {', '.join(c.value for c in cls)}"
+            ) from None
+
+
+class Strategy(str, enum.Enum):
+    RETRY = "retry"  # exponential backoff
+    RETRY_JITTER = "retry_jitter"  # exponential backoff with random jitter
+    SPLIT = "split"  # split the chunk, smaller batches from now on
+    QUARANTINE = "quarantine"  # list the rows with the reason, skip them (bounded by max_skipped_fraction)
+    FAIL = "fail"  # fail the job now
+    CHECKPOINT_AND_FAIL = "checkpoint_and_fail"  # checkpoint and fail the try; the next try resumes
+
+    @classmethod
+    def parse(cls, value: Any) -> Strategy:
+        try:
+            return value if isinstance(value, cls) else cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(f"unknown strategy {value!r}; use one of {', '.join(s.value for s in cls)}") from None
+
+
+DEFAULT_STRATEGIES: dict[FailureClass, Strategy] = {
+    FailureClass.PROCESSING: Strategy.RETRY,
+    FailureClass.NETWORK: Strategy.RETRY_JITTER,
+    FailureClass.MEMORY: Strategy.SPLIT,
+    FailureClass.TIMEOUT: Strategy.RETRY,
+    FailureClass.DATA_CORRUPTION: Strategy.QUARANTINE,
+    FailureClass.SYSTEM: Strategy.CHECKPOINT_AND_FAIL,
+}
+
+_NETWORK_ERRNOS = {
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EPIPE,
+}
+_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE}
+# transport errors of the HTTP stacks object storage uses, by class name so none of them must be installed
+_NETWORK_NAMES = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProtocolError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "ClientPayloadError",
+    "IncompleteRead",
+    "RemoteDisconnected",
+    "NewConnectionError",
+    "MaxRetryError",
+    "SlowDown",
+    "ThrottlingException",
+}
+
+Match = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+def _builtin_class(exc: BaseException) -> FailureClass:
+    for err in _chain(exc):
+        declared = getattr(err, "failure_class", None)
+        if declared:
+            return FailureClass.parse(declared)
+        if isinstance(err, MemoryError):
+            return FailureClass.MEMORY
+        if isinstance(err, BatchInputError):
+            return FailureClass.DATA_CORRUPTION
+        if isinstance(err, ConnectionError) or type(err).__name__ in _NETWORK_NAMES:
+            return FailureClass.NETWORK
+        if isinstance(err, OSError) and err.errno in _NETWORK_ERRNOS:
+            return FailureClass.NETWORK
+        if isinstance(err, (TimeoutError, concurrent.futures.TimeoutError)):
+            return FailureClass.NETWORK  # a socket timeout; the engine's own timeouts declare their class
+        if isinstance(err, OSError) and err.errno in _SYSTEM_ERRNOS:
+            return FailureClass.SYSTEM
+        if isinstance(err, concurrent.futures.process.BrokenProcessPool):
+            return FailureClass.SYSTEM
+    return FailureClass.PROCESSING
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes, outermost first (at most 10: cycles are possible)."""
+    out: list[BaseException] = []
+    err: BaseException | None = exc
+    while err is not None and len(out) < 10 and err not in out:
+        out.append(err)
+        err = err.__cause__ or err.__context__
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureClassifier:
+    """Maps an exception to a :class:`FailureClass`: the user's rules first, in order, then the built-in ones.
+
+    A rule is ``(match, failure_class)`` where ``match`` is an exception type, a tuple of types, or a
+    predicate ``fn(exc) -> bool``. The built-in rules honour a ``failure_class`` attribute on the exception or
+    any exception in its ``__cause__`` chain, then: ``MemoryError`` -> memory, our input errors -> data
+    corruption, connection errors / socket timeouts / HTTP transport errors -> network, disk full and
+    permission errors -> system, anything else -> processing.
+    """
+
+    rules: tuple[tuple[Match, FailureClass], ...] = ()
+
+    @classmethod
+    def with_rules(cls, rules: Sequence[tuple[Match, Any]] | None) -> FailureClassifier:
+        parsed = []
+        for rule in rules or ():
+            if not isinstance(rule, (tuple, list)) or len(rule) != 2:
+                raise ConfigError(f"a classification rule is (exception type or predicate, class), got {rule!r}")
+            match, kind = rule
+            if not (isinstance(match, (type, tuple)) or callable(match)):
+                raise ConfigError(f"a classification rule must match an exception type or a predicate: {match!r}")
+            parsed.append((match, FailureClass.parse(kind)))
+        return cls(tuple(parsed))
+
+    def classify(self, exc: BaseException) -> FailureClass:
+        for match, kind in self.rules:
+            if isinstance(match, (type, tuple)):
+                if isinstance(exc, match):
+                    return kind
+            elif match(exc):
+                return kind
+        return _builtin_class(exc)
+
+
+def classify(exc: BaseException) -> FailureClass:
+    """The built-in classification of ``exc`` (no user rules)."""
+    return _builtin_class(exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig:
+    """How the engine recovers from failures inside one task try.
+
+    Two settings are shared with :class:`~airflow_batch_provider.config.BatchConfig` under other names:
+    ``max_retry_attempts`` is ``retry_attempts`` and ``checkpoint_interval_batches`` is
+    ``checkpoint_interval``. Set either name; setting both to different values is an error (a BatchConfig
+    value equal to its default counts as not set).
+
+    :param max_retry_attempts: in-task retries of one chunk (processing, network, timeout).
+    :param enable_checkpointing: ``False`` turns resume off: every run starts a new generation from the first
+        row, and no checkpoint is written before the end.
+    :param checkpoint_interval_batches: chunks between two checkpoints.
+    :param preserve_partial_results: keep finished chunks when the job fails so the next try resumes; with
+        ``False`` a failed job deletes its unfinished generation.
+    :param max_skipped_fraction: the share of the source's rows that corrupt data may make the job skip
+        (quarantine). ``0`` (default): nothing is skipped, the first corrupt chunk fails the job.
+    :param backoff_base_seconds: first retry delay (default: ``BatchConfig.retry_delay_seconds``).
+    :param backoff_multiplier: delay growth per attempt.
+    :param backoff_max_seconds: delay cap.
+    :param jitter: share of the delay that is random for ``retry_jitter`` (0-1): delay is
+        ``d * (1 - jitter) + uniform(0, d * jitter)``.
+    :param memory_watchdog: kill a chunk worker whose own memory grows past its share of
+        ``BatchConfig.memory_limit_mb`` (the chunk is then split as a memory failure).
+    :param strategies: per-class strategy overrides, e.g. ``{"processing": "checkpoint_and_fail"}``.
+    :param rules: extra classification rules, ``[(ExceptionType or predicate, "network"), ...]``.
+    """
+
+    max_retry_attempts: int | None = None
+    enable_checkpointing: bool = True
+    checkpoint_interval_batches: int | None = None
+    preserve_partial_results: bool = True
+    max_skipped_fraction: float = 0.0
+    backoff_base_seconds: float | None = None
+    backoff_multiplier: float = 2.0
+    backoff_max_seconds: float = 300.0
+    jitter: float = 0.5
+    memory_watchdog: bool = True
+    strategies: Mapping[Any, Any] = dataclasses.field(default_factory=dict)
+    rules: Sequence[tuple[Match, Any]] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.max_skipped_fraction) <= 1.0:
+            raise ConfigError(f"RecoveryConfig.max_skipped_fraction must be within 0-1, got {self.max_skipped_fraction!r}")
+        if not 0.0 <= float(self.jitter) <= 1.0:
+            raise ConfigError(f"RecoveryConfig.jitter must be within 0-1, got {self.jitter!r}")
+        if self.backoff_multiplier < 1 or self.backoff_max_seconds < 0:
+            raise ConfigError("RecoveryConfig.backoff_multiplier must be >= 1 and backoff_max_seconds >= 0")
+        for name in ("max_retry_attempts", "checkpoint_interval_batches"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) < (1 if "interval" in name else 0)):
+                raise ConfigError(f"RecoveryConfig.{name} is out of range: {value!r}")
+        strategies = {FailureClass.parse(k): Strategy.parse(v) for k, v in dict(self.strategies).items()}
+        object.__setattr__(self, "strategies", strategies)
+        object.__setattr__(self, "classifier", FailureClassifier.with_rules(self.rules))
+
+    @classmethod
+    def from_value(cls, value: RecoveryConfig | Mapping[str, Any] | None) -> RecoveryConfig:
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"recovery must be a RecoveryConfig or a mapping, got {type(value).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfigError(f"unknown RecoveryConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**dict(value))
+
+    def strategy(self, kind: FailureClass) -> Strategy:
+        return self.strategies.get(kind, DEFAULT_STRATEGIES[kind])
+
+    def classify(self, exc: BaseException) -> FailureClass:
+        return self.classifier.classify(exc)  # type: ignore[attr-defined]
+
+    def delay(self, attempt: int, base: float, *, jitter: bool, rng: random.Random | None = None) -> float:
+        """The wait before retry number ``attempt`` (1 = first retry)."""
+        first = base if self.backoff_base_seconds is None else self.backoff_base_seconds
+        d = min(self.backoff_max_seconds, first * self.backoff_multiplier ** max(0, attempt - 1))
+        if jitter and d > 0:
+            d = d * (1 - self.jitter) + (rng or random).uniform(0, d * self.jitter)
+        return d
+
+    def merge_into(self, config: Any) -> Any:
+        """``config`` (a BatchConfig) with the shared settings applied; conflicting values are an error."""
+        defaults = type(config)()
+        changes: dict[str, Any] = {}
+        for ours, theirs in (("max_retry_attempts", "retry_attempts"), ("checkpoint_interval_batches", "checkpoint_interval")):
+            value = getattr(self, ours)
+            if value is None:
+                continue
+            current = getattr(config, theirs)
+            if current != getattr(defaults, theirs) and current != value:
+                raise ConfigError(
+                    f"RecoveryConfig.{ours}={value!r} conflicts with BatchConfig.{theirs}={current!r}: they are "
+                    "one setting; set it in one place"
+                )
+            changes[theirs] = value
+        return config.with_overrides(changes) if changes else config

@@ -1,0 +1,244 @@
+"""Failure records: one small JSON object per failure, stored under the base path, and what they add up to.
+
+Layout (``root`` is usually ``{base_path}/_records``)::
+
+    failures/2026-12-04/1796383712345-1a2b3c4d.json   one record: <epoch ms>-<8 hex>.json
+
+One object per record (a few hundred bytes), written atomically and never rewritten, so concurrent tasks
+and chunk workers never contend, and any fsspec store works (no append, no locking). Day folders make
+reading "the last 24 hours" and deleting "older than 7 days" cheap: whole folders are skipped or removed.
+
+Record keys written by the engine: ``time`` (ISO-8601 UTC), ``ts`` (epoch seconds), ``job_id``,
+``output_uri``, ``dag_id``, ``run_id``, ``task_id``, ``map_index``, ``try_number`` (None outside Airflow),
+``chunk`` (``[file_index, start_row, stop_row]`` or None), ``chunk_label``, ``class``, ``error_type``,
+``error`` (scrubbed of row values), ``attempt``, ``strategy``, ``recovered`` (bool), ``time_lost_s``.
+Readers tolerate missing and unknown keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from airflow_batch_provider.engine.jsonsafe import to_jsonable
+from airflow_batch_provider.engine.storage import Location
+
+log = logging.getLogger(__name__)
+
+RECORDS_FOLDER = "_records"
+FAILURES = "failures"
+MAX_MESSAGE = 500
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NAME_RE = re.compile(r"^(\d+)-[0-9a-f]{8}\.json$")
+_DAY = 86400.0
+
+# Row values in error messages: quoted literals (with an optional b/r/u/f prefix), then long or decimal numbers.
+_QUOTED_RE = re.compile(
+    r"""(?<![A-Za-z0-9_])[bBrRuUfF]?(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`[^`\n]*`)"""
+)
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d+(?:[eE][-+]?\d+)?|\d{5,})(?![\w.])")
+_SPACE_RE = re.compile(r"\s+")
+
+
+def scrub_message(text: Any) -> str:
+    """An error message without row values: quoted literals and long numbers become ``<value>``.
+
+    Whitespace is collapsed to one line and the result is cut at 500 characters. Short integers (chunk
+    numbers, column counts) are kept; so is everything outside quotes (exception wording, column names
+    that the message does not quote).
+    """
+    if text is None:
+        return ""
+    clean = _QUOTED_RE.sub("<value>", str(text))
+    clean = _NUMBER_RE.sub("<value>", clean)
+    clean = _SPACE_RE.sub(" ", clean).strip()
+    if len(clean) > MAX_MESSAGE:
+        clean = clean[: MAX_MESSAGE - 3] + "..."
+    return clean
+
+
+def _day_of(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def _day_start(day: str) -> float:
+    return dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class FailureRecords:
+    """The failure records under ``root`` (a path, URI, ``ObjectStoragePath`` or ``Location``)."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = Location.of(root)
+        self.failures = self.root.child(FAILURES)
+
+    def add(self, record: Mapping[str, Any]) -> str:
+        """Store one record; returns its URI. ``ts``/``time`` default to now; ``error`` is scrubbed."""
+        doc = dict(to_jsonable(dict(record)))
+        ts = _number(doc.get("ts"), 0.0) or time.time()
+        doc["ts"] = ts
+        doc.setdefault("time", _iso(ts))
+        if "error" in doc:
+            doc["error"] = scrub_message(doc["error"])
+        target = self.failures.child(_day_of(ts), f"{int(ts * 1000)}-{uuid.uuid4().hex[:8]}.json")
+        target.write_json(doc)
+        return target.uri
+
+    def days(self) -> list[str]:
+        return [d for d in self.failures.listdir() if _DAY_RE.match(d)]
+
+    def iter_records(self, since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Records oldest first, those with ``ts >= since`` only; day folders older than ``since`` are skipped."""
+        for day in self.days():
+            if since is not None and _day_start(day) + _DAY <= since:
+                continue
+            for name in self.failures.child(day).listdir():
+                match = _NAME_RE.match(name)
+                if not match or (since is not None and int(match.group(1)) / 1000 < since):
+                    continue
+                record = self._read(self.failures.child(day, name))
+                if record is not None:
+                    yield record
+
+    @staticmethod
+    def _read(loc: Location) -> dict[str, Any] | None:
+        try:
+            record = loc.read_json()
+        except (OSError, ValueError):
+            log.warning("skipping unreadable failure record %s", loc.uri)
+            return None
+        return record if isinstance(record, dict) else None
+
+
+def _since(hours: float | None) -> float | None:
+    return None if hours is None else time.time() - float(hours) * 3600
+
+
+def get_failure_statistics(root: Any, hours: float = 24) -> dict[str, Any]:
+    """What failed in the last ``hours``: totals per class and strategy, recovery rate, time lost.
+
+    ``classes`` holds, per class, ``failures``, ``recovered`` and ``time_lost_s``; ``jobs`` counts failures
+    per ``job_id``. ``recovery_rate`` is None when nothing failed.
+    """
+    by_class: Counter[str] = Counter()
+    by_strategy: Counter[str] = Counter()
+    jobs: Counter[str] = Counter()
+    classes: dict[str, dict[str, float]] = {}
+    for record in FailureRecords(root).iter_records(since=_since(hours)):
+        cls = str(record.get("class") or "unknown")
+        by_class[cls] += 1
+        by_strategy[str(record.get("strategy") or "unknown")] += 1
+        jobs[str(record.get("job_id") or record.get("output_uri") or "unknown")] += 1
+        row = classes.setdefault(cls, {"failures": 0, "recovered": 0, "time_lost_s": 0.0})
+        row["failures"] += 1
+        row["recovered"] += bool(record.get("recovered"))
+        row["time_lost_s"] += _number(record.get("time_lost_s"))
+    total = sum(by_class.values())
+    recovered = sum(int(r["recovered"]) for r in classes.values())
+    return {
+        "hours": hours,
+        "total": total,
+        "by_class": dict(by_class.most_common()),
+        "by_strategy": dict(by_strategy.most_common()),
+        "classes": {c: {**classes[c], "time_lost_s": round(classes[c]["time_lost_s"], 3)} for c in by_class},
+        "recovered": recovered,
+        "recovery_rate": recovered / total if total else None,
+        "most_common": by_class.most_common(1)[0][0] if total else None,
+        "time_lost_s": round(sum(r["time_lost_s"] for r in classes.values()), 3),
+        "jobs": dict(jobs.most_common()),
+    }
+
+
+def get_job_failure_history(
+    root: Any,
+    *,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    job_id: str | None = None,
+    hours: float | None = None,
+    limit: int | None = 100,
+) -> list[dict[str, Any]]:
+    """Records matching every filter given, newest first, at most ``limit``."""
+    wanted = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "job_id": job_id}
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    found = [
+        r
+        for r in FailureRecords(root).iter_records(since=_since(hours))
+        if all(r.get(k) == v for k, v in wanted.items())
+    ]
+    found.sort(key=lambda r: _number(r.get("ts")), reverse=True)
+    return found if limit is None else found[: max(0, int(limit))]
+
+
+def cleanup_old_records(
+    root: Any,
+    days: float = 7,
+    dry_run: bool = False,
+    folders: Sequence[str] = (FAILURES,),
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Delete records older than ``days``: whole day folders when they are all older, else single files.
+
+    ``folders`` are the record kinds under ``root`` laid out the same way (``failures``; the monitoring
+    ``alerts`` use the same layout).
+    """
+    if days < 0:
+        raise ValueError(f"days must be >= 0, got {days!r}")
+    root_loc = Location.of(root)
+    cutoff = (time.time() if now is None else now) - float(days) * _DAY
+    removed: list[str] = []
+    for kind in folders:
+        removed.extend(_cleanup_folder(root_loc.child(kind), cutoff, dry_run))
+    if removed:
+        log.info(
+            "%s %d records older than %s days", "would remove" if dry_run else "removed", len(removed), days
+        )
+    return {
+        "cutoff": _iso(cutoff),
+        "days": days,
+        "dry_run": dry_run,
+        "removed": len(removed),
+        "uris": removed,
+    }
+
+
+def _cleanup_folder(records: Location, cutoff: float, dry_run: bool) -> list[str]:
+    removed: list[str] = []
+    for day in (d for d in records.listdir() if _DAY_RE.match(d)):
+        folder = records.child(day)
+        if _day_start(day) + _DAY <= cutoff:
+            removed.extend(folder.child(n).uri for n in folder.listdir())
+            if not dry_run:
+                folder.remove(recursive=True)
+        elif _day_start(day) < cutoff:
+            removed.extend(_cleanup_day(folder, cutoff, dry_run))
+    return removed
+
+
+def _cleanup_day(folder: Location, cutoff: float, dry_run: bool) -> list[str]:
+    removed = []
+    for name in folder.listdir():
+        match = _NAME_RE.match(name)
+        if match and int(match.group(1)) / 1000 < cutoff:
+            removed.append(folder.child(name).uri)
+            if not dry_run:
+                folder.child(name).remove()
+    return removed
