@@ -2,12 +2,23 @@
 
 ``airflow-batch recommend SOURCE --processor NAME [--target-memory-mb N] [--json]`` prints the batch size
 and concurrency recommended for SOURCE, the reasons, and advice about the machine.
+
+``airflow-batch failures [--hours 24] [--base PATH] [--limit 10] [--json]`` prints the failure statistics
+(per class: failures, recovered, time lost) and the most recent failures.
+
+``airflow-batch cleanup [--days 7] [--base PATH] [--dry-run] [--json]`` deletes failure records older than
+``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
+
+The base path defaults to ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``[batch_provider] base_path`` of
+the Airflow configuration, else ``~/.airflow_batch_provider/jobs``; records live in ``{base}/_records``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +40,46 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--processor", required=True, metavar="NAME", help="processor name, e.g. data_quality")
     rec.add_argument("--target-memory-mb", type=float, default=None, metavar="N", help="memory target in MB")
     rec.add_argument("--json", action="store_true", help="print JSON instead of text")
+    fail = sub.add_parser(
+        "failures",
+        help="failure statistics and recent failures",
+        description="Print failure statistics per class and the most recent failures.",
+    )
+    fail.add_argument("--hours", type=float, default=24.0, metavar="H", help="look back H hours (24)")
+    fail.add_argument("--limit", type=int, default=10, metavar="N", help="recent failures to list (10)")
+    _common(fail)
+    clean = sub.add_parser(
+        "cleanup",
+        help="delete old failure records",
+        description="Delete failure records older than --days days.",
+    )
+    clean.add_argument("--days", type=float, default=7.0, metavar="D", help="keep D days of records (7)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    _common(clean)
     return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", default=None, metavar="PATH", help="base path of the jobs (see above)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def resolve_base_path(explicit: str | None = None) -> str:
+    """``--base``, else ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``[batch_provider] base_path``, else the
+    engine's default."""
+    from airflow_batch_provider.engine.runner import ENV_BASE_PATH, default_base_path
+
+    if explicit:
+        return explicit
+    if os.environ.get(ENV_BASE_PATH):
+        return os.environ[ENV_BASE_PATH]
+    return _airflow_base_path() or default_base_path()
+
+
+def _airflow_base_path() -> str:
+    from airflow.configuration import conf  # imported only when no cheaper setting answers
+
+    return conf.get("batch_provider", "base_path", fallback="") or ""
 
 
 def _text(source: str, rec: Any, system: list[Any]) -> str:
@@ -69,10 +119,88 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(ts: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+
+
+def _short(value: Any, width: int) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def _failures_text(root: str, stats: dict[str, Any], recent: list[dict[str, Any]]) -> str:
+    rate = "-" if stats["recovery_rate"] is None else f"{stats['recovery_rate']:.0%}"
+    lines = [
+        f"Failures in the last {stats['hours']:g} h under {root}",
+        f"  total {stats['total']}, recovered {stats['recovered']} ({rate}), "
+        f"most common: {stats['most_common'] or '-'}, time lost {stats['time_lost_s']:,.1f} s, "
+        f"jobs affected {len(stats['jobs'])}",
+    ]
+    if stats["total"]:
+        lines += ["", f"  {'class':<16} {'failures':>8} {'recovered':>9} {'rate':>5} {'time lost':>11}"]
+        for cls, row in stats["classes"].items():
+            lines.append(
+                f"  {cls:<16} {row['failures']:>8} {row['recovered']:>9} "
+                f"{row['recovered'] / row['failures']:>5.0%} {row['time_lost_s']:>9,.1f} s"
+            )
+    if recent:
+        lines += ["", f"Most recent {len(recent)} (newest first):"]
+        lines.append(
+            f"  {'time (UTC)':<19} {'job':<32} {'chunk':<16} {'class':<15} {'strategy':<19} {'ok':<3} error"
+        )
+        for r in recent:
+            lines.append(
+                f"  {_when(r.get('ts')):<19} {_short(r.get('job_id'), 32):<32} "
+                f"{_short(r.get('chunk_label'), 16):<16} {_short(r.get('class'), 15):<15} "
+                f"{_short(r.get('strategy'), 19):<19} {'yes' if r.get('recovered') else 'no':<3} "
+                f"{_short(r.get('error_type'), 24)}: {_short(r.get('error'), 80)}"
+            )
+    return "\n".join(lines)
+
+
+def _failures(args: argparse.Namespace) -> int:
+    from airflow_batch_provider.engine import records
+
+    root = resolve_base_path(args.base).rstrip("/") + "/" + records.RECORDS_FOLDER
+    stats = records.get_failure_statistics(root, hours=args.hours)
+    recent = records.get_job_failure_history(root, hours=args.hours, limit=args.limit)
+    if args.json:
+        sys.stdout.write(json.dumps({"root": root, "statistics": stats, "recent": recent}, indent=2) + "\n")
+    else:
+        sys.stdout.write(_failures_text(root, stats, recent) + "\n")
+    return 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from airflow_batch_provider.engine import records
+
+    root = resolve_base_path(args.base).rstrip("/") + "/" + records.RECORDS_FOLDER
+    try:
+        result = records.cleanup_old_records(root, days=args.days, dry_run=args.dry_run)
+    except ValueError as err:
+        sys.stderr.write(f"airflow-batch cleanup: {err}\n")
+        return EXIT_BAD_INPUT
+    if args.json:
+        sys.stdout.write(json.dumps({"root": root, **result}, indent=2) + "\n")
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    lines = [f"{verb} {result['removed']} failure records older than {args.days:g} days under {root}"]
+    lines += [f"  {uri}" for uri in result["uris"]] if args.dry_run else []
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+COMMANDS = {"recommend": _recommend, "failures": _failures, "cleanup": _cleanup}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "recommend":
-        return _recommend(args)
+    command = COMMANDS.get(args.command)
+    if command is not None:
+        return command(args)
     return EXIT_BAD_INPUT  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -27,8 +27,13 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_batch_provider.operators.data_profiling",
                     "airflow_batch_provider.operators.data_quality",
                     "airflow_batch_provider.operators.feature_engineering",
+                    "airflow_batch_provider.operators.cleanup",
                 ],
             }
+        ],
+        "notifications": [
+            "airflow_batch_provider.monitoring.notifier.BatchAlertNotifier",
+            "airflow_batch_provider.notifiers.BatchFailureNotifier",
         ],
         "config": {
             "batch_provider": {

@@ -40,6 +40,7 @@ from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.engine.textformats import TextOptions
 from airflow_batch_provider.engine.records import FailureRecords, scrub_message
 from airflow_batch_provider.exceptions import (
+    BatchInputError,
     ChunkFailedError,
     ChunkTimeoutError,
     DataCorruptionError,
@@ -485,6 +486,8 @@ class JobRunner:
         kind = self.recovery.classify(err)
         strategy = self.recovery.strategy(kind)
         lost = time.monotonic() - started
+        if isinstance(err, BatchInputError) and not isinstance(err, DataCorruptionError):
+            strategy = Strategy.FAIL  # a bad parameter or source: the same for every chunk, fail as it is
         if strategy is Strategy.SPLIT and task.rows > 1:
             half = max(1, task.rows // 2)
             self.row_cap = min(self.row_cap or half, half)
@@ -502,7 +505,7 @@ class JobRunner:
         self._note_failure(task, err, kind, strategy, lost, strategy, fatal=True)
         if self.fatal is not None:
             return
-        if kind is FailureClass.DATA_CORRUPTION and isinstance(err, DataCorruptionError):
+        if isinstance(err, BatchInputError):
             self.fatal = err
             return
         failed = ChunkFailedError(

@@ -31,7 +31,7 @@ from airflow_batch_provider.engine import sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
 from airflow_batch_provider.engine.failures import FailureClass, classify
 from airflow_batch_provider.engine.storage import Location
-from airflow_batch_provider.exceptions import DataCorruptionError
+from airflow_batch_provider.exceptions import BatchInputError, DataCorruptionError
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
 
 log = logging.getLogger("airflow_batch_provider.engine")
@@ -288,7 +288,7 @@ def _read(job: JobState, task: ChunkTask) -> Any:
             job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
         )
         return table.to_pandas()
-    except DataCorruptionError:
+    except BatchInputError:
         raise
     except Exception as err:
         if classify(err) in _NOT_CORRUPTION:

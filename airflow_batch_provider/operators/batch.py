@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.config import BatchConfig, BatchPriority
+from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -86,6 +87,8 @@ class BatchJobOperator(BaseOperator):
         know is added to them.
 
     Retries default to 3 with a 30 s delay doubling up to 10 min, so a failed try resumes by itself.
+    ``retry_policy`` defaults to :class:`~airflow_batch_provider.operators.retry_policy.BatchRetryPolicy`:
+    corrupt data fails at once, network faults retry with a jittered delay, the rest follow ``retries``.
     The summary is returned as XCom with ``multiple_outputs=True``: each key (``output_uri``, ``rows_out`` ...)
     is also its own XCom, so ``upstream.output["output_uri"]`` works in downstream templates.
     """
@@ -114,6 +117,7 @@ class BatchJobOperator(BaseOperator):
         retry_delay: timedelta | float | None = None,
         retry_exponential_backoff: float | None = None,
         max_retry_delay: timedelta | float | None = None,
+        retry_policy: Any = None,
         **kwargs: Any,
     ) -> None:
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _base_operator_params()}
@@ -132,6 +136,7 @@ class BatchJobOperator(BaseOperator):
             if retry_exponential_backoff is None
             else retry_exponential_backoff,
             max_retry_delay=DEFAULT_MAX_RETRY_DELAY if max_retry_delay is None else max_retry_delay,
+            retry_policy=BatchRetryPolicy() if retry_policy is None else retry_policy,
             **kwargs,
         )
         self.source = source

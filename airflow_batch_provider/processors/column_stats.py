@@ -418,6 +418,31 @@ def _sort_key(item: tuple[Any, int]) -> tuple[int, str]:
     return (-item[1], str(item[0]))
 
 
+def _text_order(texts: list[str]) -> list[int]:
+    """Positions of ``texts`` in Python's ``sorted`` order (stable); Arrow sorts large lists faster."""
+    if len(texts) > 1000:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            return pc.sort_indices(pa.array(texts, type=pa.large_string())).to_pylist()  # stable, code points
+        except (pa.ArrowException, UnicodeError):
+            pass  # e.g. lone surrogates: Python's own sort below
+    return sorted(range(len(texts)), key=texts.__getitem__)
+
+
+def _rank_top(items: list[tuple[tuple[str, Any], int]], capacity: int) -> tuple[list[Any], int]:
+    """``sorted(items, key=(-count, str(value)))[:capacity]`` and the count ranked next, without sorting
+    every item: the cut-off count comes from a partition, and only items tied at it are sorted by text."""
+    counts = np.fromiter((c for _, c in items), dtype=np.int64, count=len(items))
+    cut = int(np.partition(counts, len(counts) - 1 - capacity)[len(counts) - 1 - capacity])
+    sure = [items[i] for i in np.flatnonzero(counts > cut).tolist()]
+    sure.sort(key=lambda kv: (-kv[1], str(kv[0][1])))
+    tied = [items[i] for i in np.flatnonzero(counts == cut).tolist()]
+    order = _text_order([str(kv[0][1]) for kv in tied])
+    return sure + [tied[i] for i in order[: capacity - len(sure)]], cut
+
+
 class TopValues:
     """Exact value counts up to ``capacity`` distinct values; beyond, the top ``capacity`` with an error bound."""
 
@@ -444,9 +469,8 @@ class TopValues:
     def _truncate(self, error: int) -> TopValues:
         self.error = error
         if len(self.counts) > self.capacity:
-            ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], str(kv[0][1])))
-            dropped_max = ranked[self.capacity][1]
-            self.counts = dict(ranked[: self.capacity])
+            ranked, dropped_max = _rank_top(list(self.counts.items()), self.capacity)
+            self.counts = dict(ranked)
             self.error = error + dropped_max
         return self
 

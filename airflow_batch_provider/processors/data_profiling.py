@@ -59,7 +59,9 @@ NaN and infinities in the report are written as null. No Airflow imports.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -74,7 +76,13 @@ from airflow_batch_provider.processors.column_stats import (
     TopValues,
     equal_width_edges,
 )
-from airflow_batch_provider.processors.hashing import HashSet, hash_rows, hash_values, spill_folder
+from airflow_batch_provider.processors.hashing import (
+    HashSet,
+    hash_rows,
+    hash_strings,
+    hash_values,
+    spill_folder,
+)
 from airflow_batch_provider.processors.registry import _REGISTRY
 
 log = logging.getLogger(__name__)
@@ -226,10 +234,7 @@ class DataProfilingProcessor(BaseProcessor):
         cols = self._numeric(frame)
         if not cols:
             return {"ranges": {}}
-        moments = Moments.of_block(frame[cols].to_numpy(dtype="float64", na_value=np.nan))
-        return {
-            "ranges": {str(c): [m.min, m.max] if m.n else None for c, m in zip(cols, moments, strict=False)}
-        }
+        return {"ranges": finite_ranges(frame[cols].to_numpy(dtype="float64", na_value=np.nan), cols)}
 
     def merge_stats(self, states: list[Any]) -> Any:
         ranges: dict[str, Any] = {}
@@ -279,7 +284,7 @@ class DataProfilingProcessor(BaseProcessor):
             cols.update(self._counted_states(frame[counted]))
         for j, (name, dtype) in enumerate(zip(names, frame.dtypes.tolist(), strict=False)):
             if kinds[name] == "datetime":
-                cols[name] = self._datetime_state(frame.iloc[:, j])
+                cols[name] = self._datetime_state(frame.iloc[:, j], f"d{j}")
             cols[name].setdefault("mem", memory_estimate(dtype, kinds[name], len(frame)))
         state: dict[str, Any] = {"rows": len(frame), "cols": {name: cols[name] for name in names}}
         if self.duplicates:
@@ -337,13 +342,13 @@ class DataProfilingProcessor(BaseProcessor):
         """Text/categorical/boolean/other columns: Arrow-backed text columns one by one (factorized in Arrow,
         no Python objects per row), the others at once with one factorize over all their values."""
         arrow_text = [j for j, d in enumerate(frame.dtypes) if _arrow_text(d)]
-        out = {str(frame.columns[j]): self._arrow_text_state(frame.iloc[:, j]) for j in arrow_text}
+        out = {str(frame.columns[j]): self._arrow_text_state(frame.iloc[:, j], f"s{j}") for j in arrow_text}
         rest = [j for j in range(frame.shape[1]) if j not in set(arrow_text)]
         if rest:
             out.update(self._object_states(frame.iloc[:, rest]))
         return {str(c): out[str(c)] for c in frame.columns}
 
-    def _arrow_text_state(self, series: pd.Series) -> dict[str, Any]:
+    def _arrow_text_state(self, series: pd.Series, spill_key: str) -> dict[str, Any]:
         """One Arrow-backed string column: the same state as :meth:`_object_states` gives it."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -353,14 +358,14 @@ class DataProfilingProcessor(BaseProcessor):
         counts = np.bincount(codes[present], minlength=len(uniques)).astype(np.int64)
         arrow = pa.array(uniques, type=pa.large_string())
         values = np.asarray(arrow.to_pylist(), dtype=object) if len(uniques) else np.empty(0, dtype=object)
-        hashes = hash_values(pd.Series(values, dtype=object)) if len(values) else np.empty(0, np.uint64)
+        hashes = hash_strings(values)
         lengths = pc.utf8_length(arrow).to_numpy(zero_copy_only=False).astype(np.int64)
         rows = len(series)
         return {
             "t": "text",
             "dtype": str(series.dtype),
             "nulls": int(rows - present.sum()),
-            "hs": hash_set(hashes).to_state(),
+            "hs": hash_set(hashes).to_state(spill_to=self._spill_to(spill_key)),
             "tv": top_values_of(values, counts, self.top_values_capacity, arrow).to_state(),
             "mem": int(8 * rows + (lengths * counts).sum()),
         }
@@ -397,15 +402,14 @@ class DataProfilingProcessor(BaseProcessor):
                 out[str(name)]["mem"] = int(8 * rows + (lengths[code] * count).sum())
         return out
 
-    @staticmethod
-    def _datetime_state(series: pd.Series) -> dict[str, Any]:
+    def _datetime_state(self, series: pd.Series, spill_key: str) -> dict[str, Any]:
         ints = series.dropna().array.asi8
         unique = sorted_unique(np.asarray(ints))
         return {
             "t": "datetime",
             "dtype": str(series.dtype),
             "nulls": int(series.isna().sum()),
-            "hs": hash_set(hash_values(pd.Series(unique))).to_state(),
+            "hs": hash_set(hash_values(pd.Series(unique))).to_state(spill_to=self._spill_to(spill_key)),
             "dt": [int(unique[0]), int(unique[-1])] if len(unique) else None,
             "unit": series.dt.unit,
             "tz": str(series.dt.tz) if series.dt.tz is not None else None,
@@ -416,11 +420,22 @@ class DataProfilingProcessor(BaseProcessor):
         states = [s for s in states if s]
         if not states:
             return None
-        merged: dict[str, Any] = {"rows": sum(s["rows"] for s in states), "cols": {}}
-        if self.duplicates:
-            merged["rowset"] = {"n": HashSet.count_distinct_runs([s.get("rowset") for s in states])}
-        for name in states[0]["cols"]:
-            merged["cols"][name] = merge_column([s["cols"][name] for s in states])
+        merged: dict[str, Any] = {"rows": sum(s["rows"] for s in states)}
+        # columns merge independently, and their heavy parts (sorting key runs) release the GIL: threads
+        # keep the cores busy while the parent merges (the chunk workers are done by then)
+        with ThreadPoolExecutor(max_workers=merge_threads(), thread_name_prefix="profile-merge") as pool:
+            rowset = (
+                pool.submit(HashSet.count_distinct_runs, [s.get("rowset") for s in states])
+                if self.duplicates
+                else None
+            )
+            futures = {
+                name: pool.submit(merge_column, [s["cols"][name] for s in states])
+                for name in states[0]["cols"]
+            }
+            merged["cols"] = {name: future.result() for name, future in futures.items()}
+            if rowset is not None:
+                merged["rowset"] = {"n": rowset.result()}
         return merged
 
     def finalize(self, state: Any) -> dict[str, Any]:
@@ -452,6 +467,23 @@ class DataProfilingProcessor(BaseProcessor):
         }
         log.info("profile: %d rows, %d columns, %s duplicate rows", rows, len(columns), dups)
         return report
+
+
+def merge_threads() -> int:
+    """Threads for the final merge: one per usable core, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def finite_ranges(block: np.ndarray, cols: list[Any]) -> dict[str, list[float] | None]:
+    """Per column of a float64 block: ``[finite min, finite max]``, or None without a finite value."""
+    finite = np.isfinite(block)
+    present = finite.any(axis=0)
+    if not present.any():
+        return {str(c): None for c in cols}
+    lo = np.where(finite, block, np.inf).min(axis=0)
+    hi = np.where(finite, block, -np.inf).max(axis=0)
+    return {str(c): [float(lo[j]), float(hi[j])] if present[j] else None for j, c in enumerate(cols)}
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:

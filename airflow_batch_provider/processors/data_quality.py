@@ -698,9 +698,10 @@ class DataQualityProcessor(BaseProcessor):
             evaluated, fail = self._check(rule, chunk, ctx)
             failed[:, j] = fail
             counts[rule.name] = [int(evaluated.sum()), int(fail.sum())]
-        bad = np.flatnonzero(failed.any(axis=1)) if row_rules else np.empty(0, dtype=np.int64)
+        broke = failed.any(axis=1)
+        bad = np.flatnonzero(broke)
         state = {"rows": n, "rows_failed": len(bad), "rules": counts}
-        clean = chunk if not len(bad) else chunk.drop(chunk.index[bad])
+        clean = chunk if not len(bad) else chunk.iloc[np.flatnonzero(~broke)]
         return ChunkResult(
             rows=clean, quarantine=self._quarantine(chunk, ctx, failed, bad, row_rules), state=state
         )
@@ -744,8 +745,7 @@ class DataQualityProcessor(BaseProcessor):
     ) -> pd.DataFrame | None:
         if not len(bad):
             return None
-        names = np.array([r.name for r in row_rules], dtype=object)
-        reasons = [list(names[row]) for row in failed[bad]]
+        reasons = _reason_lists(failed[bad], [r.name for r in row_rules])
         base = (
             chunk.iloc[bad].reset_index(drop=True)
             if self.quarantine_values
@@ -813,6 +813,21 @@ class DataQualityProcessor(BaseProcessor):
         if rule.type == "row_count":
             entry["rows"] = rows
         return entry
+
+
+def _reason_lists(failed: np.ndarray, names: list[str]) -> np.ndarray:
+    """One list of broken rule names per row of the boolean matrix ``failed`` (rows x rules), as an object
+    array. Rows break few distinct combinations: one list is built per combination, not per row."""
+    if len(names) < 63:  # a row's combination as one integer (bit j: rule j)
+        codes = failed.astype(np.int64) @ (np.int64(1) << np.arange(len(names), dtype=np.int64))
+        first, inverse = np.unique(codes, return_index=True, return_inverse=True)[1:]
+        patterns = failed[first]
+    else:
+        patterns, inverse = np.unique(failed, axis=0, return_inverse=True)
+    lists = np.empty(len(patterns), dtype=object)
+    for i, pattern in enumerate(patterns):
+        lists[i] = [name for name, hit in zip(names, pattern.tolist(), strict=True) if hit]
+    return lists[np.asarray(inverse).reshape(-1)]
 
 
 def _column(chunk: pd.DataFrame, name: str, rule: str) -> Any:

@@ -31,6 +31,16 @@ def hash_values(values: pd.Series) -> np.ndarray:
     return pd.util.hash_pandas_object(present, index=False).to_numpy(dtype=np.uint64, copy=False)
 
 
+def hash_strings(values: np.ndarray) -> np.ndarray:
+    """:func:`hash_values` of an object array of non-null ``str`` (equal hashes), without pandas' categorize
+    step: for distinct values that step is a wasted factorize (about 6x slower)."""
+    if not len(values):
+        return _EMPTY
+    return pd.util.hash_array(np.asarray(values, dtype=object), categorize=False).astype(
+        np.uint64, copy=False
+    )
+
+
 def hash_rows(frame: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:
     """uint64 hash of every row over ``columns`` (all by default), nulls included as values."""
     sub = frame if columns is None else frame[list(columns)]
@@ -337,55 +347,79 @@ def _combine(
     return h[idx], np.minimum.reduceat(p, idx), multi
 
 
-def _merge_loop(runs: list[Run], budget: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _combine_hashes(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray]:
+    """Merge hash-only blocks: the sorted unique hashes (a stable sort merges the sorted runs in ~linear time,
+    about 3x faster than :func:`_combine`'s argsort and gathers)."""
+    h = np.sort(np.concatenate([b[0] for b in parts]), kind="stable")
+    if h.size > 1:
+        keep = np.empty(h.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(h[1:], h[:-1], out=keep[1:])
+        h = h[keep]
+    return (h,)
+
+
+def _merge_loop(runs: list[Run], budget: int, hashes_only: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
     per = max(1024, budget // max(1, len(runs)))
     cursor = [0] * len(runs)
     active = [i for i, run in enumerate(runs) if len(run)]
+    combine: Any = _combine_hashes if hashes_only else _combine
     while active:
-        blocks = {i: runs[i].block(cursor[i], cursor[i] + per) for i in active}
+        blocks = {
+            i: (runs[i].hashes.read(cursor[i], cursor[i] + per),)
+            if hashes_only
+            else runs[i].block(cursor[i], cursor[i] + per)
+            for i in active
+        }
         # every hash <= cutoff of every run is in this step's blocks: runs whose block does not reach their
         # end bound the cutoff by their block's last (largest) hash
         open_ends = [blocks[i][0][-1] for i in active if cursor[i] + len(blocks[i][0]) < len(runs[i])]
         cutoff = min(open_ends) if open_ends else None
         parts = []
         for i in active:
-            h, p, r = blocks[i]
-            take = len(h) if cutoff is None else int(np.searchsorted(h, cutoff, side="right"))
+            block = blocks[i]
+            take = len(block[0]) if cutoff is None else int(np.searchsorted(block[0], cutoff, side="right"))
             if take:
-                parts.append((h[:take], p[:take], r[:take]))
+                parts.append(tuple(col[:take] for col in block))
                 cursor[i] += take
         active = [i for i in active if cursor[i] < len(runs[i])]
-        yield _combine(parts)
+        yield combine(parts)
 
 
 def iter_merged(
-    states: list[dict[str, Any] | None], *, workdir: str | None = None, budget: int | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    states: list[dict[str, Any] | None],
+    *,
+    workdir: str | None = None,
+    budget: int | None = None,
+    hashes_only: bool = False,
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Stream the union of run states in hash order, block by block: ``(unique hashes, smallest first
-    position, occurs more than once)``. Memory is bounded by ``budget`` hashes, not by the key count."""
+    position, occurs more than once)``, or ``(unique hashes,)`` with ``hashes_only`` (positions and flags
+    are then neither read nor merged). Memory is bounded by ``budget`` hashes, not by the key count."""
     budget = budget or MERGE_BUDGET
     runs = [run for run in (Run.of(s) for s in states) if len(run)]
     if len(runs) <= FAN_IN:
-        yield from _merge_loop(runs, budget)
+        yield from _merge_loop(runs, budget, hashes_only)
         return
     if workdir:
         os.makedirs(workdir, exist_ok=True)
+    columns = "h" if hashes_only else "hpr"
     with tempfile.TemporaryDirectory(prefix="keys-merge-", dir=workdir) as tmp:
         level = 0
         while len(runs) > FAN_IN:
             merged = []
             for g in range(0, len(runs), FAN_IN):
-                writer = RunWriter(os.path.join(tmp, f"l{level}-{g // FAN_IN}"))
-                for block in _merge_loop(runs[g : g + FAN_IN], budget):
+                writer = RunWriter(os.path.join(tmp, f"l{level}-{g // FAN_IN}"), columns)
+                for block in _merge_loop(runs[g : g + FAN_IN], budget, hashes_only):
                     writer.append(*block)
                 merged.append(Run.of(writer.close()))
             runs, level = merged, level + 1
-        yield from _merge_loop(runs, budget)
+        yield from _merge_loop(runs, budget, hashes_only)
 
 
 def count_distinct_runs(states: list[dict[str, Any] | None], *, workdir: str | None = None) -> int:
     """Exact distinct count of the union of run / HashSet states (inline or side files), streamed."""
-    return sum(len(block[0]) for block in iter_merged(states, workdir=workdir))
+    return sum(len(block[0]) for block in iter_merged(states, workdir=workdir, hashes_only=True))
 
 
 def union_runs(
@@ -394,11 +428,11 @@ def union_runs(
     """The union of HashSet / run states as one HashSet state, streamed to side files at ``spill_to`` (or
     inline when ``spill_to`` is None, which holds the whole union in memory)."""
     if spill_to is None:
-        blocks = [b[0] for b in iter_merged(states, workdir=workdir)]
+        blocks = [b[0] for b in iter_merged(states, workdir=workdir, hashes_only=True)]
         return HashSet._of_sorted(np.concatenate(blocks) if blocks else _EMPTY).to_state()
     writer = RunWriter(spill_to, "h")
     try:
-        for block in iter_merged(states, workdir=workdir):
+        for block in iter_merged(states, workdir=workdir, hashes_only=True):
             writer.append(block[0])
     except BaseException:
         writer.abort()
@@ -440,7 +474,11 @@ def first_positions_run(
     """Like :func:`first_positions`, plus a flag per distinct hash: it occurs more than once here."""
     if not len(hashes):
         return _EMPTY, np.empty(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    order = np.lexsort((positions, hashes))
+    positions = np.asarray(positions)
+    if np.all(positions[1:] >= positions[:-1]):  # source order (the usual case): a stable sort suffices
+        order = np.argsort(hashes, kind="stable")
+    else:
+        order = np.lexsort((positions, hashes))
     h = hashes[order]
     keep = np.ones(len(h), dtype=bool)
     keep[1:] = h[1:] != h[:-1]

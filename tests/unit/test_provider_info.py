@@ -49,9 +49,11 @@ def test_every_operator_module_imports_and_template_fields_are_attributes():
         for field in cls.template_fields:
             assert field in params, f"{cls.__name__}.{field} is not a constructor parameter"
         assert isinstance(cls.template_fields, tuple)
-        extra = {"processor": "count"} if cls.processor_class is None else {}
+        batch = hasattr(cls, "processor_class")  # BatchJobOperator and its subclasses
+        extra = {"source": "/nowhere"} if batch else {}
+        extra.update({"processor": "count"} if batch and cls.processor_class is None else {})
         extra.update(REQUIRED.get(cls.__name__, {}))
-        op = cls(task_id=f"t_{cls.__name__}", source="/nowhere", **extra)
+        op = cls(task_id=f"t_{cls.__name__}", **extra)
         for field in cls.template_fields:
             assert hasattr(op, field), f"{cls.__name__}.{field} is not an attribute"
 

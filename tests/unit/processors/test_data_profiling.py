@@ -313,3 +313,21 @@ def test_failed_run_resumes_to_the_same_report(source, tmp_path):
     clean = run_batch_job(source, "data_profiling", config={"batch_size": 1000}, output_path=tmp_path / "clean")
     assert strip_stats(resumed.report) == strip_stats(clean.report)
     check_against_oracle(resumed.report, oracle(whole(source)), whole(source))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_top_values_truncation_ranks_as_a_full_sort(seed):
+    """Over capacity, the kept values and the error bound equal a full sort by (count desc, value text),
+    ties between values of equal text (1 and "1") kept in first-seen order, on the Arrow and Python paths."""
+    rng = np.random.default_rng(seed)
+    values = [*range(1500), *(str(i) for i in range(1500)), *(f"é{i}" for i in range(300)), True, "a\x00", "a"]
+    if seed % 2:
+        values.append("\ud800")  # not UTF-8 encodable: Python's own sort
+    rng.shuffle(values)
+    counts = rng.integers(1, 3 if seed < 2 else 40, len(values)).tolist()
+    capacity = int(rng.integers(5, len(values) - 1))
+    top = TopValues.of_counts(values, counts, capacity=len(values))
+    ranked = sorted(top.counts.items(), key=lambda kv: (-kv[1], str(kv[0][1])))
+    cut = TopValues.of_counts(values, counts, capacity=capacity)
+    assert list(cut.counts.items()) == ranked[:capacity]
+    assert cut.error == ranked[capacity][1] and not cut.exact

@@ -422,3 +422,13 @@ def test_a_missing_side_file_is_a_clear_error(source, tmp_path, spill_everything
     next((tmp_path / "job" / "_keys").glob("*.h.u8")).unlink()
     with pytest.raises(RuntimeError, match="missing"):
         fitted.merge_stats([state])
+
+
+@pytest.mark.parametrize("rules", [5, 70])
+def test_reason_lists_name_each_rows_broken_rules(rules):
+    rng = np.random.default_rng(rules)
+    failed = rng.random((400, rules)) < 0.1
+    names = [f"r{j}" for j in range(rules)]
+    got = dq._reason_lists(failed, names)
+    assert got.dtype == object and len(got) == 400
+    assert [list(x) for x in got] == [[n for n, hit in zip(names, row, strict=True) if hit] for row in failed]

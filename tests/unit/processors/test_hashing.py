@@ -83,6 +83,9 @@ def test_streaming_merge_equals_pandas_duplicated_for_any_split(tmp_path, monkey
     for budget in (1, 7, 10**6):  # tiny steps give the same blocks' union
         blocks = list(hashing.iter_merged(states, budget=budget, workdir=str(tmp_path)))
         assert np.concatenate([b[0] for b in blocks]).tolist() == np.unique(keys).tolist()
+        only = list(hashing.iter_merged(states, budget=budget, workdir=str(tmp_path), hashes_only=True))
+        assert all(len(b) == 1 for b in only)  # positions and flags neither read nor merged
+        assert np.concatenate([b[0] for b in only]).tolist() == np.unique(keys).tolist()
     assert not list(tmp_path.glob("keys-merge-*")) and not list(tmp_path.glob("*.tmp"))
 
 
@@ -114,3 +117,19 @@ def test_spill_folder_is_local_only():
     assert hashing.spill_folder("") is None and hashing.spill_folder(None) is None
     assert hashing.spill_folder("memory://bucket/job") is None
     assert hashing.spill_folder("/tmp/job", "x").endswith("/tmp/job/_keys/x")
+
+
+def test_hash_strings_equals_hash_values_for_text():
+    values = np.array(["a", "", "é", "ID-0000000001", "a b", "x" * 10_000], dtype=object)
+    assert hashing.hash_strings(values).tolist() == hash_values(pd.Series(values, dtype=object)).tolist()
+    assert hashing.hash_strings(np.empty(0, dtype=object)).tolist() == []
+
+
+def test_first_positions_run_takes_the_smallest_position_in_any_order():
+    rng = np.random.default_rng(3)
+    keys = hash_values(pd.Series(rng.integers(0, 50, 500)))
+    for pos in (np.arange(500, dtype=np.int64), rng.permutation(500).astype(np.int64)):  # sorted / not
+        h, p, rep = hashing.first_positions_run(keys, pos)
+        frame = pd.DataFrame({"h": keys, "p": pos}).groupby("h")["p"].agg(["min", "size"])
+        assert h.tolist() == frame.index.tolist() and p.tolist() == frame["min"].tolist()
+        assert rep.tolist() == (frame["size"] > 1).tolist()

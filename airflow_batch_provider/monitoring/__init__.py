@@ -1,0 +1,22 @@
+"""Numbers about running jobs: resource samples, alerts, heartbeats and the dashboard data built from them.
+
+Imports nothing from Airflow except :mod:`.notifier` (import it explicitly).
+"""
+
+from __future__ import annotations
+
+from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
+from airflow_batch_provider.monitoring.dashboard import get_active_alerts, get_monitoring_dashboard_data
+from airflow_batch_provider.monitoring.monitor import JobMonitor, records_root
+from airflow_batch_provider.monitoring.sampler import ResourceSample, ResourceSampler
+
+__all__ = [
+    "Alert",
+    "AlertRules",
+    "JobMonitor",
+    "ResourceSample",
+    "ResourceSampler",
+    "get_active_alerts",
+    "get_monitoring_dashboard_data",
+    "records_root",
+]

@@ -1,0 +1,204 @@
+"""``JobMonitor``: a job's sampler, alert rules and heartbeat file, for readers in other processes.
+
+While a job runs, ``{records_root}/active/<job>.json`` holds its ids, progress, last resource sample
+and active alerts (rewritten at most every ``heartbeat_interval_s``, and at once on start, end and new
+alerts); each new alert is also written to ``{records_root}/alerts/YYYY-MM-DD/``. All I/O goes through
+:class:`~airflow_batch_provider.engine.storage.Location`, so local disks and object stores both work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
+from airflow_batch_provider.monitoring.sampler import ResourceSampler
+
+log = logging.getLogger("airflow_batch_provider.monitoring")
+
+RECORDS_DIR = "_records"
+PROGRESS_KEYS = (
+    "event_type",
+    "progress_percentage",
+    "rows_processed",
+    "rows_total",
+    "chunks_done",
+    "chunks_total",
+    "rows_per_second",
+    "eta_seconds",
+)
+
+
+def records_root(base_path: Any = None) -> Location:
+    """``{base_path}/_records``; ``base_path=None``: the engine's default base path."""
+    if base_path is None:
+        from airflow_batch_provider.engine.runner import default_base_path
+
+        base_path = default_base_path()
+    return Location.of(base_path).child(RECORDS_DIR)
+
+
+def safe_name(job_id: str) -> str:
+    """A file name for a job id: percent-encoded, shortened with a hash when long."""
+    text = quote(job_id, safe="") or "job"
+    if len(text) > 150:
+        text = text[:120] + "-" + hashlib.sha256(job_id.encode()).hexdigest()[:16]
+    return text
+
+
+class JobMonitor:
+    """Samples resources, evaluates alert rules and keeps a heartbeat file while a job runs.
+
+    Use ``start()``, pass ``on_event`` as a progress callback, ``stop()`` in ``finally`` (or ``with``).
+
+    :param job_id: the job's id (the operator's is ``dag/run/task/map_index``).
+    :param base_path: where ``_records`` lives (default: the engine's default base path).
+    :param output_uri: the job folder, shown on the dashboard; its free disk space is sampled when local.
+    :param labels: ``dag_id``, ``run_id``, ``task_id``, ``map_index`` when known.
+    :param rules: the :class:`AlertRules`; by default built from ``config`` (``memory_limit_mb``,
+        ``timeout_seconds``) and ``alert_callbacks``.
+    :param alert_callbacks: callables receiving each new :class:`Alert`.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        *,
+        base_path: Any = None,
+        output_uri: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        config: Any = None,
+        rules: AlertRules | None = None,
+        alert_callbacks: Iterable[Callable[[Alert], Any]] = (),
+        sample_interval_s: float = 2.0,
+        heartbeat_interval_s: float = 5.0,
+    ) -> None:
+        self.job_id = job_id
+        self.base_path = base_path
+        self.output_uri = output_uri
+        self.labels = dict(labels or {})
+        self.config = config
+        self.rules = rules
+        self.alert_callbacks = list(alert_callbacks)
+        self.sample_interval_s = sample_interval_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._lock = threading.RLock()
+        self._progress: dict[str, Any] = {}
+        self._last_write = 0.0
+        self._sampler: ResourceSampler | None = None
+        self._started_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> JobMonitor:
+        self.root = records_root(self.base_path)
+        self.heartbeat = self.root.child("active", safe_name(self.job_id) + ".json")
+        if self.rules is None:
+            self.rules = AlertRules(
+                self.job_id,
+                memory_limit_mb=getattr(self.config, "memory_limit_mb", None),
+                timeout_seconds=getattr(self.config, "timeout_seconds", None),
+            )
+        self.rules.job_id = self.rules.job_id or self.job_id
+        self.rules.callbacks = [self._record_alert, *self.rules.callbacks, *self.alert_callbacks]
+        self._started_at = time.time()
+        self._sampler = ResourceSampler(
+            self.sample_interval_s, disk_path=self._local_output(), callbacks=[self.on_sample]
+        )
+        self._sampler.start()
+        self._write(force=True)
+        return self
+
+    def stop(self) -> None:
+        """Stop sampling and remove the heartbeat (the job is no longer active)."""
+        if self._sampler is not None:
+            self._sampler.stop()
+        heartbeat = getattr(self, "heartbeat", None)
+        try:
+            if heartbeat is not None:
+                heartbeat.remove()
+        except Exception:  # noqa: BLE001 - a stale heartbeat is reported as stale, never fatal
+            log.warning("could not remove the heartbeat %s", heartbeat.uri, exc_info=True)
+
+    def __enter__(self) -> JobMonitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def on_event(self, event: Any) -> None:
+        """A progress callback: keeps the latest progress, evaluates the progress rules."""
+        with self._lock:
+            self._progress = {k: event.get(k) for k in PROGRESS_KEYS}
+            self._progress["message"] = str(event.get("message") or "")[:300]
+            self._progress["timestamp"] = event.get("timestamp")
+            fired = self.rules.on_event(event) if self.rules else []
+            terminal = event.get("event_type") in ("started", "completed", "failed")
+            self._write(force=terminal or bool(fired))
+
+    def on_sample(self, sample: Any) -> None:
+        with self._lock:
+            fired = self.rules.on_sample(sample) if self.rules else []
+            self._write(force=bool(fired))
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return self._sampler.peak_rss_mb if self._sampler else 0.0
+
+    # -- records -------------------------------------------------------------------------------------
+    def _local_output(self) -> str | None:
+        if not self.output_uri:
+            return None
+        loc = Location.of(self.output_uri)
+        return loc.path if loc.is_local else None
+
+    def snapshot(self) -> dict[str, Any]:
+        sample = self._sampler.latest if self._sampler else None
+        return {
+            "job_id": self.job_id,
+            **{k: self.labels.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")},
+            "output_uri": self.output_uri,
+            "started_at": self._started_at,
+            "progress": dict(self._progress),
+            "resources": sample.to_dict() if sample else None,
+            "peak_rss_mb": self.peak_rss_mb,
+            "active_alerts": [a.to_dict() for a in (self.rules.active.values() if self.rules else ())],
+            "updated_at": time.time(),
+        }
+
+    def _write(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < self.heartbeat_interval_s:
+            return
+        self._last_write = now
+        try:
+            self.heartbeat.write_json(_clean(self.snapshot()))
+        except Exception:  # noqa: BLE001 - monitoring must never fail the job
+            log.warning("could not write the heartbeat %s", self.heartbeat.uri, exc_info=True)
+
+    def _record_alert(self, alert: Alert) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime(alert.time))
+        name = f"{int(alert.time * 1000)}-{uuid.uuid4().hex[:8]}.json"  # the failure records' naming
+        record = {**alert.to_dict(), **{k: self.labels.get(k) for k in ("dag_id", "run_id", "task_id")}}
+        try:
+            self.root.child("alerts", day, name).write_json(_clean(record))
+        except Exception:  # noqa: BLE001
+            log.warning("could not record alert %r", alert.title, exc_info=True)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None (heartbeats are written with allow_nan=False)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
