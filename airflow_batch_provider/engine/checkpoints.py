@@ -83,6 +83,8 @@ class Fence:
             seen = cls.epochs(out)
             highest = seen[-1] if seen else 0
             mine = highest + 1 if epoch is None else int(epoch)
+            if mine < highest and not _owner_running(out):
+                mine = highest + 1  # the newer attempt finished: a rerun with an older try number may go on
             if mine < highest:
                 raise StaleAttemptError(
                     f"{out.uri} belongs to a newer attempt (epoch {highest} > {mine}): this attempt stops"
@@ -101,6 +103,15 @@ class Fence:
                 f"{self.out.uri} was taken by a newer attempt (epoch {seen[-1]} > {self.epoch}); this attempt "
                 "stops without writing (the newer one resumes from the last checkpoint)"
             )
+
+
+def _owner_running(out: Location) -> bool:
+    """Whether the latest generation's working manifest says an attempt is still running it."""
+    gens = sorted(int(m.group(1)) for n in out.listdir() if (m := _GEN_RE.match(n)))
+    if not gens:
+        return False
+    working = out.child(f"g{gens[-1]:04d}", CHECKPOINT).read_json()
+    return isinstance(working, dict) and working.get("status") in ("running", "finalizing")
 
 
 @dataclass

@@ -82,6 +82,9 @@ class BatchJobOperator(BaseOperator):
     :param source_conn_id: Airflow connection for the source when its URI names none.
     :param output_conn_id: Airflow connection for ``output_path``; default ``[batch_provider] conn_id``.
     :param progress_callbacks: callables receiving progress events.
+    :param recovery: a ``RecoveryConfig`` or mapping: what the engine does about each class of failure
+        (``docs/failures.md``). The try number is the job folder's fencing epoch; failure records go to
+        ``{base_path}/_records``.
     :param csv_options: CSV/JSON Lines options (``delimiter``, ``quote_char``, ``encoding``, ``column_types``).
     :param processor_kwargs: parameters of the processor; any keyword argument that ``BaseOperator`` does not
         know is added to them.
@@ -113,6 +116,7 @@ class BatchJobOperator(BaseOperator):
         progress_callbacks: Sequence[Callable[[Any], Any]] | None = None,
         csv_options: Mapping[str, Any] | None = None,
         processor_kwargs: Mapping[str, Any] | None = None,
+        recovery: Any = None,
         retries: int | None = None,
         retry_delay: timedelta | float | None = None,
         retry_exponential_backoff: float | None = None,
@@ -152,6 +156,7 @@ class BatchJobOperator(BaseOperator):
         self.progress_callbacks = list(progress_callbacks or ())
         self.csv_options = dict(csv_options or {})
         self.processor_kwargs = {**dict(processor_kwargs or {}), **extra}
+        self.recovery = recovery
         self._cancel: threading.Event | None = None
 
     # -- parameters resolved at run time ----------------------------------------------------------
@@ -204,6 +209,19 @@ class BatchJobOperator(BaseOperator):
                 csv_options=self.csv_options,
                 job_id=reporter.job_id,
                 cancel_event=self._cancel,
+                recovery=self.recovery,
+                epoch=context["ti"].try_number,
+                records_path=storage_target(
+                    base_path().rstrip("/") + "/_records",
+                    self.output_conn_id or provider_setting("conn_id") or None,
+                ),
+                task_info={
+                    "dag_id": context["ti"].dag_id,
+                    "run_id": context["ti"].run_id,
+                    "task_id": context["ti"].task_id,
+                    "map_index": context["ti"].map_index,
+                    "try_number": context["ti"].try_number,
+                },
                 **self.process_kwargs(context),
             )
         except BatchInputError as err:
