@@ -793,6 +793,8 @@ def run_batch_job(
     epoch: int | None = None,
     records_path: Any = None,
     task_info: Mapping[str, Any] | None = None,
+    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
+    monitor: bool = True,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
@@ -815,6 +817,11 @@ def run_batch_job(
         than the highest epoch the folder has seen. An attempt that finds a higher epoch stops without writing.
     :param records_path: where failure records go (default ``{base path}/_records``); ``False`` disables them.
     :param task_info: ``dag_id``/``run_id``/``task_id``/``map_index``/``try_number`` for failure records.
+    :param alert_callbacks: callables receiving each new
+        :class:`~airflow_batch_provider.monitoring.alerts.Alert` (memory, CPU, throughput, failure rate, timeout).
+    :param monitor: sample resources, evaluate the alert rules and keep a heartbeat under
+        ``{records_path}/active`` while the job runs (what ``get_monitoring_dashboard_data()`` reads from any
+        process). Off when ``records_path=False``.
     :param processor_kwargs: everything else goes to the processor.
     """
     if config is None:
@@ -829,12 +836,26 @@ def run_batch_job(
     cancel_event = cancel_event or threading.Event()
     if records_path is None:
         records_path = default_records_path()
+    callbacks = list(progress_callbacks or ())
+    job_monitor = None
+    if monitor and records_path is not False:
+        from airflow_batch_provider.monitoring.monitor import JobMonitor
+
+        job_monitor = JobMonitor(
+            job_id or out.name,
+            records_path=records_path,
+            output_uri=out.uri,
+            labels=task_info,
+            config=config,
+            alert_callbacks=alert_callbacks or (),
+        )
+        callbacks.insert(0, job_monitor.on_event)
     runner = JobRunner(
         source,
         proc,
         config,
         out,
-        callbacks=list(progress_callbacks or ()),
+        callbacks=callbacks,
         text_options=TextOptions.from_mapping(dict(csv_options or {})),
         cancel_event=cancel_event,
         job_id=job_id or out.name,
@@ -843,8 +864,14 @@ def run_batch_job(
         records=FailureRecords(records_path) if records_path is not False else None,
         task_info=task_info,
     )
-    with _sigterm_sets(cancel_event):
-        return runner.run()
+    if job_monitor is not None:
+        job_monitor.start()
+    try:
+        with _sigterm_sets(cancel_event):
+            return runner.run()
+    finally:
+        if job_monitor is not None:
+            job_monitor.stop()
 
 
 class _sigterm_sets:

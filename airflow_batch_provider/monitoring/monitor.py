@@ -65,6 +65,7 @@ class JobMonitor:
     :param rules: the :class:`AlertRules`; by default built from ``config`` (``memory_limit_mb``,
         ``timeout_seconds``) and ``alert_callbacks``.
     :param alert_callbacks: callables receiving each new :class:`Alert`.
+    :param records_path: the ``_records`` folder itself (overrides ``base_path``; the engine passes its own).
     """
 
     def __init__(
@@ -79,8 +80,10 @@ class JobMonitor:
         alert_callbacks: Iterable[Callable[[Alert], Any]] = (),
         sample_interval_s: float = 2.0,
         heartbeat_interval_s: float = 5.0,
+        records_path: Any = None,
     ) -> None:
         self.job_id = job_id
+        self.records_path = records_path
         self.base_path = base_path
         self.output_uri = output_uri
         self.labels = dict(labels or {})
@@ -97,7 +100,7 @@ class JobMonitor:
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> JobMonitor:
-        self.root = records_root(self.base_path)
+        self.root = Location.of(self.records_path) if self.records_path else records_root(self.base_path)
         self.heartbeat = self.root.child("active", safe_name(self.job_id) + ".json")
         if self.rules is None:
             self.rules = AlertRules(

@@ -82,6 +82,11 @@ class BatchJobOperator(BaseOperator):
     :param source_conn_id: Airflow connection for the source when its URI names none.
     :param output_conn_id: Airflow connection for ``output_path``; default ``[batch_provider] conn_id``.
     :param progress_callbacks: callables receiving progress events.
+    :param alert_callbacks: callables receiving each new alert (memory, CPU, throughput, failure rate, timeout),
+        or notifiers such as :class:`~airflow_batch_provider.monitoring.notifier.BatchAlertNotifier`, which are
+        sent the alert with the task's context. Alerts are also logged and listed on the dashboard.
+    :param emit_metrics: send rows, chunks, chunk seconds, failures, skipped rows and peak memory to Airflow's
+        metrics (``[metrics]`` StatsD/OpenTelemetry), names prefixed ``batch_provider.``.
     :param recovery: a ``RecoveryConfig`` or mapping: what the engine does about each class of failure
         (``docs/failures.md``). The try number is the job folder's fencing epoch; failure records go to
         ``{base_path}/_records``.
@@ -114,6 +119,8 @@ class BatchJobOperator(BaseOperator):
         source_conn_id: str | None = None,
         output_conn_id: str | None = None,
         progress_callbacks: Sequence[Callable[[Any], Any]] | None = None,
+        alert_callbacks: Sequence[Any] | None = None,
+        emit_metrics: bool = True,
         csv_options: Mapping[str, Any] | None = None,
         processor_kwargs: Mapping[str, Any] | None = None,
         recovery: Any = None,
@@ -154,6 +161,8 @@ class BatchJobOperator(BaseOperator):
         self.source_conn_id = source_conn_id
         self.output_conn_id = output_conn_id
         self.progress_callbacks = list(progress_callbacks or ())
+        self.alert_callbacks = list(alert_callbacks or ())
+        self.emit_metrics = emit_metrics
         self.csv_options = dict(csv_options or {})
         self.processor_kwargs = {**dict(processor_kwargs or {}), **extra}
         self.recovery = recovery
@@ -205,7 +214,8 @@ class BatchJobOperator(BaseOperator):
                 output_path=storage_target(
                     folder, self.output_conn_id or provider_setting("conn_id") or None
                 ),
-                progress_callbacks=[reporter, *self.progress_callbacks],
+                progress_callbacks=[reporter, *self._metrics(context, config), *self.progress_callbacks],
+                alert_callbacks=[_alert_callable(cb, context) for cb in self.alert_callbacks],
                 csv_options=self.csv_options,
                 job_id=reporter.job_id,
                 cancel_event=self._cancel,
@@ -240,10 +250,24 @@ class BatchJobOperator(BaseOperator):
         )
         return summary
 
+    def _metrics(self, context: Context, config: BatchConfig) -> list[Callable[[Any], Any]]:
+        if not self.emit_metrics:
+            return []
+        from airflow_batch_provider.operators.metrics import BatchMetricsCallback
+
+        ti = context["ti"]
+        return [BatchMetricsCallback({"dag_id": ti.dag_id, "task_id": ti.task_id}, workers=config.concurrency)]
+
     def on_kill(self) -> None:
         """Ask the engine to stop: it writes a checkpoint, then the task exits."""
         if self._cancel is not None:
             self._cancel.set()
+
+
+def _alert_callable(callback: Any, context: Context) -> Callable[[Any], Any]:
+    """A notifier with ``alert_callback(context)`` (``BatchAlertNotifier``) is bound to the task context."""
+    bind = getattr(callback, "alert_callback", None)
+    return bind(context) if callable(bind) else callback
 
 
 class _TaskReporter:
