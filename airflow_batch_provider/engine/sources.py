@@ -185,13 +185,28 @@ def build_plan(
             log.warning("source file %s is empty (0 rows); it contributes no rows", f.path)
         if schema is not None:
             schemas.append((f.path, schema))
-    return planned, unify_schemas(schemas)
+    texts = {f.path for f in files if f.format != "parquet"}
+    return planned, unify_schemas(schemas, inferred=texts)
 
 
-def unify_schemas(schemas: list[tuple[str, pa.Schema]]) -> pa.Schema:
-    """One schema for all files: equal names and types; a null-typed column takes the other files' type."""
+def unify_schemas(schemas: list[tuple[str, pa.Schema]], inferred: set[str] | None = None) -> pa.Schema:
+    """One schema for all files: equal names and types; a null-typed column takes the other files' type.
+
+    Types inferred from text files (paths in ``inferred``) are first reconciled among those files by the rule
+    used inside one file (int64 < float64 < string), so a word in a numeric column of one CSV file makes the
+    column text in all of them instead of failing; typed files (Parquet) must agree exactly.
+    """
     if not schemas:
         return pa.schema([])
+    inferred = inferred or set()
+    texts = [s for p, s in schemas if p in inferred]
+    if len(texts) > 1 and all(s.names == texts[0].names for s in texts):
+        merged = texts[0]
+        for other in texts[1:]:
+            merged = pa.schema(
+                [pa.field(a.name, textformats.merge_types(a.type, b.type)) for a, b in zip(merged, other, strict=True)]
+            )
+        schemas = [(p, merged if p in inferred else s) for p, s in schemas]
     first_path, unified = schemas[0]
     for path, schema in schemas[1:]:
         if schema.names != unified.names:
