@@ -204,7 +204,10 @@ def unify_schemas(schemas: list[tuple[str, pa.Schema]], inferred: set[str] | Non
         merged = texts[0]
         for other in texts[1:]:
             merged = pa.schema(
-                [pa.field(a.name, textformats.merge_types(a.type, b.type)) for a, b in zip(merged, other, strict=True)]
+                [
+                    pa.field(a.name, textformats.merge_types(a.type, b.type))
+                    for a, b in zip(merged, other, strict=True)
+                ]
             )
         schemas = [(p, merged if p in inferred else s) for p, s in schemas]
     first_path, unified = schemas[0]
