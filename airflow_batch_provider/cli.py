@@ -10,7 +10,7 @@ and concurrency recommended for SOURCE, the reasons, and advice about the machin
 ``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
 
 The base path defaults to ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``[batch_provider] base_path`` of
-the Airflow configuration, else ``~/.airflow_batch_provider/jobs``; records live in ``{base}/_records``.
+the Airflow configuration, else ``$AIRFLOW_HOME/batch_provider`` (the operators' default); records live in ``{base}/_records``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_batch_provider.operators.data_quality",
                     "airflow_batch_provider.operators.feature_engineering",
                     "airflow_batch_provider.operators.cleanup",
+                    "airflow_batch_provider.operators.shards",
                 ],
             }
         ],
@@ -63,6 +64,16 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "integer",
                         "example": "100000",
                         "default": "0",
+                    },
+                    "shared_storage": {
+                        "description": "Declare that a local base_path (or a local output_path/source of a "
+                        "sharded job) is a mount every worker shares. Without it, a sharded job with local "
+                        "storage fails fast on executors whose workers may sit on other hosts (anything but "
+                        "LocalExecutor).",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
                     },
                     "progress_interval": {
                         "description": "Seconds between progress lines in the task log and updates of the "

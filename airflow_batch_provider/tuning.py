@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 SAMPLE_ROWS = 10_000
 MIN_BATCH_SIZE = 1_000
-MAX_BATCH_SIZE = 1_000_000
+MAX_BATCH_SIZE = 4_000_000
+ENCODED_COPIES = 2.3  # encoded (file) bytes a chunk holds: read buffers, the part being written and its copy
+STRING_COPIES = (
+    1.25  # string columns cost this much more again (dictionary pages decoded, the writer's hashing)
+)
 DEFAULT_TARGET_FRACTION = 0.5  # of the memory available to this process
 HIGH_LOAD_FRACTION = 0.75  # load average above this fraction of the CPUs counts as busy
 CGROUP_MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2
@@ -54,7 +58,7 @@ def _builtin_profiles() -> dict[str, ProcessingProfile]:
         "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
                                estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=4.0),
         "passthrough": P("passthrough", cpu_intensive=False, io_intensive=True,
-                         estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=2.0),
+                         estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=1.6),
         "count": P("count", cpu_intensive=False, io_intensive=True,
                    estimated_processing_time_per_row_ms=0.0001, memory_overhead_factor=1.5),
         DEFAULT_PROFILE_NAME: P(DEFAULT_PROFILE_NAME),
@@ -183,13 +187,30 @@ class DataSample:
     column_types: dict[str, int]
     mean_string_width: float | None
     read_seconds_per_row: float = 0.0
+    #: bytes per row in the source files (Parquet after compression, CSV text): a chunk also holds about
+    #: ``ENCODED_COPIES`` times this (page buffers read, the part written and its copy)
+    encoded_bytes_per_row: float = 0.0
+    #: the part of ``bytes_per_row`` in string columns (counted ``STRING_COPIES`` more times)
+    string_bytes_per_row: float = 0.0
+    #: the largest Parquet row group: a chunk decodes whole row groups, and the last ones it used only in
+    #: part stay cached in its worker, so up to about this many rows more than the chunk are in memory
+    row_group_rows: int = 0
 
 
-def _describe(label: str, df: pd.DataFrame, total_rows: int, read_s: float) -> DataSample:
+def _describe(
+    label: str,
+    df: pd.DataFrame,
+    total_rows: int,
+    read_s: float,
+    row_group_rows: int = 0,
+    encoded_bytes_per_row: float = 0.0,
+) -> DataSample:
     import pandas as pd
 
     n = len(df)
-    bpr = float(df.memory_usage(deep=True, index=True).sum()) / n if n else 0.0
+    usage = df.memory_usage(deep=True, index=True)
+    bpr = float(usage.sum()) / n if n else 0.0
+    string_bytes = 0.0
     kinds: dict[str, int] = {}
     widths: list[float] = []
     for name in df.columns:
@@ -203,6 +224,7 @@ def _describe(label: str, df: pd.DataFrame, total_rows: int, read_s: float) -> D
             kind = "datetime"
         elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
             kind = "string"
+            string_bytes += float(usage[name])
             values = col.dropna()
             values = values[values.map(lambda v: isinstance(v, str))]
             if len(values):
@@ -218,6 +240,9 @@ def _describe(label: str, df: pd.DataFrame, total_rows: int, read_s: float) -> D
         column_types=kinds,
         mean_string_width=sum(widths) / len(widths) if widths else None,
         read_seconds_per_row=read_s / n if n else 0.0,
+        encoded_bytes_per_row=encoded_bytes_per_row,
+        string_bytes_per_row=string_bytes / n if n else 0.0,
+        row_group_rows=row_group_rows,
     )
 
 
@@ -237,27 +262,51 @@ def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
     loc = Location.of(source)
     options = TextOptions()
     files = sources.stat_files(loc.fs, sources.list_source_files(loc))
-    first, first_schema, known_rows, known_bytes, unknown_bytes = None, None, 0, 0, 0
+    planned: list[Any] = []
+    schema, unknown_bytes = None, 0
     for f in files:
-        if first is not None and f.format != "parquet":
+        if schema is not None and f.format != "parquet":
             unknown_bytes += f.size  # CSV / JSON Lines: rows extrapolated, not indexed here
             continue
-        planned, schema = sources.build_plan(loc.fs, [f], options)  # Parquet: footer only
-        meta = planned[0]
-        known_rows += meta.rows
-        known_bytes += meta.size
-        if first is None and meta.rows:
-            first, first_schema = meta, schema
-    if first is None:
-        return DataSample(loc.uri, 0, 0, 0.0, {}, None)
-    started = time.perf_counter()
-    table = sources.read_rows(loc.fs, first, 0, min(rows, first.rows), first_schema, options)
-    df = table.to_pandas()
-    elapsed = time.perf_counter() - started
-    total = known_rows
+        metas, file_schema = sources.build_plan(loc.fs, [f], options)  # Parquet: footer only
+        planned.append(metas[0])
+        if schema is None and metas[0].rows:
+            schema = file_schema  # the schema of the file sample_files reads
+    sample = sample_files(loc.fs, planned, schema, options, rows=rows, label=loc.uri)
+    known_rows, known_bytes = sample.total_rows, sum(f.size for f in planned)
     if unknown_bytes and known_bytes:
-        total += int(unknown_bytes * known_rows / known_bytes)
-    return _describe(loc.uri, df, total, elapsed)
+        sample = dataclasses.replace(
+            sample, total_rows=known_rows + int(unknown_bytes * known_rows / known_bytes)
+        )
+    return sample
+
+
+def sample_files(
+    fs: Any,
+    files: list[Any],
+    schema: Any,
+    options: Any,
+    *,
+    columns: list[str] | None = None,
+    rows: int = SAMPLE_ROWS,
+    label: str = "",
+) -> DataSample:
+    """Read up to ``rows`` rows of the first non-empty file of a planned source (``sources.SourceFile``
+    list, as the engine has it) and describe them; ``columns``: only these columns are read."""
+    from airflow_batch_provider.engine import sources
+
+    label = label or (files[0].path if files else "the source")
+    total = sum(f.rows for f in files)
+    row_group_rows = max((n for f in files for n in f.row_groups), default=0)
+    first = next((f for f in files if f.rows), None)
+    if first is None:
+        return DataSample(label, 0, 0, 0.0, {}, None)
+    started = time.perf_counter()
+    table = sources.read_rows(fs, first, 0, min(rows, first.rows), schema, options, columns)
+    sources._ROW_GROUP_CACHE.clear()  # the sample's row group is not needed again in this process
+    df = table.to_pandas()
+    encoded = sum(f.size for f in files if f.rows) / total
+    return _describe(label, df, total, time.perf_counter() - started, row_group_rows, encoded)
 
 
 # ------------------------------------------------------------------------------------- recommendation
@@ -276,6 +325,8 @@ class BatchRecommendation:
     target_memory_usage_mb: float = 0.0
     bytes_per_row: float = 0.0
     total_rows: int = 0
+    row_group_rows: int = 0
+    row_cost_bytes: float = 0.0  # memory per row of a chunk in its worker, as estimated
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -331,7 +382,11 @@ def _base_concurrency(profile: ProcessingProfile, machine: MachineInfo, reasons:
 
 
 def _recommend(
-    data: DataSample, profile: ProcessingProfile, machine: MachineInfo, target_mb: float | None
+    data: DataSample,
+    profile: ProcessingProfile,
+    machine: MachineInfo,
+    target_mb: float | None,
+    concurrency: int | None = None,
 ) -> BatchRecommendation:
     reasons: list[str] = []
     bpr = data.bytes_per_row
@@ -346,11 +401,17 @@ def _recommend(
             f"sample of {data.sample_rows:,} rows of {data.label}: {bpr:,.0f} bytes per row in memory "
             f"({kinds} columns{width}); {data.total_rows:,} rows in total"
         )
+        if data.encoded_bytes_per_row:
+            reasons.append(f"{data.encoded_bytes_per_row:,.0f} bytes per row in the source files")
     else:
         bpr = 100.0
         reasons.append(f"{data.label} has no rows to sample; assuming {bpr:.0f} bytes per row")
     bpr = max(1.0, bpr)
     overhead = profile.memory_overhead_factor
+    # what one row of a chunk costs in its worker: the processor's copies of the DataFrame plus the encoded
+    # bytes (read buffers, the part written and its copy)
+    strings = data.string_bytes_per_row if data.sample_rows else 0.0
+    row_cost = overhead * bpr + ENCODED_COPIES * data.encoded_bytes_per_row + STRING_COPIES * strings
     reasons.append(
         f"processor {profile.processor_name!r}: memory overhead x{overhead:g}, "
         f"{profile.estimated_processing_time_per_row_ms:g} ms/row"
@@ -359,13 +420,20 @@ def _recommend(
         f"{', io-intensive' if profile.io_intensive else ''}"
     )
     target = _target_bytes(target_mb, machine, reasons)
-    conc = _base_concurrency(profile, machine, reasons)
+    if concurrency:
+        conc = int(concurrency)
+        reasons.append(f"concurrency {conc}: configured (max_concurrent_batches)")
+    else:
+        conc = _base_concurrency(profile, machine, reasons)
+    extra = data.row_group_rows  # rows decoded beyond the chunk: row-group edges and the worker's cache
+    if extra:
+        reasons.append(f"up to {extra:,} more rows per worker decoded at row-group edges (cached)")
 
     def rows_for(c: int) -> int:
-        return int(target / (c * bpr * overhead))
+        return int(target / (c * row_cost) - extra)
 
-    if conc > 1 and rows_for(conc) < MIN_BATCH_SIZE:
-        fitted = max(1, min(conc, int(target / (MIN_BATCH_SIZE * bpr * overhead))))
+    if conc > 1 and rows_for(conc) < MIN_BATCH_SIZE and not concurrency:
+        fitted = max(1, min(conc, int(target / ((MIN_BATCH_SIZE + extra) * row_cost))))
         reasons.append(
             f"concurrency {conc} -> {fitted}: {conc} chunks of {MIN_BATCH_SIZE:,} rows would not fit "
             f"in {target / _MB:,.0f} MB"
@@ -373,7 +441,9 @@ def _recommend(
         conc = fitted
     size = rows_for(conc)
     reasons.append(
-        f"{conc} x rows x {bpr:,.0f} bytes per row x {overhead:g} <= {target / _MB:,.0f} MB "
+        f"{conc} x (rows{f' + {extra:,}' if extra else ''}) x {row_cost:,.0f} bytes per row ({overhead:g} x "
+        f"{bpr:,.0f} + {ENCODED_COPIES:g} x {data.encoded_bytes_per_row:,.0f} encoded"
+        f"{f' + {STRING_COPIES:g} x {strings:,.0f} in strings' if strings else ''}) <= {target / _MB:,.0f} MB "
         f"gives {size:,} rows per chunk"
     )
     if size < MIN_BATCH_SIZE or size > MAX_BATCH_SIZE:
@@ -381,20 +451,25 @@ def _recommend(
         reasons.append(f"batch size clamped to {size:,} (range {MIN_BATCH_SIZE:,}-{MAX_BATCH_SIZE:,})")
     size = _floor_2_significant(size)
     total = data.total_rows
-    if total and conc > 1 and math.ceil(total / size) < conc:
-        spread = max(MIN_BATCH_SIZE, math.ceil(total / conc))
-        if spread < size:
-            reasons.append(f"batch size {size:,} -> {spread:,}: one chunk for each of {conc} workers")
+    if total and conc > 1:
+        balanced = math.ceil(math.ceil(total / size) / conc) * conc
+        spread = max(MIN_BATCH_SIZE, math.ceil(total / balanced))
+        if spread < size and total > MIN_BATCH_SIZE * conc:
+            reasons.append(
+                f"batch size {size:,} -> {spread:,}: {balanced} equal chunk(s), the same number for each of "
+                f"{conc} workers"
+            )
             size = spread
     if total and size > total:
         reasons.append(f"batch size capped to the {total:,} rows of the source")
         size = total
     size = max(1, size)
     chunks = math.ceil(total / size) if total else 1
-    if chunks < conc:
+    if chunks < conc and not concurrency:
         reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")
         conc = max(1, chunks)
-    memory_mb = conc * size * bpr * overhead / _MB
+    busy = min(conc, chunks)  # workers holding a chunk at once
+    memory_mb = busy * (size + min(extra, total)) * row_cost / _MB
     per_row_s = data.read_seconds_per_row + profile.estimated_processing_time_per_row_ms / 1000
     duration = total * per_row_s / conc
     return BatchRecommendation(
@@ -407,7 +482,18 @@ def _recommend(
         target_memory_usage_mb=round(target / _MB, 3),
         bytes_per_row=round(bpr, 3),
         total_rows=total,
+        row_group_rows=extra,
+        row_cost_bytes=round(row_cost, 3),
     )
+
+
+def _check_target(target_memory_usage_mb: Any) -> None:
+    if target_memory_usage_mb is not None and (
+        isinstance(target_memory_usage_mb, bool)
+        or not isinstance(target_memory_usage_mb, (int, float))
+        or not target_memory_usage_mb > 0
+    ):
+        raise ConfigError(f"target_memory_usage_mb must be a number > 0, got {target_memory_usage_mb!r}")
 
 
 def calculate_optimal_batch_config(
@@ -418,14 +504,38 @@ def calculate_optimal_batch_config(
     Raises :class:`~airflow_batch_provider.exceptions.SourceError` for a missing or unreadable source and
     :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
     """
-    if target_memory_usage_mb is not None and (
-        isinstance(target_memory_usage_mb, bool)
-        or not isinstance(target_memory_usage_mb, (int, float))
-        or not target_memory_usage_mb > 0
-    ):
-        raise ConfigError(f"target_memory_usage_mb must be a number > 0, got {target_memory_usage_mb!r}")
+    _check_target(target_memory_usage_mb)
     data = sample_source(source_or_dataframe)
     return _recommend(data, get_processing_profile(processor_name), machine_info(), target_memory_usage_mb)
+
+
+def profile_of(processor: Any) -> ProcessingProfile:
+    """The profile of a processor instance: one registered under its name (a callable's registered name),
+    else its class's ``profile``, else the generic default."""
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    for name in (getattr(processor, "label", None), getattr(processor, "name", None)):
+        if isinstance(name, str) and name in _profiles():
+            return _profiles()[name]
+    declared = getattr(processor, "profile", None)
+    if isinstance(declared, ProcessingProfile):
+        return declared
+    name = str(getattr(processor, "label", None) or getattr(processor, "name", "processor"))
+    return dataclasses.replace(_profiles()[DEFAULT_PROFILE_NAME], processor_name=name)
+
+
+def recommend_for_sample(
+    data: DataSample,
+    processor: Any,
+    target_memory_usage_mb: float | None = None,
+    concurrency: int | None = None,
+) -> BatchRecommendation:
+    """What the engine calls (``auto_optimize`` without ``batch_size``): the recommendation for a sample
+    it already read (:func:`sample_files`), a processor name or instance, and a fixed ``concurrency``
+    when ``max_concurrent_batches`` is set (None: chosen here)."""
+    _check_target(target_memory_usage_mb)
+    profile = get_processing_profile(processor) if isinstance(processor, str) else profile_of(processor)
+    return _recommend(data, profile, machine_info(), target_memory_usage_mb, concurrency)
 
 
 def create_optimized_config(

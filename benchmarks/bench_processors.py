@@ -89,8 +89,12 @@ FEATURES = {
     "encode": {"country": "onehot", "status": "onehot"},
     "date_parts": {"created_at": ["year", "month", "dayofweek", "hour"]},
 }
-ANOMALY = {"algorithm": "isolation_forest", "features": ["amount", "price", "score", "latitude"],
-           "sample_size": 100_000, "random_state": 0}
+ANOMALY = {
+    "algorithm": "isolation_forest",
+    "features": ["amount", "price", "score", "latitude"],
+    "sample_size": 100_000,
+    "random_state": 0,
+}
 PROCESSORS: dict[str, dict[str, Any]] = {
     "data_profiling": {},
     "data_quality": {"rules": QUALITY_RULES},
@@ -114,20 +118,34 @@ def onepiece_profiling(df: Any, out_dir: Path) -> dict[str, Any]:
     cols: dict[str, Any] = {}
     for name in df.columns:
         s = df[name]
-        c: dict[str, Any] = {"count": int(s.count()), "nulls": int(s.isna().sum()), "distinct": int(s.nunique())}
+        c: dict[str, Any] = {
+            "count": int(s.count()),
+            "nulls": int(s.isna().sum()),
+            "distinct": int(s.nunique()),
+        }
         if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
             x = s.to_numpy(dtype="float64", na_value=np.nan)
             x = x[np.isfinite(x)]
-            c.update(min=float(x.min()), max=float(x.max()), mean=float(x.mean()), std=float(x.std(ddof=1)),
-                     quantiles=dict(zip(map(str, qs), np.quantile(x, qs).tolist(), strict=True)),
-                     histogram=np.histogram(x, bins=20, range=(x.min(), x.max()))[0].tolist())
+            c.update(
+                min=float(x.min()),
+                max=float(x.max()),
+                mean=float(x.mean()),
+                std=float(x.std(ddof=1)),
+                quantiles=dict(zip(map(str, qs), np.quantile(x, qs).tolist(), strict=True)),
+                histogram=np.histogram(x, bins=20, range=(x.min(), x.max()))[0].tolist(),
+            )
         elif pd.api.types.is_datetime64_any_dtype(s.dtype):
             c.update(min=str(s.min()), max=str(s.max()))
         else:
             c["top_values"] = [[str(k), int(v)] for k, v in s.value_counts().head(10).items()]
         cols[str(name)] = c
-    report = {"rows": len(df), "column_count": len(cols), "memory": int(df.memory_usage(deep=True).sum()),
-              "duplicate_rows": int(df.duplicated().sum()), "columns": cols}
+    report = {
+        "rows": len(df),
+        "column_count": len(cols),
+        "memory": int(df.memory_usage(deep=True).sum()),
+        "duplicate_rows": int(df.duplicated().sum()),
+        "columns": cols,
+    }
     (out_dir / "report.json").write_text(json.dumps(report, default=str))
     return {"duplicate_rows": report["duplicate_rows"]}
 
@@ -147,9 +165,15 @@ def onepiece_quality(df: Any, out_dir: Path) -> dict[str, Any]:
     bad = np.flatnonzero(failed.any(axis=1))
     names = np.array(list(masks), dtype=object)
     df.drop(df.index[bad]).to_parquet(out_dir / "clean.parquet", index=False)
-    quarantine = df.iloc[bad].reset_index(drop=True).assign(
-        _source_file_index=np.zeros(len(bad), dtype=np.int64), _source_row=bad.astype(np.int64),
-        _failed_rules=pd.Series([list(names[row]) for row in failed[bad]], dtype=object))
+    quarantine = (
+        df.iloc[bad]
+        .reset_index(drop=True)
+        .assign(
+            _source_file_index=np.zeros(len(bad), dtype=np.int64),
+            _source_row=bad.astype(np.int64),
+            _failed_rules=pd.Series([list(names[row]) for row in failed[bad]], dtype=object),
+        )
+    )
     quarantine.to_parquet(out_dir / "quarantine.parquet", index=False)
     return {"rows_failed": len(bad), "failed": {k: int(v.sum()) for k, v in masks.items()}}
 
@@ -166,8 +190,9 @@ def onepiece_features(df: Any, out_dir: Path) -> dict[str, Any]:
             pieces.append(pd.Series(scaled[:, 0], name=name))
         elif name in FEATURES["encode"]:
             vocab = df[name].value_counts().index  # count descending (ties: either order, same cost)
-            onehot = pd.get_dummies(pd.Categorical(df[name], categories=vocab), prefix=name, prefix_sep="=",
-                                    dtype=np.uint8)
+            onehot = pd.get_dummies(
+                pd.Categorical(df[name], categories=vocab), prefix=name, prefix_sep="=", dtype=np.uint8
+            )
             onehot[f"{name}=<other>"] = np.uint8(0)
             pieces.append(onehot)
         elif name in FEATURES["date_parts"]:
@@ -189,8 +214,9 @@ def onepiece_anomaly(df: Any, out_dir: Path) -> dict[str, Any]:
     x = df[ANOMALY["features"]].to_numpy(dtype="float64", na_value=np.nan)
     if not x.flags.writeable:  # pandas copy-on-write may hand out a read-only array
         x = x.copy()
-    pick = np.sort(np.random.default_rng(0).choice(len(df), size=min(ANOMALY["sample_size"], len(df)),
-                                                    replace=False))
+    pick = np.sort(
+        np.random.default_rng(0).choice(len(df), size=min(ANOMALY["sample_size"], len(df)), replace=False)
+    )
     sample = x[pick]
     medians = np.nanmedian(sample, axis=0)
     for mat in (sample, x):
@@ -223,9 +249,12 @@ def _records(folder: Path) -> list[dict[str, Any]]:
 
 def _worker_time(records: list[dict[str, Any]]) -> dict[str, Any]:
     secs = [r["seconds"] for r in records]
-    return {"chunks": len(secs), "seconds_sum": round(sum(secs), 3),
-            "seconds_median": round(statistics.median(secs), 4) if secs else None,
-            "workers": len({r.get("pid") for r in records})}
+    return {
+        "chunks": len(secs),
+        "seconds_sum": round(sum(secs), 3),
+        "seconds_median": round(statistics.median(secs), 4) if secs else None,
+        "workers": len({r.get("pid") for r in records}),
+    }
 
 
 def _top_functions(prof: Any, limit: int = 30) -> list[dict[str, Any]]:
@@ -234,8 +263,14 @@ def _top_functions(prof: Any, limit: int = 30) -> list[dict[str, Any]]:
     stats = pstats.Stats(prof)
     rows = []
     for (file, line, fn), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{Path(file).name}:{line}:{fn}", "calls": nc, "tottime": round(tt, 4),
-                     "cumtime": round(ct, 4)})
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}:{fn}",
+                "calls": nc,
+                "tottime": round(tt, 4),
+                "cumtime": round(ct, 4),
+            }
+        )
     rows.sort(key=lambda r: -r["cumtime"])
     return rows[:limit]
 
@@ -253,19 +288,29 @@ def child_chunked(spec: dict[str, Any]) -> dict[str, Any]:
         prof = cProfile.Profile()
         prof.enable()
     with be.Window() as win:
-        result = run_batch_job(spec["path"], spec["processor"], config=config, output_path=str(out_dir),
-                               **PROCESSORS[spec["processor"]])
+        result = run_batch_job(
+            spec["path"],
+            spec["processor"],
+            config=config,
+            output_path=str(out_dir),
+            **PROCESSORS[spec["processor"]],
+        )
     if prof is not None:
         prof.disable()
     gen = out_dir / f"g{result.generation:04d}"
     main, fit = _worker_time(_records(gen)), _worker_time(_records(gen / "fit" / "g0001"))
     worker_s = main["seconds_sum"] + fit["seconds_sum"]
     res = {
-        "rows": result.rows_in, "rows_out": result.rows_out, "seconds": win.seconds,
-        "rows_per_s": result.rows_in / win.seconds, "main_pass": main, "stats_pass": fit,
+        "rows": result.rows_in,
+        "rows_out": result.rows_out,
+        "seconds": win.seconds,
+        "rows_per_s": result.rows_in / win.seconds,
+        "main_pass": main,
+        "stats_pass": fit,
         "effective_parallelism": round(worker_s / win.seconds, 3),
         "parent_serial_s_estimate": round(max(0.0, win.seconds - worker_s / WORKERS), 3),
-        "summary": _summary(spec["processor"], result.report), **win.info,
+        "summary": _summary(spec["processor"], result.report),
+        **win.info,
     }
     if prof is not None:
         res["cprofile_top"] = _top_functions(prof)
@@ -278,14 +323,19 @@ def _summary(name: str, report: dict[str, Any] | None) -> dict[str, Any]:
     report = report or {}
     if name == "data_profiling":
         cols = report.get("columns", {})
-        return {"duplicate_rows": report.get("duplicate_rows"),
-                "distinct_keys": sum(int(c.get("distinct") or 0) for c in cols.values())
-                + report.get("rows", 0) - (report.get("duplicate_rows") or 0)}
+        return {
+            "duplicate_rows": report.get("duplicate_rows"),
+            "distinct_keys": sum(int(c.get("distinct") or 0) for c in cols.values())
+            + report.get("rows", 0)
+            - (report.get("duplicate_rows") or 0),
+        }
     if name == "data_quality":
         rules = report.get("rules", [])
-        return {"rows_failed": report.get("rows_failed"),
-                "failed": {r["name"]: r["failed"] for r in rules},
-                "distinct_keys": sum(int(r.get("distinct_keys") or 0) for r in rules)}
+        return {
+            "rows_failed": report.get("rows_failed"),
+            "failed": {r["name"]: r["failed"] for r in rules},
+            "distinct_keys": sum(int(r.get("distinct_keys") or 0) for r in rules),
+        }
     if name == "anomaly_detection":
         return {"anomalies": report.get("anomalies")}
     return {"output_columns": len(report.get("output_columns", []))}
@@ -302,8 +352,13 @@ def child_onepiece(spec: dict[str, Any]) -> dict[str, Any]:
         rows = len(df)
         del df
     shutil.rmtree(out_dir, ignore_errors=True)
-    return {"rows": rows, "seconds": win.seconds, "rows_per_s": rows / win.seconds, "summary": summary,
-            **win.info}
+    return {
+        "rows": rows,
+        "seconds": win.seconds,
+        "rows_per_s": rows / win.seconds,
+        "summary": summary,
+        **win.info,
+    }
 
 
 def child_main(spec_text: str) -> None:
@@ -331,16 +386,23 @@ class Bench:
 
     def measure(self, name: str, kind: str, path: str, rows: int) -> dict[str, Any]:
         self.jobs += 1
-        spec = {"mode": "chunked" if kind != "onepiece" else "onepiece", "processor": name, "path": path,
-                "rows": rows, "cprofile": bool(self.args.cprofile and kind == "chunked"),
-                "output_path": str(self.workdir / "jobs" / f"job{self.jobs:03d}")}
+        spec = {
+            "mode": "chunked" if kind != "onepiece" else "onepiece",
+            "processor": name,
+            "path": path,
+            "rows": rows,
+            "cprofile": bool(self.args.cprofile and kind == "chunked"),
+            "output_path": str(self.workdir / "jobs" / f"job{self.jobs:03d}"),
+        }
         quiet = be.settle(self.args.settle)
         res = run_child(spec, self.args.interval)
         res["settle"] = quiet
-        out(f"  {name:<20} {kind:<11} {rows:>9,} rows {res['rows_per_s'] / 1e3:8.0f} k rows/s "
+        out(
+            f"  {name:<20} {kind:<11} {rows:>9,} rows {res['rows_per_s'] / 1e3:8.0f} k rows/s "
             f"{res['seconds']:7.2f} s  RSS {res['rss_mb']:7.1f} MB  (parent {res['monitor']['parent_hwm_mb']:.0f},"
             f" worker max {res['monitor']['worker_hwm_max_mb']:.0f}, tree PSS {res['monitor']['peak_tree_pss_mb']:.0f})"
-            f"  other load {res['foreign_cpu_share']:4.0%}")
+            f"  other load {res['foreign_cpu_share']:4.0%}"
+        )
         self.runs.setdefault(name, {}).setdefault(kind, []).append(res)
         return res
 
@@ -375,11 +437,17 @@ def summarize(bench: Bench, big: dict[str, Any], small: dict[str, Any]) -> dict[
         table[name] = {
             "chunked_rows_per_s": statistics.median(r["rows_per_s"] for r in chunked),
             "onepiece_rows_per_s": statistics.median(r["rows_per_s"] for r in onepiece),
-            "ratio": ratio, "ratio_pairs": pairs, "target": TARGETS[name],
+            "ratio": ratio,
+            "ratio_pairs": pairs,
+            "target": TARGETS[name],
             "ratio_verdict": "PASS" if ratio >= TARGETS[name] else "MISS",
-            "chunked_rss_mb": big_rss, "onepiece_rss_mb": statistics.median(r["rss_mb"] for r in onepiece),
-            "chunked_rss_N_mb": small_rss, "rows_N": small["rows"], "rows_4N": big["rows"],
-            "mem_ratio": mem_ratio, "key_state_mb": {k: round(v, 1) for k, v in key_mb.items()},
+            "chunked_rss_mb": big_rss,
+            "onepiece_rss_mb": statistics.median(r["rss_mb"] for r in onepiece),
+            "chunked_rss_N_mb": small_rss,
+            "rows_N": small["rows"],
+            "rows_4N": big["rows"],
+            "mem_ratio": mem_ratio,
+            "key_state_mb": {k: round(v, 1) for k, v in key_mb.items()},
             "mem_ratio_ex_keys": mem_ratio_ex,
             "mem_verdict": "PASS" if mem_ratio_ex <= MEM_TARGET else "MISS",
             "effective_parallelism": statistics.median(r["effective_parallelism"] for r in chunked),
@@ -391,20 +459,28 @@ def summarize(bench: Bench, big: dict[str, Any], small: dict[str, Any]) -> dict[
 
 def print_table(table: dict[str, Any], rows: int) -> None:
     out()
-    out(f"Processors, {rows:,} rows, batch_size {BATCH:,}, {WORKERS} workers (ratios: median of interleaved pairs)")
-    head = (f"{'processor':<20} {'chunked':>9} {'one-piece':>9} {'ratio':>6} {'target':>6} {'':4}  "
-            f"{'RSS ch.':>8} {'RSS 1p':>8} {'RSS N':>7} {'4N/N':>5} {'ex-keys':>7} {'':4}  {'par.':>4}")
+    out(
+        f"Processors, {rows:,} rows, batch_size {BATCH:,}, {WORKERS} workers (ratios: median of interleaved pairs)"
+    )
+    head = (
+        f"{'processor':<20} {'chunked':>9} {'one-piece':>9} {'ratio':>6} {'target':>6} {'':4}  "
+        f"{'RSS ch.':>8} {'RSS 1p':>8} {'RSS N':>7} {'4N/N':>5} {'ex-keys':>7} {'':4}  {'par.':>4}"
+    )
     out(head)
     out(f"{'':<20} {'k rows/s':>9} {'k rows/s':>9} {'':>6} {'':>6} {'':4}  {'MB':>8} {'MB':>8} {'MB':>7}")
     out("-" * len(head))
     for name, t in table.items():
-        out(f"{name:<20} {t['chunked_rows_per_s'] / 1e3:9.0f} {t['onepiece_rows_per_s'] / 1e3:9.0f} "
+        out(
+            f"{name:<20} {t['chunked_rows_per_s'] / 1e3:9.0f} {t['onepiece_rows_per_s'] / 1e3:9.0f} "
             f"{t['ratio']:6.2f} {t['target']:6.2f} {t['ratio_verdict']:4}  {t['chunked_rss_mb']:8.0f} "
             f"{t['onepiece_rss_mb']:8.0f} {t['chunked_rss_N_mb']:7.0f} {t['mem_ratio']:5.2f} "
-            f"{t['mem_ratio_ex_keys']:7.2f} {t['mem_verdict']:4}  {t['effective_parallelism']:4.2f}")
+            f"{t['mem_ratio_ex_keys']:7.2f} {t['mem_verdict']:4}  {t['effective_parallelism']:4.2f}"
+        )
     out()
-    out("ratio = chunked / one-piece rows/s (target: >= target); 4N/N = chunked peak RSS (parent + workers) at "
-        f"4N vs N rows; ex-keys = the same without the exact distinct-key state (target <= {MEM_TARGET});")
+    out(
+        "ratio = chunked / one-piece rows/s (target: >= target); 4N/N = chunked peak RSS (parent + workers) at "
+        f"4N vs N rows; ex-keys = the same without the exact distinct-key state (target <= {MEM_TARGET});"
+    )
     out("par. = worker chunk-seconds per wall second (stats pass + main pass) of the chunked run.")
 
 
@@ -417,19 +493,30 @@ def environment() -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "versions": versions, "git": be._git("rev-parse", "HEAD"),
-            "git_dirty": bool(be._git("status", "--porcelain"))}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+        "git": be._git("rev-parse", "HEAD"),
+        "git_dirty": bool(be._git("status", "--porcelain")),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=2_000_000, help="rows of the main file (default 2,000,000)")
-    p.add_argument("--n-rows", type=int, default=500_000, help="rows N of the memory comparison (4N = --rows)")
+    p.add_argument(
+        "--n-rows", type=int, default=500_000, help="rows N of the memory comparison (4N = --rows)"
+    )
     p.add_argument("--repeats", type=int, default=2, help="interleaved chunked/one-piece repeats (default 2)")
     p.add_argument("--only", default=None, help="comma-separated processor names (default: all four)")
-    p.add_argument("--cprofile", action="store_true", help="cProfile the chunked jobs' parent (top in the JSON)")
-    p.add_argument("--settle", type=float, default=3.0, help="max seconds to wait for a quiet machine per run")
+    p.add_argument(
+        "--cprofile", action="store_true", help="cProfile the chunked jobs' parent (top in the JSON)"
+    )
+    p.add_argument(
+        "--settle", type=float, default=3.0, help="max seconds to wait for a quiet machine per run"
+    )
     p.add_argument("--interval", type=float, default=0.1, help="process-tree polling interval (s)")
     p.add_argument("--out", default=str(HERE / "results" / "processors.json"), help="JSON results file")
     p.add_argument("--workdir", default=None, help="folder in which the temp working folder is created")
@@ -458,11 +545,17 @@ def main(argv: list[str] | None = None) -> int:
             bench.processor(name, big, small)
         table = summarize(bench, big, small)
         print_table(table, args.rows)
-        result = {"benchmark": "processors", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  "args": {k: v for k, v in vars(args).items() if k != "child"},
-                  "environment": environment(), "data": {"main": big, "small": small},
-                  "processor_params": {n: PROCESSORS[n] for n in names}, "summary": table,
-                  "runs": bench.runs, "total_seconds": round(time.monotonic() - started, 1)}
+        result = {
+            "benchmark": "processors",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "args": {k: v for k, v in vars(args).items() if k != "child"},
+            "environment": environment(),
+            "data": {"main": big, "small": small},
+            "processor_params": {n: PROCESSORS[n] for n in names},
+            "summary": table,
+            "runs": bench.runs,
+            "total_seconds": round(time.monotonic() - started, 1),
+        }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
         out(f"total {time.monotonic() - started:.0f} s; raw results: {args.out}")

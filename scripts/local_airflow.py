@@ -31,6 +31,9 @@ Design notes:
 * Inherited ``AIRFLOW__*``, ``AIRFLOW_HOME`` and ``AIRFLOW_CONFIG`` variables are dropped, so a test
   process's own Airflow settings (e.g. ``UNIT_TEST_MODE`` for ``dag.test()``) don't leak in. Pass
   settings through ``extra_env`` (CLI: ``-e KEY=VALUE``). ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` are kept.
+* Another executor or database: set ``AIRFLOW__CORE__EXECUTOR`` / ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` (and
+  e.g. the ``[celery]`` settings) in ``extra_env`` and start the workers as ``extra_components``
+  (tests/celery/conftest.py runs a CeleryExecutor this way).
 * Secrets (JWT secret, api secret key, fernet key) are random per home and persisted in
   ``<home>/local_airflow_secrets.json``, so tokens and encrypted connections survive restarts.
 
@@ -55,7 +58,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -209,12 +212,18 @@ class LocalAirflow:
         extra_env: dict[str, str] | None = None,
         airflow_bin: str | None = None,
         log_dir: Path | None = None,
+        extra_components: Sequence[tuple[str, Sequence[str], Mapping[str, str] | None]] = (),
     ) -> None:
         self.home = Path(home).expanduser().absolute()
         self.dags_folder = Path(dags_folder).expanduser().absolute()
         self.port = int(port) if port is not None else _free_port()
         self.parallelism = int(parallelism)
         self.log_dir = Path(log_dir).expanduser().absolute() if log_dir else self.home / "component-logs"
+        # (name, airflow sub-command, extra env) started after the standard components, e.g. Celery workers
+        # ("w1", ("celery", "worker", "--skip-serve-logs", "-H", "w1@%h"), {"WORKER_ID": "w1"}).
+        self.extra_components: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
+            (str(name), tuple(sub), dict(env or {})) for name, sub, env in extra_components
+        ]
         self.airflow_bin = airflow_bin or self._default_airflow_bin()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -304,7 +313,13 @@ class LocalAirflow:
 
     @property
     def component_logs(self) -> dict[str, Path]:
-        return {name: self.log_dir / f"{name}.log" for name, _ in COMPONENTS}
+        names = [name for name, _ in COMPONENTS] + [name for name, _, _ in self.extra_components]
+        return {name: self.log_dir / f"{name}.log" for name in names}
+
+    def component_pids(self) -> dict[str, int]:
+        """Running components: name -> pid (each is its own session and process group leader)."""
+        with self._lock:
+            return {c.name: c.pid for c in self._components}
 
     @property
     def running(self) -> bool:
@@ -325,7 +340,7 @@ class LocalAirflow:
             args += ["--host", "127.0.0.1", "--port", str(self.port)]
         return args
 
-    def _spawn(self, name: str, args: list[str]) -> _Component:
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> _Component:
         log_path = self.log_dir / f"{name}.log"
         parent_pid = os.getpid()
 
@@ -344,7 +359,7 @@ class LocalAirflow:
             log.flush()
             popen = subprocess.Popen(
                 args,
-                env=self.env,
+                env={**self.env, **env} if env else self.env,
                 cwd=str(self.home),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -375,6 +390,8 @@ class LocalAirflow:
             self.timings["db_migrate"] = time.monotonic() - t0
             for name, sub in COMPONENTS:
                 self._spawn(name, self._component_args(name, sub))
+            for name, sub, env in self.extra_components:
+                self._spawn(name, [self.airflow_bin, *sub], env)
             self._wait_healthy(deadline)
         except BaseException as e:
             tails = self._log_tails()
@@ -430,7 +447,7 @@ class LocalAirflow:
 
     def _log_tails(self, lines: int = 40) -> str:
         out = []
-        for name in ["db-migrate", *(n for n, _ in COMPONENTS)]:
+        for name in ["db-migrate", *self.component_logs]:
             path = self.log_dir / f"{name}.log"
             if path.exists():
                 out.append(f"----- {name} ({path}), last {lines} lines -----\n{_tail(path, lines)}")

@@ -21,11 +21,11 @@ whatever the job size. Every write is atomic (see ``Location.write_bytes``).
 from __future__ import annotations
 
 import base64
-import os
-import uuid
 import logging
+import os
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,9 @@ class Fence:
                 raise StaleAttemptError(
                     f"{out.uri} belongs to a newer attempt (epoch {highest} > {mine}): this attempt stops"
                 )
-            if out.child(EPOCHS, f"e{mine:010d}").create_exclusive(f"{time.time():.6f} {os.getpid()} {uuid.uuid4().hex}".encode()):
+            if out.child(EPOCHS, f"e{mine:010d}").create_exclusive(
+                f"{time.time():.6f} {os.getpid()} {uuid.uuid4().hex}".encode()
+            ):
                 return cls(out, mine)
             if epoch is not None:
                 # the same try number twice (a manual rerun of the same try): take the next free epoch
@@ -143,7 +145,9 @@ def decide_generation(out: Location, fingerprint: str, *, resume: bool = True) -
         return Decision(latest + 1, False, f"generation {latest} has no readable checkpoint: starting clean")
     if not resume:
         out.child(f"g{latest:04d}").remove(recursive=True)
-        return Decision(latest + 1, False, f"checkpointing disabled: discarded generation {latest}, starting clean")
+        return Decision(
+            latest + 1, False, f"checkpointing disabled: discarded generation {latest}, starting clean"
+        )
     if working.get("fingerprint") != fingerprint:
         log.warning(
             "job fingerprint changed (%s -> %s): the source, processor or its parameters changed; "

@@ -63,7 +63,9 @@ class Strategy(str, enum.Enum):
         try:
             return value if isinstance(value, cls) else cls(str(value).strip().lower())
         except ValueError:
-            raise ConfigError(f"unknown strategy {value!r}; use one of {', '.join(s.value for s in cls)}") from None
+            raise ConfigError(
+                f"unknown strategy {value!r}; use one of {', '.join(s.value for s in cls)}"
+            ) from None
 
 
 DEFAULT_STRATEGIES: dict[FailureClass, Strategy] = {
@@ -85,7 +87,15 @@ _NETWORK_ERRNOS = {
     errno.ENETDOWN,
     errno.EPIPE,
 }
-_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE}
+_SYSTEM_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EMFILE,
+    errno.ENFILE,
+}
 # transport errors of the HTTP stacks object storage uses, by class name so none of them must be installed
 _NETWORK_NAMES = {
     "EndpointConnectionError",
@@ -159,10 +169,14 @@ class FailureClassifier:
         parsed = []
         for rule in rules or ():
             if not isinstance(rule, (tuple, list)) or len(rule) != 2:
-                raise ConfigError(f"a classification rule is (exception type or predicate, class), got {rule!r}")
+                raise ConfigError(
+                    f"a classification rule is (exception type or predicate, class), got {rule!r}"
+                )
             match, kind = rule
             if not (isinstance(match, (type, tuple)) or callable(match)):
-                raise ConfigError(f"a classification rule must match an exception type or a predicate: {match!r}")
+                raise ConfigError(
+                    f"a classification rule must match an exception type or a predicate: {match!r}"
+                )
             parsed.append((match, FailureClass.parse(kind)))
         return cls(tuple(parsed))
 
@@ -224,14 +238,18 @@ class RecoveryConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.max_skipped_fraction) <= 1.0:
-            raise ConfigError(f"RecoveryConfig.max_skipped_fraction must be within 0-1, got {self.max_skipped_fraction!r}")
+            raise ConfigError(
+                f"RecoveryConfig.max_skipped_fraction must be within 0-1, got {self.max_skipped_fraction!r}"
+            )
         if not 0.0 <= float(self.jitter) <= 1.0:
             raise ConfigError(f"RecoveryConfig.jitter must be within 0-1, got {self.jitter!r}")
         if self.backoff_multiplier < 1 or self.backoff_max_seconds < 0:
             raise ConfigError("RecoveryConfig.backoff_multiplier must be >= 1 and backoff_max_seconds >= 0")
         for name in ("max_retry_attempts", "checkpoint_interval_batches"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) < (1 if "interval" in name else 0)):
+            if value is not None and (
+                isinstance(value, bool) or int(value) < (1 if "interval" in name else 0)
+            ):
                 raise ConfigError(f"RecoveryConfig.{name} is out of range: {value!r}")
         strategies = {FailureClass.parse(k): Strategy.parse(v) for k, v in dict(self.strategies).items()}
         object.__setattr__(self, "strategies", strategies)
@@ -269,7 +287,10 @@ class RecoveryConfig:
         """``config`` (a BatchConfig) with the shared settings applied; conflicting values are an error."""
         defaults = type(config)()
         changes: dict[str, Any] = {}
-        for ours, theirs in (("max_retry_attempts", "retry_attempts"), ("checkpoint_interval_batches", "checkpoint_interval")):
+        for ours, theirs in (
+            ("max_retry_attempts", "retry_attempts"),
+            ("checkpoint_interval_batches", "checkpoint_interval"),
+        ):
             value = getattr(self, ours)
             if value is None:
                 continue

@@ -24,8 +24,10 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
+from airflow_batch_provider import tuning
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import sources, workers
+from airflow_batch_provider.engine.adaptive import FILL, BatchSizeAdapter
 from airflow_batch_provider.engine.checkpoints import (
     CheckpointStore,
     Decision,
@@ -36,9 +38,9 @@ from airflow_batch_provider.engine.checkpoints import (
 from airflow_batch_provider.engine.failures import FailureClass, RecoveryConfig, Strategy
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.progress import ProgressEvent, ProgressTracker
+from airflow_batch_provider.engine.records import FailureRecords, scrub_message
 from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.engine.textformats import TextOptions
-from airflow_batch_provider.engine.records import FailureRecords, scrub_message
 from airflow_batch_provider.exceptions import (
     BatchInputError,
     ChunkFailedError,
@@ -78,6 +80,8 @@ class JobResult:
     batch_size: int = 0
     resume_decision: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: batch-size changes while the job ran (``from``, ``to``, ``reason``, ``chunk``, ``time``)
+    batch_size_trajectory: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -93,8 +97,13 @@ class JobResult:
 
 
 def default_base_path() -> str:
-    return os.environ.get(ENV_BASE_PATH) or os.path.join(
-        os.path.expanduser("~"), ".airflow_batch_provider", "jobs"
+    """``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``$AIRFLOW__BATCH_PROVIDER__BASE_PATH``, else
+    ``$AIRFLOW_HOME/batch_provider`` (``~/airflow/batch_provider``): the operators' default too, so jobs run
+    from Python, from Airflow, the CLI and the dashboard all find the same folder."""
+    return (
+        os.environ.get(ENV_BASE_PATH)
+        or os.environ.get("AIRFLOW__BATCH_PROVIDER__BASE_PATH")
+        or os.path.join(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow"), "batch_provider")
     )
 
 
@@ -125,20 +134,21 @@ def fingerprint_of(files: list[sources.SourceFile], processor: BaseProcessor, op
 
 
 def choose_batch_size(
-    config: BatchConfig, files: list[sources.SourceFile], concurrency: int
-) -> tuple[int, str]:
-    """The configured size, or (``auto_optimize``) one sized from bytes per row and the memory budget."""
+    config: BatchConfig, processor: Any, sample: Callable[[], tuning.DataSample]
+) -> tuple[int, str, tuning.BatchRecommendation | None]:
+    """The configured size; else (``auto_optimize``) :func:`airflow_batch_provider.tuning.recommend_for_sample`
+    on a real sample of the job's rows (``sample()``, read only then), aiming at ``FILL`` of
+    ``memory_limit_mb``; else ``DEFAULT_BATCH_SIZE``. Returns the size, why, and the recommendation."""
     if config.batch_size:
-        return config.batch_size, "configured"
-    rows = sum(f.rows for f in files)
-    if not config.auto_optimize or not rows:
-        return DEFAULT_BATCH_SIZE, "default"
-    bytes_per_row = max(1.0, sum(f.size for f in files) / rows) * 4  # encoded -> in-memory pandas, roughly
-    budget = (config.memory_limit_mb or 2048) * 2**20
-    per_chunk = min(128 * 2**20, budget / (concurrency * 4))  # 4x: chunk, output, and processor copies
-    size = int(max(1_000, min(1_000_000, per_chunk / bytes_per_row)))
-    size = int(float(f"{size:.2g}"))  # two significant digits: readable in logs
-    return size, f"auto: ~{bytes_per_row:.0f} B/row in memory, {per_chunk / 2**20:.0f} MB per chunk"
+        return config.batch_size, "configured", None
+    if not config.auto_optimize:
+        return DEFAULT_BATCH_SIZE, "default", None
+    data = sample()
+    if not data.total_rows:
+        return DEFAULT_BATCH_SIZE, "default (no rows to sample)", None
+    target = config.memory_limit_mb * FILL if config.memory_limit_mb else None
+    rec = tuning.recommend_for_sample(data, processor, target, config.max_concurrent_batches)
+    return rec.recommended_batch_size, "auto: " + "; ".join(rec.reasons), rec
 
 
 def _split(task: workers.ChunkTask, rows: int) -> list[workers.ChunkTask]:
@@ -247,6 +257,8 @@ class JobRunner:
         self.task_info = dict(task_info or {})
         self.notes: list[dict[str, Any]] = []  # failure records waiting to learn whether they recovered
         self.row_cap: int | None = None  # batch-size cap after a memory failure
+        self.adapter: BatchSizeAdapter | None = None  # online batch sizing (auto_optimize, chunk-invariant)
+        self.recommendation: tuning.BatchRecommendation | None = None
         self.skipped_rows = 0
         self.watchdog_kills: set[int] = set()
 
@@ -312,11 +324,12 @@ class JobRunner:
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> JobResult:
         decision, store, files, schema = self._prepare()
-        batch_size, why = choose_batch_size(self.config, files, self.concurrency)
+        batch_size, why = self._choose_batch_size(files, schema)
         cap = store.counters.get("batch_size_cap")
         if cap and cap < batch_size:  # an earlier try split chunks after a memory failure
             batch_size, why = int(cap), f"capped at {cap} after a memory failure in an earlier try"
             self.row_cap = int(cap)
+        self._start_adapter(batch_size)
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
         tasks = self._plan_tasks(files, batch_size, done)
         rows_total = sum(f.rows for f in files)
@@ -350,7 +363,9 @@ class JobRunner:
         self.skipped_rows = sum(r["e"] - r["s"] for r in store.records.values() if r.get("skipped"))
         store.counters.setdefault("runs", 0)
         store.counters["runs"] += 1
-        store.counters.update(batch_size=batch_size, rows_total=rows_total, chunks_total=len(tasks) + len(done))
+        store.counters.update(
+            batch_size=batch_size, rows_total=rows_total, chunks_total=len(tasks) + len(done)
+        )
         try:
             self._fit(store, files, schema)
             job = workers.JobState(
@@ -370,6 +385,35 @@ class JobRunner:
             self._stop_failed(err)
             raise
         return self._finalize(decision, len(done))
+
+    def _choose_batch_size(self, files: list[sources.SourceFile], schema: Any) -> tuple[int, str]:
+        """The first batch size and why; with auto-tuning also the concurrency (when not configured)."""
+
+        def sample() -> tuning.DataSample:
+            return tuning.sample_files(self.source.fs, files, schema, self.text_options, columns=self.columns)
+
+        size, why, self.recommendation = choose_batch_size(self.config, self.processor, sample)
+        if self.recommendation is not None and self.config.max_concurrent_batches is None:
+            self.concurrency = self.recommendation.recommended_concurrency
+        return size, why
+
+    def _start_adapter(self, batch_size: int) -> None:
+        """Online adaptation, for auto-tuned jobs whose processor declares itself chunk-invariant."""
+        rec = self.recommendation
+        if rec is None or not getattr(self.processor, "chunk_invariant", False):
+            return
+        self.adapter = BatchSizeAdapter(
+            batch_size,
+            target_mb=self.config.memory_limit_mb or rec.target_memory_usage_mb / FILL,
+            concurrency=self.concurrency,
+            max_size=min(self.row_cap or tuning.MAX_BATCH_SIZE, tuning.MAX_BATCH_SIZE),
+            extra_rows=self.recommendation.row_group_rows,
+        )
+
+    def set_memory_target(self, target_mb: float) -> None:
+        """Change the memory target of a running auto-tuned job (see ``docs/tuning.md``)."""
+        if self.adapter is not None:
+            self.adapter.set_target_mb(target_mb)
 
     def _stop_failed(self, err: BaseException) -> None:
         """Checkpoint (unless a newer attempt owns the folder), record the failure, tell the callbacks."""
@@ -439,10 +483,42 @@ class JobRunner:
             q.pending.appendleft(heapq.heappop(q.retries)[2])
         while q.pending and len(q.inflight) < self.concurrency and self.fatal is None:
             task = q.pending.popleft()
+            if self.adapter is not None and task.attempt == 1:
+                before = len(q.pending)
+                task = self._cut(task, q.pending)
+                self.tracker.chunks_total += len(q.pending) - before  # chunks added (cut) or removed (joined)
             if self.row_cap and task.rows > self.row_cap:  # smaller batches after a memory failure
                 q.pending.extendleft(reversed(_split(task, self.row_cap)))
                 continue
-            q.inflight[q.pool.submit(workers.run_chunk, task)] = (task, time.monotonic())
+            try:
+                fut = q.pool.submit(workers.run_chunk, task)
+            except BrokenProcessPool:  # a worker died since the last wait()
+                q.pending.appendleft(task)
+                if q.inflight:  # wait() reports its chunk and _workers_died replaces the pool
+                    return
+                q.restart(self.concurrency)  # it died idle: nothing to blame, start a new pool
+                continue
+            q.inflight[fut] = (task, time.monotonic())
+
+    def _cut(self, task: workers.ChunkTask, pending: deque[workers.ChunkTask]) -> workers.ChunkTask:
+        """``task`` resized to the adapter's size (grown: at most an equal share of the rows left per worker):
+        joined with the next pending ranges of the same file, or cut with the rest put back first. Ranges, not
+        chunk numbers, are what is recorded, so this is safe."""
+        assert self.adapter is not None
+        size = min(self.adapter.size, self.row_cap or self.adapter.size)
+        if size > self.adapter.initial:  # grown: not past an equal share of the rows left, so no idle tail
+            rest = task.rows + sum(t.rows for t in pending)
+            size = min(size, max(self.adapter.initial, -(-rest // self.concurrency)))
+        while task.rows < size and pending:
+            nxt = pending[0]
+            if nxt.file_index != task.file_index or nxt.start != task.stop or nxt.attempt != 1:
+                break
+            pending.popleft()
+            task = workers.ChunkTask(task.index, task.file_index, task.start, nxt.stop)
+        if task.rows > size:
+            pending.appendleft(workers.ChunkTask(task.index, task.file_index, task.start + size, task.stop))
+            task = workers.ChunkTask(task.index, task.file_index, task.start, task.start + size)
+        return task
 
     def _start_watchdog(self, q: _RunQueue) -> workers.MemoryWatchdog | None:
         limit = self.config.memory_limit_mb
@@ -475,14 +551,18 @@ class JobRunner:
                 continue
             pid, code = hit or (None, None)
             killed = code == -signal.SIGKILL
-            how = "killed by the memory watchdog" if pid in self.watchdog_kills else (
-                "killed (SIGKILL: out of memory?)" if killed else f"exit code {code}"
+            how = (
+                "killed by the memory watchdog"
+                if pid in self.watchdog_kills
+                else ("killed (SIGKILL: out of memory?)" if killed else f"exit code {code}")
             )
             kind = "memory" if killed else "system"
             err = WorkerDiedError(f"chunk worker {pid or '?'} died ({how})", failure_class=kind)
             self._handle_failure(t, err, q, t_started)
 
-    def _handle_failure(self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, started: float) -> None:
+    def _handle_failure(
+        self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, started: float
+    ) -> None:
         kind = self.recovery.classify(err)
         strategy = self.recovery.strategy(kind)
         lost = time.monotonic() - started
@@ -501,7 +581,9 @@ class JobRunner:
         else:
             self._fail(task, err, kind, strategy.value, lost)
 
-    def _fail(self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, strategy: str, lost: float) -> None:
+    def _fail(
+        self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, strategy: str, lost: float
+    ) -> None:
         self._note_failure(task, err, kind, strategy, lost, strategy, fatal=True)
         if self.fatal is not None:
             return
@@ -519,7 +601,13 @@ class JobRunner:
         self.fatal = failed
 
     def _retry_or_fail(
-        self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, *, kind: FailureClass, lost: float,
+        self,
+        task: workers.ChunkTask,
+        err: BaseException,
+        q: _RunQueue,
+        *,
+        kind: FailureClass,
+        lost: float,
         jitter: bool = False,
     ) -> None:
         if task.attempt > self.config.retry_attempts:
@@ -536,11 +624,15 @@ class JobRunner:
         nxt = workers.ChunkTask(task.index, task.file_index, task.start, task.stop, task.attempt + 1)
         heapq.heappush(q.retries, (time.monotonic() + delay, task.index, nxt))
 
-    def _quarantine(self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, lost: float) -> None:
+    def _quarantine(
+        self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, lost: float
+    ) -> None:
         """Skip a chunk that cannot be decoded: list its source rows with the reason; fail past the limit."""
         allowed = self.recovery.max_skipped_fraction * self.rows_total
         if self.skipped_rows + task.rows > allowed:
-            self._note_failure(task, err, kind, "quarantine refused: over max_skipped_fraction", lost, "fail", fatal=True)
+            self._note_failure(
+                task, err, kind, "quarantine refused: over max_skipped_fraction", lost, "fail", fatal=True
+            )
             if self.fatal is None:
                 share = (self.skipped_rows + task.rows) / max(1, self.rows_total)
                 fatal = DataCorruptionError(
@@ -569,13 +661,30 @@ class JobRunner:
         self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
         log.warning("%s skipped (%s): listed in %s", task.label(self.files), kind.value, f"skipped/{name}")
         self._record(
-            {"f": task.file_index, "s": task.start, "e": task.stop, "rows_in": task.rows, "rows_out": 0,
-             "part": None, "state": None, "state_ref": None, "skipped": name}
+            {
+                "f": task.file_index,
+                "s": task.start,
+                "e": task.stop,
+                "rows_in": task.rows,
+                "rows_out": 0,
+                "part": None,
+                "state": None,
+                "state_ref": None,
+                "skipped": name,
+            }
         )
 
     def _note_failure(
-        self, task: workers.ChunkTask, err: BaseException, kind: FailureClass | str, strategy: str, lost: float,
-        record_strategy: str, *, fatal: bool = False, recovered: bool | None = None,
+        self,
+        task: workers.ChunkTask,
+        err: BaseException,
+        kind: FailureClass | str,
+        strategy: str,
+        lost: float,
+        record_strategy: str,
+        *,
+        fatal: bool = False,
+        recovered: bool | None = None,
     ) -> None:
         kind = FailureClass.parse(kind)
         self.failures.append(
@@ -686,6 +795,11 @@ class JobRunner:
         self.processed += 1
         self.tracker.advance(record["e"] - record["s"])
         self._resolve_notes(record)
+        if self.adapter is not None:
+            self.adapter.observe(
+                record["e"] - record["s"], record.get("seconds") or 0.0, record.get("mem_peak")
+            )
+            self.adapter.poll_control(self.out)
         if self.recovery.enable_checkpointing and self.store.pending >= self.config.checkpoint_interval:
             self._checkpoint("running")
 
@@ -762,7 +876,13 @@ class JobRunner:
                 "skipped": skipped[:100],
                 "epoch": self.fence.epoch if self.fence else None,
                 "batch_size_cap": self.row_cap,
+                "batch_size_reasons": self.recommendation.reasons if self.recommendation else [],
+                "memory_target_mb": self.adapter.target_mb if self.adapter else None,
+                "estimated_memory_usage_mb": (
+                    self.recommendation.estimated_memory_usage_mb if self.recommendation else None
+                ),
             },
+            batch_size_trajectory=list(self.adapter.trajectory) if self.adapter else [],
         )
         self.tracker.emit(
             "completed", f"{rows_out:,} rows out, {result.duration_s:.1f}s; output {self.out.uri}"
@@ -794,6 +914,7 @@ def run_batch_job(
     records_path: Any = None,
     task_info: Mapping[str, Any] | None = None,
     alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
+    alert_rules: Any = None,
     monitor: bool = True,
     **processor_kwargs: Any,
 ) -> JobResult:
@@ -805,7 +926,7 @@ def run_batch_job(
         sync/``async`` callable ``fn(batch_df, context, **processor_kwargs)``.
     :param config: a :class:`BatchConfig` (or a mapping of its fields).
     :param output_path: the job's own folder. ``None``: a new folder under ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``
-        (default ``~/.airflow_batch_provider/jobs``).
+        (default ``$AIRFLOW_HOME/batch_provider``).
     :param progress_callbacks: callables receiving :class:`ProgressEvent` objects.
     :param csv_options: options for CSV / JSON Lines sources (``delimiter``, ``quote_char``, ``encoding``,
         ``column_types``).
@@ -819,6 +940,9 @@ def run_batch_job(
     :param task_info: ``dag_id``/``run_id``/``task_id``/``map_index``/``try_number`` for failure records.
     :param alert_callbacks: callables receiving each new
         :class:`~airflow_batch_provider.monitoring.alerts.Alert` (memory, CPU, throughput, failure rate, timeout).
+    :param alert_rules: the alert thresholds: an ``AlertRules`` or a mapping such as
+        ``{"memory_fraction": 0.8, "cpu_sustained_s": 120, "failure_rate": None}`` (``None`` switches a rule off;
+        see ``docs/monitoring.md``). Default: the built-in thresholds, memory limit and timeout from ``config``.
     :param monitor: sample resources, evaluate the alert rules and keep a heartbeat under
         ``{records_path}/active`` while the job runs (what ``get_monitoring_dashboard_data()`` reads from any
         process). Off when ``records_path=False``.
@@ -847,6 +971,7 @@ def run_batch_job(
             output_uri=out.uri,
             labels=task_info,
             config=config,
+            rules=alert_rules,
             alert_callbacks=alert_callbacks or (),
         )
         callbacks.insert(0, job_monitor.on_event)

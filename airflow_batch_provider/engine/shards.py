@@ -42,12 +42,13 @@ from airflow_batch_provider.engine.checkpoints import (
     decide_generation,
     schema_from_text,
 )
+from airflow_batch_provider.engine.failures import RecoveryConfig
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.progress import ProgressEvent
+from airflow_batch_provider.engine.records import FailureRecords
 from airflow_batch_provider.engine.runner import (
     JobResult,
     JobRunner,
-    choose_batch_size,
     fingerprint_of,
     plan_chunks,
 )
@@ -169,7 +170,7 @@ def plan_shards(
     )
     _, store, files, schema = planner._prepare()
     planner._fit(store, files, schema)
-    batch_size, why = choose_batch_size(config, files, config.concurrency)
+    batch_size, why = planner._choose_batch_size(files, schema)
     chunks = plan_chunks(files, batch_size, [])
     plan_ref = f"{SHARDS_DIR}/g{store.generation:04d}"
     specs = []
@@ -317,12 +318,17 @@ def run_shard(
     progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
     cancel_event: threading.Event | None = None,
     epoch: int | None = None,
+    recovery: RecoveryConfig | Mapping[str, Any] | None = None,
+    records_path: Any = False,
+    task_info: Mapping[str, Any] | None = None,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run one shard (a spec from :func:`plan_shards`) in ``{plan}/sNNNN``; resume from its own checkpoint.
 
     ``output_path`` is the job folder (default: the spec's); pass it to give the storage a connection.
     ``epoch`` fences the shard's folder against an older attempt of the same shard (the Airflow try number).
+    ``recovery``, ``records_path`` (``False``: no failure records) and ``task_info`` are those of
+    :func:`~airflow_batch_provider.engine.run_batch_job`.
     """
     out = Location.of(output_path if output_path is not None else spec["output_path"])
     config = _as_config(config).with_overrides({"batch_size": int(spec["batch_size"])})
@@ -340,6 +346,9 @@ def run_shard(
         spec=spec,
         plan=out.child(spec["plan"]),
         epoch=epoch,
+        recovery=RecoveryConfig.from_value(recovery),
+        records=FailureRecords(records_path) if records_path is not False else None,
+        task_info=task_info,
     )
     return runner.run()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_provider.engine import textformats
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.engine.storage import Location, is_transient
 from airflow_batch_provider.exceptions import (
     DataCorruptionError,
     SchemaMismatchError,
@@ -155,6 +155,8 @@ def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]
     except StorageNetworkError:
         raise  # the storage was unreachable, the file may be fine: transient, not corruption
     except (pa.ArrowException, OSError, ValueError) as err:
+        if is_transient(err):  # a connection error from a filesystem without the retrying wrapper
+            raise
         raise DataCorruptionError(
             f"{f.path}: cannot read the Parquet footer ({err}); the file is truncated or not Parquet. "
             "Re-export it, or remove it from the source"
@@ -300,6 +302,8 @@ def _read_parquet_rows(
         except StorageNetworkError:
             raise
         except (pa.ArrowException, OSError) as err:
+            if is_transient(err):  # a connection error from a filesystem without the retrying wrapper
+                raise
             raise DataCorruptionError(
                 f"{f.path}: cannot decode rows {start}-{stop} (row groups {groups[:1]}..{groups[-1:]}): {err}. "
                 "The file is damaged; re-export it or remove it from the source"

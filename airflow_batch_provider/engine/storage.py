@@ -13,6 +13,7 @@ Airflow's object storage without importing Airflow.
   (``failure_class = "network"``). Other errors (missing object, 4xx) propagate at once.
 - Fork safety: async filesystems (s3fs) refuse to run in a forked chunk worker; the wrapper opens a fresh
   instance with the same options in each process.
+- No listings cache: other processes write to the same folders, so every listing and lookup asks the store.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import fsspec
+from fsspec.dircache import DirCache
 
 from airflow_batch_provider.exceptions import BatchProviderError, StorageNetworkError
 
@@ -177,6 +179,20 @@ def _fresh_instance(fs: Any) -> Any:
     return type(fs)(*getattr(fs, "storage_args", ()), **getattr(fs, "storage_options", {}))
 
 
+def _without_listings_cache(fs: Any) -> Any:
+    """Turn off the filesystem's listings cache (s3fs keeps listings until the process writes there itself).
+
+    Other processes write to a job folder too (chunk workers, a newer attempt): a cached listing would hide
+    their objects from a fence check, ``exists``, and even ``cat_file`` (s3fs answers "not found" from a
+    cached parent listing). The filesystem may be shared (Airflow caches one per connection); turning the
+    cache off costs other users requests, never correctness.
+    """
+    cache = getattr(fs, "dircache", None)
+    if isinstance(cache, DirCache) and cache.use_listings_cache:
+        fs.dircache = DirCache(use_listings_cache=False)
+    return fs
+
+
 class ResilientFileSystem:
     """An fsspec filesystem whose calls retry transient errors, and which works in forked workers.
 
@@ -193,12 +209,12 @@ class ResilientFileSystem:
         self.base_fs = fs
         self.policy = policy
         self._pid = os.getpid()
-        self._fs = fs
+        self._fs = _without_listings_cache(fs)
 
     @property
     def fs(self) -> Any:
         if self._pid != os.getpid():
-            self._fs = _fresh_instance(self.base_fs)
+            self._fs = _without_listings_cache(_fresh_instance(self.base_fs))
             self._pid = os.getpid()
         return self._fs
 
@@ -391,22 +407,21 @@ class Location:
 
         Atomic against concurrent writers on one store: locally a complete temp file is hard-linked into
         place (``link`` fails if the name exists, so readers never see a partial file); on S3 a conditional
-        PUT (``If-None-Match: *``). Put a unique token (attempt id) in ``data``: when a PUT was retried
-        after a lost response and the object now exists, equal bytes mean the earlier attempt created it.
+        PUT (``If-None-Match: *``). Put a unique token (attempt id) in ``data``: when the object exists, equal
+        bytes mean this call created it with a PUT whose response was lost and that was sent again (by this
+        layer, or unseen by it: aiohttp resends an idempotent request once after a dropped connection).
         """
         if self.is_local:
             return self._create_exclusive_local(data)
         self._make_parent()
-        retried = []
 
         def attempt() -> bool:
-            retried.append(1)
             try:
                 _unwrapped(self.fs).pipe_file(self.path, data, mode="create")
             except Exception as err:
                 if not _is_precondition_failure(err):
                     raise
-                return len(retried) > 1 and self.read_bytes() == data
+                return self.read_bytes() == data
             return True
 
         return with_retries("create", self.path, attempt, getattr(self.fs, "policy", None))

@@ -106,22 +106,18 @@ class Breadcrumbs:
 
 
 def exit_codes(pool: ProcessPoolExecutor, wait: float = 2.0) -> dict[int, int | None]:
-    """Exit code of every worker of ``pool`` (None: still running; negative: killed by that signal).
+    """Exit code of every worker of a broken ``pool`` (None: still running; negative: killed by that signal).
 
-    A worker killed with SIGKILL is a zombie for a moment before the kernel reports its status (its other
-    threads exit first): such workers are waited for, up to ``wait`` seconds in all.
+    Called once the pool reported a dead worker, when the executor has already told the others to terminate.
+    A killed worker closes its pipes (which is how the executor notices) before the kernel reports its
+    status, and a multi-threaded one is a zombie for a moment: every worker still running is waited for, up to
+    ``wait`` seconds in all.
     """
-    import psutil
-
     deadline = time.monotonic() + wait
     out = {}
     for pid, proc in list((getattr(pool, "_processes", None) or {}).items()):
         code = proc.exitcode
-        try:
-            dying = code is None and psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-        except psutil.Error:
-            dying = code is None
-        if dying:
+        if code is None:
             proc.join(max(0.0, deadline - time.monotonic()))
             code = proc.exitcode
         out[pid] = code
@@ -154,7 +150,7 @@ class MemoryWatchdog:
         import psutil
 
         while not self._stop.wait(self.interval):
-            for pid in list((getattr(self.pool(), "_processes", None) or {})):
+            for pid in list(getattr(self.pool(), "_processes", None) or {}):
                 try:
                     proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
                     info = proc.memory_info()
@@ -238,6 +234,12 @@ def new_pool(workers: int, job: JobState) -> ProcessPoolExecutor:
     except ImportError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    current = multiprocessing.current_process()
+    if current.daemon:
+        # A task under CeleryExecutor is forked from a daemonic prefork pool process and inherits its flag;
+        # multiprocessing then refuses to start workers ("daemonic processes are not allowed to have
+        # children"). The flag only makes a parent kill its children at exit: ours die with it anyway.
+        current._config["daemon"] = False
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
@@ -262,10 +264,80 @@ def set_inline_job(job: JobState) -> None:
     _JOB = job
 
 
+class ChunkMemory:
+    """What one chunk allocates in this process: its peak RSS over the process's own baseline.
+
+    Before a chunk, memory the previous chunk freed is handed back to the OS (Arrow's pool, glibc's
+    heap) and the kernel's peak-RSS mark is reset (``/proc/self/clear_refs``, Linux >= 4.0); after it,
+    ``VmHWM`` is that chunk's own peak. The baseline is the lowest RSS seen at a chunk start in this
+    process (right after fork it includes the parent's pages, which a chunk does not allocate).
+    Without the reset (another OS), the RSS at the end of the chunk stands in for the peak.
+    """
+
+    def __init__(self) -> None:
+        self.baseline: int | None = None
+        self.resettable = sys.platform.startswith("linux")
+        self._libc: Any = None
+        self._start = 0
+
+    @staticmethod
+    def _status(field_name: str) -> int | None:
+        try:
+            with open("/proc/self/status", "rb") as fh:
+                for line in fh:
+                    if line.startswith(field_name):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+
+    def _rss(self) -> int:
+        rss = self._status(b"VmRSS:") if self.resettable else None
+        if rss is None:
+            import psutil
+
+            rss = int(psutil.Process().memory_info().rss)
+        return rss
+
+    def _release(self) -> None:
+        pa.default_memory_pool().release_unused()
+        if self._libc is None:
+            try:
+                self._libc = ctypes.CDLL("libc.so.6")
+            except OSError:
+                self._libc = False
+        if self._libc:
+            self._libc.malloc_trim(0)
+
+    def start(self) -> None:
+        self._release()
+        if self.resettable:
+            try:
+                with open("/proc/self/clear_refs", "w") as fh:
+                    fh.write("5")  # reset the peak RSS to the current RSS
+            except OSError:
+                self.resettable = False
+        self._start = self._rss()
+        self.baseline = self._start if self.baseline is None else min(self.baseline, self._start)
+
+    def stop(self) -> dict[str, int]:
+        """``mem_peak``: the chunk's peak RSS over the baseline; ``mem_start``: retained before it (bytes)."""
+        peak = self._status(b"VmHWM:") if self.resettable else None
+        peak = max(peak or 0, self._rss())
+        base = self.baseline or 0
+        return {"mem_peak": max(0, peak - base), "mem_start": max(0, self._start - base)}
+
+
+_MEMORY = ChunkMemory()
+
+
 def run_chunk(task: ChunkTask) -> dict[str, Any]:
-    """Read rows ``[start, stop)``, run the processor, write the part; return the finished-range record."""
+    """Read rows ``[start, stop)``, run the processor, write the part; return the finished-range record
+    with the chunk's ``seconds`` and its measured memory (``mem_peak``/``mem_start`` bytes, see
+    :class:`ChunkMemory`)."""
     job = _JOB
     assert job is not None, "worker started without a job"
+    _MEMORY.start()
     t0 = time.perf_counter()
     job.crumbs.drop(task)
     try:
@@ -273,6 +345,7 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
     finally:
         job.crumbs.sweep()
     record["seconds"] = round(time.perf_counter() - t0, 4)
+    record.update(_MEMORY.stop())
     record["pid"] = os.getpid()
     return record
 

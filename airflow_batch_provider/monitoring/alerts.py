@@ -7,8 +7,9 @@ fire again. Every new alert goes to the log and to each alert callback.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,19 @@ log = logging.getLogger("airflow_batch_provider.monitoring")
 
 WARNING = "warning"
 CRITICAL = "critical"
+#: the thresholds ``AlertRules`` takes, and so the keys of an ``alert_rules={...}`` mapping
+THRESHOLDS = (
+    "memory_limit_mb",
+    "memory_fraction",
+    "cpu_saturation_percent",
+    "cpu_sustained_s",
+    "throughput_drop_ratio",
+    "min_rate_events",
+    "failure_rate",
+    "min_failures",
+    "timeout_seconds",
+)
+_NOT_NONE = ("memory_fraction", "cpu_sustained_s", "min_rate_events", "min_failures")
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,55 @@ class AlertRules:
         self._cpu_since: float | None = None
         self._ev = _EventState()
 
+    @classmethod
+    def from_value(
+        cls,
+        value: AlertRules | Mapping[str, Any] | None,
+        job_id: str = "",
+        *,
+        config: Any = None,
+        callbacks: Iterable[Callable[[Alert], Any]] = (),
+    ) -> AlertRules:
+        """New rules for one job run (never shared state between runs).
+
+        :param value: ``None`` (the defaults), an :class:`AlertRules` (its thresholds and callbacks are copied,
+            not its state), or a mapping of thresholds (keys from :data:`THRESHOLDS`).
+        :param job_id: the job's id, unless ``value`` names one.
+        :param config: a ``BatchConfig``; its ``memory_limit_mb`` and ``timeout_seconds`` are the defaults of
+            the same-named thresholds.
+        :param callbacks: more callables receiving each new :class:`Alert`.
+        """
+        defaults = {
+            "memory_limit_mb": getattr(config, "memory_limit_mb", None),
+            "timeout_seconds": getattr(config, "timeout_seconds", None),
+        }
+        if isinstance(value, AlertRules):
+            settings = {key: getattr(value, key) for key in THRESHOLDS}
+            return cls(value.job_id or job_id, **settings, callbacks=[*value.callbacks, *callbacks])
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(
+                f"alert_rules must be an AlertRules or a mapping of thresholds, not {type(value).__name__}"
+            )
+        settings = dict(value or {})
+        unknown = sorted(set(settings) - set(THRESHOLDS))
+        if unknown:
+            raise ValueError(f"alert_rules: unknown threshold(s) {unknown}; use {', '.join(THRESHOLDS)}")
+        for key, number in settings.items():
+            if number is None and key not in _NOT_NONE:
+                continue
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+                raise ValueError(
+                    f"alert_rules: {key}={number!r} is not a number; give a number or None (off)"
+                )
+            if number < 0:
+                raise ValueError(f"alert_rules: {key}={number!r} must not be negative")
+        return cls(job_id, **{**defaults, **settings}, callbacks=callbacks)
+
+    @property
+    def memory_threshold_mb(self) -> float | None:
+        """The memory (MB) above which the memory rule fires; None when the rule is off."""
+        return self.memory_limit_mb * self.memory_fraction if self.memory_limit_mb else None
+
     # -- inputs --------------------------------------------------------------------------------------
     def on_sample(self, sample: Any) -> list[Alert]:
         """Evaluate the resource thresholds on a sample (attributes or keys of a ResourceSample)."""
@@ -127,7 +190,8 @@ class AlertRules:
     def _memory(self, sample: Any) -> Alert | None:
         if not self.memory_limit_mb:
             return None
-        used = sample.get("pss_mb") or sample.get("rss_mb") or 0.0
+        pss = sample.get("pss_mb")
+        used = pss or sample.get("rss_mb") or 0.0
         limit = self.memory_limit_mb * self.memory_fraction
         return self._check(
             "memory",
@@ -135,7 +199,7 @@ class AlertRules:
             lambda: self._alert(
                 CRITICAL if used > self.memory_limit_mb else WARNING,
                 "memory near the limit",
-                f"process tree uses {used:,.0f} MB, over {self.memory_fraction:.0%} of "
+                f"process tree uses {used:,.0f} MB ({'PSS' if pss else 'RSS'}), over {self.memory_fraction:.0%} of "
                 f"memory_limit_mb={self.memory_limit_mb:,.0f}",
                 "memory_mb",
                 used,

@@ -8,6 +8,7 @@ alerts); each new alert is also written to ``{records_root}/alerts/YYYY-MM-DD/``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -62,8 +63,10 @@ class JobMonitor:
     :param base_path: where ``_records`` lives (default: the engine's default base path).
     :param output_uri: the job folder, shown on the dashboard; its free disk space is sampled when local.
     :param labels: ``dag_id``, ``run_id``, ``task_id``, ``map_index`` when known.
-    :param rules: the :class:`AlertRules`; by default built from ``config`` (``memory_limit_mb``,
-        ``timeout_seconds``) and ``alert_callbacks``.
+    :param rules: an :class:`AlertRules` (copied for this run) or a mapping of thresholds (see
+        :meth:`AlertRules.from_value`; it may also hold ``sample_interval_s`` and ``heartbeat_interval_s``,
+        which override the parameters below). Thresholds not given: the defaults, with ``memory_limit_mb``
+        and ``timeout_seconds`` from ``config``.
     :param alert_callbacks: callables receiving each new :class:`Alert`.
     :param records_path: the ``_records`` folder itself (overrides ``base_path``; the engine passes its own).
     """
@@ -76,7 +79,7 @@ class JobMonitor:
         output_uri: str | None = None,
         labels: Mapping[str, Any] | None = None,
         config: Any = None,
-        rules: AlertRules | None = None,
+        rules: AlertRules | Mapping[str, Any] | None = None,
         alert_callbacks: Iterable[Callable[[Alert], Any]] = (),
         sample_interval_s: float = 2.0,
         heartbeat_interval_s: float = 5.0,
@@ -88,7 +91,11 @@ class JobMonitor:
         self.output_uri = output_uri
         self.labels = dict(labels or {})
         self.config = config
-        self.rules = rules
+        if isinstance(rules, Mapping):
+            rules = dict(rules)
+            sample_interval_s = _interval(rules, "sample_interval_s", sample_interval_s)
+            heartbeat_interval_s = _interval(rules, "heartbeat_interval_s", heartbeat_interval_s)
+        self.rules = AlertRules.from_value(rules, job_id, config=config)
         self.alert_callbacks = list(alert_callbacks)
         self.sample_interval_s = sample_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -102,13 +109,6 @@ class JobMonitor:
     def start(self) -> JobMonitor:
         self.root = Location.of(self.records_path) if self.records_path else records_root(self.base_path)
         self.heartbeat = self.root.child("active", safe_name(self.job_id) + ".json")
-        if self.rules is None:
-            self.rules = AlertRules(
-                self.job_id,
-                memory_limit_mb=getattr(self.config, "memory_limit_mb", None),
-                timeout_seconds=getattr(self.config, "timeout_seconds", None),
-            )
-        self.rules.job_id = self.rules.job_id or self.job_id
         self.rules.callbacks = [self._record_alert, *self.rules.callbacks, *self.alert_callbacks]
         self._started_at = time.time()
         self._sampler = ResourceSampler(
@@ -142,13 +142,25 @@ class JobMonitor:
             self._progress = {k: event.get(k) for k in PROGRESS_KEYS}
             self._progress["message"] = str(event.get("message") or "")[:300]
             self._progress["timestamp"] = event.get("timestamp")
-            fired = self.rules.on_event(event) if self.rules else []
+            fired = self.rules.on_event(event)
             terminal = event.get("event_type") in ("started", "completed", "failed")
             self._write(force=terminal or bool(fired))
 
     def on_sample(self, sample: Any) -> None:
+        """A sampler callback: evaluates the resource rules. The RSS sum counts pages that forked workers share
+        with the parent once per process, so above the memory threshold the tree's PSS (exact, costlier) is
+        measured and decides."""
+        threshold = self.rules.memory_threshold_mb
+        if (
+            threshold is not None
+            and self._sampler is not None
+            and sample.pss_mb is None
+            and sample.rss_mb > threshold
+        ):
+            sample = dataclasses.replace(sample, pss_mb=self._sampler.tree_pss_mb())
+            self._sampler.latest = sample
         with self._lock:
-            fired = self.rules.on_sample(sample) if self.rules else []
+            fired = self.rules.on_sample(sample)
             self._write(force=bool(fired))
 
     @property
@@ -172,7 +184,7 @@ class JobMonitor:
             "progress": dict(self._progress),
             "resources": sample.to_dict() if sample else None,
             "peak_rss_mb": self.peak_rss_mb,
-            "active_alerts": [a.to_dict() for a in (self.rules.active.values() if self.rules else ())],
+            "active_alerts": [a.to_dict() for a in self.rules.active.values()],
             "updated_at": time.time(),
         }
 
@@ -194,6 +206,13 @@ class JobMonitor:
             self.root.child("alerts", day, name).write_json(_clean(record))
         except Exception:  # noqa: BLE001
             log.warning("could not record alert %r", alert.title, exc_info=True)
+
+
+def _interval(settings: dict[str, Any], key: str, default: float) -> float:
+    value = settings.pop(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"alert_rules: {key}={value!r} must be a number of seconds above 0")
+    return float(value)
 
 
 def _clean(value: Any) -> Any:

@@ -136,6 +136,19 @@ class ResourceSampler:
         self.peak_rss_mb = max(self.peak_rss_mb, sample.rss_mb)
         return sample
 
+    def tree_pss_mb(self) -> float | None:
+        """PSS summed over the process tree now (None where the platform reports no PSS)."""
+        total = 0
+        for proc in self._tree():
+            try:
+                pss = getattr(proc.memory_full_info(), "pss", None)
+            except psutil.Error:  # a worker exited between listing and reading it
+                continue
+            if pss is None:
+                return None
+            total += pss
+        return round(total / MB, 1)
+
     def start(self) -> ResourceSampler:
         if self._thread is not None:
             return self

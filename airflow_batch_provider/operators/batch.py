@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,9 +49,9 @@ def provider_setting(key: str, fallback: str = "") -> str:
 
 
 def base_path() -> str:
-    return provider_setting("base_path") or os.path.join(
-        os.environ.get("AIRFLOW_HOME", "~/airflow"), "batch_provider"
-    )
+    from airflow_batch_provider.engine.runner import default_base_path
+
+    return provider_setting("base_path") or default_base_path()
 
 
 def storage_target(uri: Any, conn_id: str | None = None) -> Any:
@@ -85,6 +84,9 @@ class BatchJobOperator(BaseOperator):
     :param alert_callbacks: callables receiving each new alert (memory, CPU, throughput, failure rate, timeout),
         or notifiers such as :class:`~airflow_batch_provider.monitoring.notifier.BatchAlertNotifier`, which are
         sent the alert with the task's context. Alerts are also logged and listed on the dashboard.
+    :param alert_rules: alert thresholds: an ``AlertRules`` or a mapping such as ``{"memory_fraction": 0.8,
+        "throughput_drop_ratio": None}`` (``None`` switches a rule off; ``docs/monitoring.md``). Default: the
+        built-in thresholds, with the memory limit and timeout from the config.
     :param emit_metrics: send rows, chunks, chunk seconds, failures, skipped rows and peak memory to Airflow's
         metrics (``[metrics]`` StatsD/OpenTelemetry), names prefixed ``batch_provider.``.
     :param recovery: a ``RecoveryConfig`` or mapping: what the engine does about each class of failure
@@ -120,6 +122,7 @@ class BatchJobOperator(BaseOperator):
         output_conn_id: str | None = None,
         progress_callbacks: Sequence[Callable[[Any], Any]] | None = None,
         alert_callbacks: Sequence[Any] | None = None,
+        alert_rules: Any = None,
         emit_metrics: bool = True,
         csv_options: Mapping[str, Any] | None = None,
         processor_kwargs: Mapping[str, Any] | None = None,
@@ -162,6 +165,11 @@ class BatchJobOperator(BaseOperator):
         self.output_conn_id = output_conn_id
         self.progress_callbacks = list(progress_callbacks or ())
         self.alert_callbacks = list(alert_callbacks or ())
+        if alert_rules is not None:
+            from airflow_batch_provider.monitoring import JobMonitor
+
+            JobMonitor(self.task_id, rules=alert_rules)  # bad thresholds fail when the DAG is parsed
+        self.alert_rules = alert_rules
         self.emit_metrics = emit_metrics
         self.csv_options = dict(csv_options or {})
         self.processor_kwargs = {**dict(processor_kwargs or {}), **extra}
@@ -216,6 +224,7 @@ class BatchJobOperator(BaseOperator):
                 ),
                 progress_callbacks=[reporter, *self._metrics(context, config), *self.progress_callbacks],
                 alert_callbacks=[_alert_callable(cb, context) for cb in self.alert_callbacks],
+                alert_rules=self.alert_rules,
                 csv_options=self.csv_options,
                 job_id=reporter.job_id,
                 cancel_event=self._cancel,
@@ -256,7 +265,9 @@ class BatchJobOperator(BaseOperator):
         from airflow_batch_provider.operators.metrics import BatchMetricsCallback
 
         ti = context["ti"]
-        return [BatchMetricsCallback({"dag_id": ti.dag_id, "task_id": ti.task_id}, workers=config.concurrency)]
+        return [
+            BatchMetricsCallback({"dag_id": ti.dag_id, "task_id": ti.task_id}, workers=config.concurrency)
+        ]
 
     def on_kill(self) -> None:
         """Ask the engine to stop: it writes a checkpoint, then the task exits."""

@@ -33,10 +33,19 @@ class DataProfilingOperator(BatchJobOperator):
     processor_class = "data_profiling"
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "columns")
 
-    def __init__(self, *, columns: Sequence[str] | None = None, bins: int = 20, top_k: int = 10,
-                 quantiles: Sequence[float] = DEFAULT_QUANTILES, duplicates: bool = True,
-                 exact_quantile_limit: int = 10_000, quantile_bits: int = 10, top_values_capacity: int = 10_000,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        bins: int = 20,
+        top_k: int = 10,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        duplicates: bool = True,
+        exact_quantile_limit: int = 10_000,
+        quantile_bits: int = 10,
+        top_values_capacity: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.columns = columns
         self.bins = bins
@@ -51,9 +60,13 @@ class DataProfilingOperator(BatchJobOperator):
         return {
             **super().process_kwargs(context),
             "columns": list(self.columns) if self.columns is not None else None,
-            "bins": self.bins, "top_k": self.top_k, "quantiles": list(self.quantiles),
-            "duplicates": self.duplicates, "exact_quantile_limit": self.exact_quantile_limit,
-            "quantile_bits": self.quantile_bits, "top_values_capacity": self.top_values_capacity,
+            "bins": self.bins,
+            "top_k": self.top_k,
+            "quantiles": list(self.quantiles),
+            "duplicates": self.duplicates,
+            "exact_quantile_limit": self.exact_quantile_limit,
+            "quantile_bits": self.quantile_bits,
+            "top_values_capacity": self.top_values_capacity,
         }
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -64,7 +77,9 @@ class DataProfilingOperator(BatchJobOperator):
         if report is None:  # too large to inline: read the committed report
             from airflow_batch_provider.engine.storage import Location
 
-            target = storage_target(summary["output_uri"], self.output_conn_id or provider_setting("conn_id") or None)
+            target = storage_target(
+                summary["output_uri"], self.output_conn_id or provider_setting("conn_id") or None
+            )
             report = Location.of(target).child("_report.json").read_json()
         summary["profile"] = compact_summary(report)
         return summary

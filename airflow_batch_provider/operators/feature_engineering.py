@@ -34,14 +34,31 @@ class FeatureEngineeringOperator(BatchJobOperator):
     """
 
     processor_class = "feature_engineering"
-    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "scale", "encode", "impute",
-                                      "log_columns", "bins", "date_parts", "spec")
+    template_fields: Sequence[str] = (
+        *BatchJobOperator.template_fields,
+        "scale",
+        "encode",
+        "impute",
+        "log_columns",
+        "bins",
+        "date_parts",
+        "spec",
+    )
 
-    def __init__(self, *, scale: Mapping[str, str] | None = None, encode: Mapping[str, Any] | None = None,
-                 impute: Mapping[str, Any] | None = None, log_columns: Sequence[str] | None = None,
-                 bins: Mapping[str, Any] | None = None, date_parts: Mapping[str, Sequence[str]] | None = None,
-                 keep_original: bool = False, spec: Mapping[str, Any] | str | None = None,
-                 vocabulary_limit: int = 100_000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        scale: Mapping[str, str] | None = None,
+        encode: Mapping[str, Any] | None = None,
+        impute: Mapping[str, Any] | None = None,
+        log_columns: Sequence[str] | None = None,
+        bins: Mapping[str, Any] | None = None,
+        date_parts: Mapping[str, Sequence[str]] | None = None,
+        keep_original: bool = False,
+        spec: Mapping[str, Any] | str | None = None,
+        vocabulary_limit: int = 100_000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.scale = scale
         self.encode = encode
@@ -56,9 +73,15 @@ class FeatureEngineeringOperator(BatchJobOperator):
     def process_kwargs(self, context: Context) -> dict[str, Any]:
         return {
             **super().process_kwargs(context),
-            "scale": self.scale, "encode": self.encode, "impute": self.impute,
+            "scale": self.scale,
+            "encode": self.encode,
+            "impute": self.impute,
             "log": list(self.log_columns) if self.log_columns is not None else None,
-            "bins": self.bins, "date_parts": self.date_parts, "keep_original": self.keep_original,
-            "spec": str(self.spec) if self.spec is not None and not isinstance(self.spec, Mapping) else self.spec,
+            "bins": self.bins,
+            "date_parts": self.date_parts,
+            "keep_original": self.keep_original,
+            "spec": str(self.spec)
+            if self.spec is not None and not isinstance(self.spec, Mapping)
+            else self.spec,
             "vocabulary_limit": self.vocabulary_limit,
         }

@@ -79,10 +79,11 @@ const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeA
 const rows = (id, head, items, cells) => { document.getElementById(id).innerHTML =
   "<tr>" + head.map((h) => "<th>" + h + "</th>").join("") + "</tr>" +
   items.map((i) => "<tr>" + cells(i).map((c) => "<td>" + c + "</td>").join("") + "</tr>").join(""); };
-const job = (j) => { const p = j.progress || {}, r = j.resources || {}, pct = p.progress_percentage || 0;
+const num = (v) => (typeof v === "number" ? Math.round(v).toLocaleString() : "-");
+const job = (j) => { const p = j.progress || {}, r = j.resources || {}, pct = Number(p.progress_percentage) || 0;
   return [esc(j.job_id), '<div class="bar"><div style="width:' + pct + '%"></div></div>' + esc(pct) + "%",
-    esc(p.rows_processed) + " / " + esc(p.rows_total), esc(p.rows_per_second), esc(p.eta_seconds),
-    esc(r.cpu_percent), esc(r.rss_mb), esc(j.age_s) + " s"]; };
+    num(p.rows_processed) + " / " + num(p.rows_total), num(p.rows_per_second), num(p.eta_seconds),
+    esc(r.cpu_percent), num(r.pss_mb ?? r.rss_mb), esc(j.age_s) + " s"]; };
 const alert = (a) => ['<span class="' + esc(a.level) + '">' + esc(a.level) + "</span>", esc(a.title),
   esc(a.job_id), esc(a.message), esc(new Date(a.time * 1000).toLocaleString())];
 async function refresh() {
@@ -94,13 +95,14 @@ async function refresh() {
   document.getElementById("error").textContent = "";
   document.getElementById("system").textContent = s.cpu_count + " CPUs, load " + s.load_average.join(" ") +
     ", memory " + s.memory_percent + "% used (" + s.memory_available_mb + " MB free) | " + d.records_root;
-  const jobHead = ["job", "progress", "rows", "rows/s", "ETA s", "CPU %", "RSS MB", "heartbeat age"];
+  const jobHead = ["job", "progress", "rows", "rows/s", "ETA s", "CPU %", "memory MB", "heartbeat age"];
   rows("jobs", jobHead, d.active_jobs, job);
   rows("stale", jobHead, d.stale_jobs, job);
   rows("active", ["level", "title", "job", "message", "time"], d.active_alerts, alert);
   rows("recent", ["level", "title", "job", "message", "time"], d.recent_alerts, alert);
   const f = d.failure_statistics;
-  document.getElementById("failures").textContent = f ? f.total + " failures " + JSON.stringify(f.by_class) : "-";
+  document.getElementById("failures").textContent = !f ? "-" : f.total + " failures" + (f.total ? " (" +
+    Object.entries(f.by_class).map(([k, v]) => k + " " + v).join(", ") + "), " + f.recovered + " recovered" : "");
 }
 refresh(); setInterval(refresh, 5000);
 </script></body></html>

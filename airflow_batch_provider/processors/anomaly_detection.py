@@ -181,7 +181,8 @@ class AnomalyDetectionProcessor(BaseProcessor):
         return [
             str(c)
             for c in empty.columns
-            if pd.api.types.is_numeric_dtype(empty[c].dtype) and not pd.api.types.is_bool_dtype(empty[c].dtype)
+            if pd.api.types.is_numeric_dtype(empty[c].dtype)
+            and not pd.api.types.is_bool_dtype(empty[c].dtype)
         ] or None
 
     def _validate(self) -> None:

@@ -180,7 +180,8 @@ class CallableProcessor(BaseProcessor):
 
     ``fn`` returns a DataFrame (row output), a dict (merged into the report by :func:`merge_dicts`),
     a :class:`ChunkResult`, or None. Processor keyword arguments are passed to ``fn`` and are also in
-    ``context.params``.
+    ``context.params``. It is chunk-invariant (its batch size may adapt while the job runs) only when ``fn``
+    opts in: ``fn.chunk_invariant = True`` or ``register_processor(name, fn, chunk_invariant=True)``.
     """
 
     name = "callable"

@@ -67,8 +67,16 @@ class Moments:
 
     __slots__ = ("n", "mean", "m2", "min", "max", "nan", "inf")
 
-    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0, lo: float | None = None,
-                 hi: float | None = None, nan: int = 0, inf: int = 0) -> None:
+    def __init__(
+        self,
+        n: int = 0,
+        mean: float = 0.0,
+        m2: float = 0.0,
+        lo: float | None = None,
+        hi: float | None = None,
+        nan: int = 0,
+        inf: int = 0,
+    ) -> None:
         self.n, self.mean, self.m2, self.min, self.max, self.nan, self.inf = n, mean, m2, lo, hi, nan, inf
 
     @classmethod
@@ -98,8 +106,15 @@ class Moments:
             if k == 0:
                 out.append(cls(nan=int(nan_n[j]), inf=int(inf_n[j])))
                 continue
-            m = cls(k, float(mean[j]), max(0.0, float(m2[j])), float(lo[j]), float(hi[j]), int(nan_n[j]),
-                    int(inf_n[j]))
+            m = cls(
+                k,
+                float(mean[j]),
+                max(0.0, float(m2[j])),
+                float(lo[j]),
+                float(hi[j]),
+                int(nan_n[j]),
+                int(inf_n[j]),
+            )
             out.append(m.pin_constant())
         return out
 
@@ -174,7 +189,7 @@ def exact_sums(values: np.ndarray) -> tuple[int, int, int]:
     base = int(exps.min())
     s_total, q_total = 0, 0
     for start in range(0, x.size, _SLICE):
-        uniq, lin, quad = _limb_sums(mant[start:start + _SLICE], exps[start:start + _SLICE])
+        uniq, lin, quad = _limb_sums(mant[start : start + _SLICE], exps[start : start + _SLICE])
         for i, e in enumerate(uniq.tolist()):
             shift = e - base
             s = int(lin[0][i]) + (int(lin[1][i]) << _LIMB) + (int(lin[2][i]) << (2 * _LIMB))
@@ -189,8 +204,15 @@ class ExactMoments:
 
     __slots__ = ("n", "s", "q", "base", "min", "max")
 
-    def __init__(self, n: int = 0, s: int = 0, q: int = 0, base: int = 0, lo: float | None = None,
-                 hi: float | None = None) -> None:
+    def __init__(
+        self,
+        n: int = 0,
+        s: int = 0,
+        q: int = 0,
+        base: int = 0,
+        lo: float | None = None,
+        hi: float | None = None,
+    ) -> None:
         self.n, self.s, self.q, self.base, self.min, self.max = n, s, q, base, lo, hi
 
     @classmethod
@@ -217,11 +239,17 @@ class ExactMoments:
         base = min(i.base for i in items)
         s = sum(i.s << (i.base - base) for i in items)
         q = sum(i.q << (2 * (i.base - base)) for i in items)
-        return cls(sum(i.n for i in items), s, q, base, min(i.min for i in items),  # type: ignore[type-var]
-                   max(i.max for i in items))  # type: ignore[type-var]
+        return cls(
+            sum(i.n for i in items),
+            s,
+            q,
+            base,
+            min(i.min for i in items),  # type: ignore[type-var]
+            max(i.max for i in items),
+        )  # type: ignore[type-var]
 
     def _scaled(self, num: int, den: int, power: int) -> Fraction:
-        return Fraction(num * 2**max(power, 0), den * 2**max(-power, 0))
+        return Fraction(num * 2 ** max(power, 0), den * 2 ** max(-power, 0))
 
     def mean(self) -> float | None:
         if not self.n:
@@ -242,13 +270,22 @@ class ExactMoments:
         return None if v is None else math.sqrt(v)
 
     def to_state(self) -> dict[str, Any]:
-        return {"n": self.n, "s": hex(self.s), "q": hex(self.q), "b": self.base, "min": self.min, "max": self.max}
+        return {
+            "n": self.n,
+            "s": hex(self.s),
+            "q": hex(self.q),
+            "b": self.base,
+            "min": self.min,
+            "max": self.max,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> ExactMoments:
         if not state or not state.get("n"):
             return cls()
-        return cls(state["n"], int(state["s"], 16), int(state["q"], 16), state["b"], state["min"], state["max"])
+        return cls(
+            state["n"], int(state["s"], 16), int(state["q"], 16), state["b"], state["min"], state["max"]
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,14 +333,18 @@ class Distribution:
         return out._maybe_bucket()
 
     @classmethod
-    def of_sorted(cls, values: np.ndarray, counts: np.ndarray, bits: int = 10, limit: int = 10_000) -> Distribution:
+    def of_sorted(
+        cls, values: np.ndarray, counts: np.ndarray, bits: int = 10, limit: int = 10_000
+    ) -> Distribution:
         """From sorted, distinct, finite values (no -0.0) and their counts."""
         out = cls(bits, limit)
         out.values, out.counts = as_float(values), np.asarray(counts, dtype=np.int64)
         return out._maybe_bucket()
 
     @classmethod
-    def of_counts(cls, values: np.ndarray, counts: np.ndarray, bits: int = 10, limit: int = 10_000) -> Distribution:
+    def of_counts(
+        cls, values: np.ndarray, counts: np.ndarray, bits: int = 10, limit: int = 10_000
+    ) -> Distribution:
         out = cls(bits, limit)
         out.values, out.counts = as_float(values), np.asarray(counts, dtype=np.int64)
         return out._normalise()
@@ -390,10 +431,22 @@ class Distribution:
 
     def to_state(self) -> dict[str, Any]:
         if self.exact:
-            return {"exact": True, "bits": self.bits, "limit": self.limit, "v": pack(self.values, "<f8"),
-                    "c": pack(self.counts, "<i8")}
-        return {"exact": False, "bits": self.bits, "limit": self.limit, "k": pack(self.keys, "<i8"),
-                "c": pack(self.counts, "<i8"), "lo": pack(self.mins, "<f8"), "hi": pack(self.maxs, "<f8")}
+            return {
+                "exact": True,
+                "bits": self.bits,
+                "limit": self.limit,
+                "v": pack(self.values, "<f8"),
+                "c": pack(self.counts, "<i8"),
+            }
+        return {
+            "exact": False,
+            "bits": self.bits,
+            "limit": self.limit,
+            "k": pack(self.keys, "<i8"),
+            "c": pack(self.counts, "<i8"),
+            "lo": pack(self.mins, "<f8"),
+            "hi": pack(self.maxs, "<f8"),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Distribution:
@@ -403,7 +456,11 @@ class Distribution:
         if out.exact:
             out.values = unpack(state["v"], "<f8")
         else:
-            out.keys, out.mins, out.maxs = unpack(state["k"], "<i8"), unpack(state["lo"], "<f8"), unpack(state["hi"], "<f8")
+            out.keys, out.mins, out.maxs = (
+                unpack(state["k"], "<i8"),
+                unpack(state["lo"], "<f8"),
+                unpack(state["hi"], "<f8"),
+            )
         return out
 
 
@@ -489,7 +546,12 @@ class TopValues:
 
     def to_state(self) -> dict[str, Any]:
         items = list(self.counts.items())
-        return {"cap": self.capacity, "err": self.error, "v": [k[1] for k, _ in items], "c": [c for _, c in items]}
+        return {
+            "cap": self.capacity,
+            "err": self.error,
+            "v": [k[1] for k, _ in items],
+            "c": [c for _, c in items],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TopValues:

@@ -65,8 +65,18 @@ FORMAT_VERSION = 1
 SCALERS = ("standard", "minmax", "robust")
 ENCODERS = ("onehot", "ordinal")
 IMPUTERS = ("mean", "median", "most_frequent", "constant")
-DATE_PARTS = ("year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour", "minute", "second",
-              "is_weekend")
+DATE_PARTS = (
+    "year",
+    "quarter",
+    "month",
+    "day",
+    "dayofweek",
+    "dayofyear",
+    "hour",
+    "minute",
+    "second",
+    "is_weekend",
+)
 OTHER = "<other>"
 _ACCESSORS = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
 
@@ -91,8 +101,10 @@ def _impute_rule(col: str, rule: Any) -> dict[str, Any]:
     if isinstance(rule, str):
         rule = {"strategy": rule}
     if not isinstance(rule, Mapping) or rule.get("strategy") not in IMPUTERS:
-        raise _fail("impute", f"{col!r}: give one of {IMPUTERS} or {{'strategy': 'constant', 'value': v}}, "
-                              f"got {rule!r}")
+        raise _fail(
+            "impute",
+            f"{col!r}: give one of {IMPUTERS} or {{'strategy': 'constant', 'value': v}}, got {rule!r}",
+        )
     if rule["strategy"] == "constant" and "value" not in rule:
         raise _fail("impute", f"{col!r}: the constant strategy needs a 'value'")
     return {"strategy": rule["strategy"], "value": rule.get("value")}
@@ -102,7 +114,9 @@ def _encode_rule(col: str, rule: Any) -> dict[str, Any]:
     if isinstance(rule, str):
         rule = {"method": rule}
     if not isinstance(rule, Mapping) or rule.get("method") not in ENCODERS:
-        raise _fail("encode", f"{col!r}: give 'onehot', 'ordinal' or {{'method': ..., 'top_k': k}}, got {rule!r}")
+        raise _fail(
+            "encode", f"{col!r}: give 'onehot', 'ordinal' or {{'method': ..., 'top_k': k}}, got {rule!r}"
+        )
     top_k = rule.get("top_k")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise _fail("encode", f"{col!r}: top_k={top_k!r} must be a positive integer or None")
@@ -129,7 +143,9 @@ def _bins_rule(col: str, rule: Any) -> Any:
         edges = [float(e) for e in rule]
         if all(a < b for a, b in zip(edges, edges[1:], strict=False)):
             return edges
-    raise _fail("bins", f"{col!r}: give a number of bins >= 1 or a strictly increasing list of edges, got {rule!r}")
+    raise _fail(
+        "bins", f"{col!r}: give a number of bins >= 1 or a strictly increasing list of edges, got {rule!r}"
+    )
 
 
 class FeatureEngineeringProcessor(BaseProcessor):
@@ -152,12 +168,20 @@ class FeatureEngineeringProcessor(BaseProcessor):
     version = "1"
     chunk_invariant = True
 
-    def __init__(self, scale: Mapping[str, str] | None = None, encode: Mapping[str, Any] | None = None,
-                 impute: Mapping[str, Any] | None = None, log: Sequence[str] | None = None,
-                 bins: Mapping[str, Any] | None = None, date_parts: Mapping[str, Sequence[str]] | None = None,
-                 keep_original: bool = False, spec: Mapping[str, Any] | str | None = None,
-                 vocabulary_limit: int = 100_000, exact_quantile_limit: int = 100_000,
-                 quantile_bits: int = 16) -> None:
+    def __init__(
+        self,
+        scale: Mapping[str, str] | None = None,
+        encode: Mapping[str, Any] | None = None,
+        impute: Mapping[str, Any] | None = None,
+        log: Sequence[str] | None = None,
+        bins: Mapping[str, Any] | None = None,
+        date_parts: Mapping[str, Sequence[str]] | None = None,
+        keep_original: bool = False,
+        spec: Mapping[str, Any] | str | None = None,
+        vocabulary_limit: int = 100_000,
+        exact_quantile_limit: int = 100_000,
+        quantile_bits: int = 16,
+    ) -> None:
         self.scale = scale
         self.encode = encode
         self.impute = impute
@@ -180,7 +204,9 @@ class FeatureEngineeringProcessor(BaseProcessor):
         """The validated per-column steps from the parameters."""
         if self.spec is not None:
             if any((self.scale, self.encode, self.impute, self.log, self.bins, self.date_parts)):
-                raise _fail("spec", "give either spec= (transform only) or transformation parameters, not both")
+                raise _fail(
+                    "spec", "give either spec= (transform only) or transformation parameters, not both"
+                )
             return {}
         self._validate_limits()
         plan: dict[str, dict[str, Any]] = {}
@@ -193,8 +219,10 @@ class FeatureEngineeringProcessor(BaseProcessor):
         return plan
 
     def _validate_limits(self) -> None:
-        for param, value in (("vocabulary_limit", self.vocabulary_limit),
-                             ("exact_quantile_limit", self.exact_quantile_limit)):
+        for param, value in (
+            ("vocabulary_limit", self.vocabulary_limit),
+            ("exact_quantile_limit", self.exact_quantile_limit),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise _fail(param, f"{value!r} must be a positive integer")
         if not isinstance(self.quantile_bits, int) or not 1 <= self.quantile_bits <= 52:
@@ -209,7 +237,9 @@ class FeatureEngineeringProcessor(BaseProcessor):
             "impute": {col: _impute_rule(col, r) for col, r in _as_map("impute", self.impute).items()},
             "log": {str(col): True for col in self.log or ()},
             "bins": {col: _bins_rule(col, r) for col, r in _as_map("bins", self.bins).items()},
-            "date_parts": {col: _parts_rule(col, p) for col, p in _as_map("date_parts", self.date_parts).items()},
+            "date_parts": {
+                col: _parts_rule(col, p) for col, p in _as_map("date_parts", self.date_parts).items()
+            },
         }
 
     @staticmethod
@@ -219,7 +249,9 @@ class FeatureEngineeringProcessor(BaseProcessor):
         kinds = {}
         for col, steps in plan.items():
             if col not in names:
-                raise _fail(next(iter(steps)), f"column {col!r} is not in the source; it has {list(names)[:50]!r}")
+                raise _fail(
+                    next(iter(steps)), f"column {col!r} is not in the source; it has {list(names)[:50]!r}"
+                )
             dtype = chunk[names[col]].dtype
             numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
             if "date_parts" in steps:
@@ -231,8 +263,10 @@ class FeatureEngineeringProcessor(BaseProcessor):
             else:
                 kinds[col] = "numeric"
             if kinds[col] != "numeric" and {"scale", "log", "bins"} & set(steps):
-                raise _fail(next(s for s in ("scale", "log", "bins") if s in steps),
-                            f"column {col!r} has dtype {dtype}; scaling, log and bins need a numeric column")
+                raise _fail(
+                    next(s for s in ("scale", "log", "bins") if s in steps),
+                    f"column {col!r} has dtype {dtype}; scaling, log and bins need a numeric column",
+                )
             rule = steps.get("impute")
             if rule and kinds[col] == "categorical" and rule["strategy"] in ("mean", "median"):
                 raise _fail("impute", f"column {col!r} is not numeric; use most_frequent or constant")
@@ -265,10 +299,14 @@ class FeatureEngineeringProcessor(BaseProcessor):
     def _numeric_stats(self, series: pd.Series, steps: dict[str, Any]) -> dict[str, Any]:
         x = series.to_numpy(dtype="float64", na_value=np.nan)
         finite = x[np.isfinite(x)]
-        out: dict[str, Any] = {"missing": int(len(x) - len(finite)), "raw": ExactMoments.of(finite).to_state()}
+        out: dict[str, Any] = {
+            "missing": int(len(x) - len(finite)),
+            "raw": ExactMoments.of(finite).to_state(),
+        }
         rule = steps.get("impute") or {}
-        if rule.get("strategy") in ("median", "most_frequent") or (steps.get("scale") == "robust"
-                                                                      and not steps.get("log")):
+        if rule.get("strategy") in ("median", "most_frequent") or (
+            steps.get("scale") == "robust" and not steps.get("log")
+        ):
             out["rawd"] = self._dist(finite).to_state()
         if steps.get("log") and steps.get("scale"):
             pre = signed_log1p(finite)
@@ -284,7 +322,11 @@ class FeatureEngineeringProcessor(BaseProcessor):
         states = [s for s in states if s]
         if not states:
             return None
-        merged: dict[str, Any] = {"rows": sum(s["rows"] for s in states), "kinds": states[0]["kinds"], "cols": {}}
+        merged: dict[str, Any] = {
+            "rows": sum(s["rows"] for s in states),
+            "kinds": states[0]["kinds"],
+            "cols": {},
+        }
         for col in states[0]["cols"]:
             parts = [s["cols"][col] for s in states]
             merged["cols"][col] = _merge_col_stats(parts)
@@ -303,9 +345,13 @@ class FeatureEngineeringProcessor(BaseProcessor):
                 columns[col] = self._fit_categorical(col, steps, stats)
             else:
                 columns[col] = {"kind": "datetime", "date_parts": steps["date_parts"]}
-        self.spec_ = {"format_version": FORMAT_VERSION, "processor": self.name,
-                      "keep_original": bool(self.keep_original), "fitted_rows": int(state["rows"]),
-                      "columns": columns}
+        self.spec_ = {
+            "format_version": FORMAT_VERSION,
+            "processor": self.name,
+            "keep_original": bool(self.keep_original),
+            "fitted_rows": int(state["rows"]),
+            "columns": columns,
+        }
         log.info("feature_engineering: fitted %d column(s) on %d rows", len(columns), state["rows"])
 
     def _fit_numeric(self, col: str, steps: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
@@ -314,31 +360,50 @@ class FeatureEngineeringProcessor(BaseProcessor):
         rule = steps.get("impute")
         fill = _impute_value(rule, raw, stats) if rule else None
         copies = missing if fill is not None else 0
-        spec: dict[str, Any] = {"kind": "numeric", "log": bool(steps.get("log")),
-                                "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
-                                "scale": None, "bins": None, "encode": None, "date_parts": None}
+        spec: dict[str, Any] = {
+            "kind": "numeric",
+            "log": bool(steps.get("log")),
+            "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
+            "scale": None,
+            "bins": None,
+            "encode": None,
+            "date_parts": None,
+        }
         if "bins" in steps:
             spec["bins"] = {"edges": _bin_edges(steps["bins"], raw, fill)}
         if "scale" in steps:
-            t_fill = None if fill is None else float(signed_log1p(np.array([fill]))[0]) if spec["log"] else fill
+            t_fill = (
+                None if fill is None else float(signed_log1p(np.array([fill]))[0]) if spec["log"] else fill
+            )
             spec["scale"] = _fit_scaler(steps["scale"], stats, bool(spec["log"]), t_fill, copies)
         return spec
 
     def _fit_categorical(self, col: str, steps: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
         tv = TopValues.from_state(stats["tv"]) if stats.get("tv") else TopValues(self.vocabulary_limit)
         if not tv.exact:
-            raise _fail("vocabulary_limit", f"column {col!r} has more than {self.vocabulary_limit} distinct values; "
-                                            "raise vocabulary_limit or do not encode it")
+            raise _fail(
+                "vocabulary_limit",
+                f"column {col!r} has more than {self.vocabulary_limit} distinct values; "
+                "raise vocabulary_limit or do not encode it",
+            )
         rule = steps.get("impute")
         fill = None
         if rule:
-            fill = rule["value"] if rule["strategy"] == "constant" else (tv.top(1)[0][0] if tv.counts else None)
+            fill = (
+                rule["value"] if rule["strategy"] == "constant" else (tv.top(1)[0][0] if tv.counts else None)
+            )
             if fill is not None and stats.get("missing"):  # imputed values count like any other
                 tv = TopValues.merge([tv, TopValues.of_counts([fill], [stats["missing"]], tv.capacity)])
         ranked = tv.top()
-        spec: dict[str, Any] = {"kind": "categorical", "log": False, "scale": None, "bins": None, "date_parts": None,
-                                "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
-                                "encode": None}
+        spec: dict[str, Any] = {
+            "kind": "categorical",
+            "log": False,
+            "scale": None,
+            "bins": None,
+            "date_parts": None,
+            "impute": None if rule is None else {"strategy": rule["strategy"], "value": fill},
+            "encode": None,
+        }
         if "encode" in steps:
             top_k = steps["encode"]["top_k"]
             vocab = [v for v, _ in (ranked if top_k is None else ranked[:top_k])]
@@ -375,8 +440,13 @@ class FeatureEngineeringProcessor(BaseProcessor):
 
     def finalize(self, state: Any) -> dict[str, Any]:
         state = state or {"rows": 0, "columns": []}
-        return {"format_version": FORMAT_VERSION, "processor": self.name, "rows": state["rows"],
-                "output_columns": state["columns"], "spec": self.fitted_spec()}
+        return {
+            "format_version": FORMAT_VERSION,
+            "processor": self.name,
+            "rows": state["rows"],
+            "output_columns": state["columns"],
+            "spec": self.fitted_spec(),
+        }
 
 
 # -- fitting helpers ---------------------------------------------------------------------------------
@@ -418,7 +488,9 @@ def _bin_edges(rule: Any, raw: ExactMoments, fill: float | None) -> list[float] 
     return equal_width_edges(min(bounds), max(bounds), rule)
 
 
-def _fit_scaler(method: str, stats: dict[str, Any], logged: bool, fill: float | None, copies: int) -> dict[str, Any]:
+def _fit_scaler(
+    method: str, stats: dict[str, Any], logged: bool, fill: float | None, copies: int
+) -> dict[str, Any]:
     """``center`` and ``scale`` (never 0, inf or NaN) over the values the scaler will see."""
     extra = copies if fill is not None else 0
     if method == "robust":
@@ -449,13 +521,18 @@ def load_spec(spec: Mapping[str, Any] | str | Any) -> dict[str, Any]:
         loc = Location.of(spec)
         doc = loc.read_json()
         if doc is None:
-            raise _fail("spec", f"no JSON spec at {loc.uri!r}; give a saved report/_report.json or a spec dict")
+            raise _fail(
+                "spec", f"no JSON spec at {loc.uri!r}; give a saved report/_report.json or a spec dict"
+            )
         spec = doc
     if "spec" in spec and isinstance(spec["spec"], Mapping):
         spec = spec["spec"]
     if spec.get("format_version") != FORMAT_VERSION or not isinstance(spec.get("columns"), Mapping):
-        raise _fail("spec", f"not a feature_engineering spec (format_version {FORMAT_VERSION} with 'columns'): "
-                            f"keys {sorted(spec)[:10]!r}")
+        raise _fail(
+            "spec",
+            f"not a feature_engineering spec (format_version {FORMAT_VERSION} with 'columns'): "
+            f"keys {sorted(spec)[:10]!r}",
+        )
     return dict(spec)
 
 
@@ -483,7 +560,9 @@ def transform(chunk: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
     names = [n for n, _ in pieces]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
-        raise _fail("keep_original", f"output column name(s) {dup[:10]!r} collide with input columns; rename them")
+        raise _fail(
+            "keep_original", f"output column name(s) {dup[:10]!r} collide with input columns; rename them"
+        )
     out = pd.concat([s.rename(n) if isinstance(s, pd.Series) else s for n, s in pieces], axis=1)
     out.index = chunk.index
     return out
@@ -521,7 +600,9 @@ def _bins(x: np.ndarray, edges: list[float] | None, index: pd.Index) -> pd.Serie
     return pd.Series(codes, index=index)
 
 
-def _categorical_outputs(col: str, series: pd.Series, cspec: dict[str, Any], keep: bool) -> list[tuple[str, Any]]:
+def _categorical_outputs(
+    col: str, series: pd.Series, cspec: dict[str, Any], keep: bool
+) -> list[tuple[str, Any]]:
     values = series
     if cspec.get("impute") is not None and cspec["impute"]["value"] is not None:
         values = series.astype(object).where(series.notna(), cspec["impute"]["value"])

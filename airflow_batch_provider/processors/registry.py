@@ -23,10 +23,16 @@ _REGISTRY: dict[str, Any] = {}
 _entry_points_loaded = False
 
 
-def register_processor(name: str, processor: Any, *, replace: bool = False) -> Any:
+def register_processor(
+    name: str, processor: Any = None, *, replace: bool = False, chunk_invariant: bool | None = None
+) -> Any:
     """Register a processor class or a (sync or ``async``) callable under ``name``.
 
     Usable as a decorator: ``@register_processor("clean")`` on a function or class.
+
+    :param chunk_invariant: True declares that results do not depend on how rows are split into chunks,
+        which lets ``auto_optimize`` resize chunks while the job runs (sets the ``chunk_invariant``
+        attribute of the function or class; None leaves it as it is).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("register_processor: name must be a non-empty string")
@@ -36,6 +42,8 @@ def register_processor(name: str, processor: Any, *, replace: bool = False) -> A
             raise TypeError(f"register_processor({name!r}): expected a class or a callable, got {obj!r}")
         if name in _REGISTRY and _REGISTRY[name] is not obj and not replace:
             raise ValueError(f"processor {name!r} is already registered; pass replace=True to override it")
+        if chunk_invariant is not None:
+            obj.chunk_invariant = bool(chunk_invariant)
         _REGISTRY[name] = obj
         return obj
 

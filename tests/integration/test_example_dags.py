@@ -43,8 +43,10 @@ def test_pipeline_chains_quality_features_anomaly(airflow_db):
     from airflow_batch_provider.engine import read_output
 
     dr = _bag().dags["example_pipeline"].test(run_conf={"rows": SMALL})
-    xcom = {t: dr.get_task_instance(t).xcom_pull(task_ids=t) for t in ("check_quality", "build_features",
-                                                                         "score_anomalies")}
+    xcom = {
+        t: dr.get_task_instance(t).xcom_pull(task_ids=t)
+        for t in ("check_quality", "build_features", "score_anomalies")
+    }
     quality, features, anomalies = xcom["check_quality"], xcom["build_features"], xcom["score_anomalies"]
     assert quality["rows_in"] == SMALL and quality["rows_out"] == SMALL - quality["extra"]["rows_quarantined"]
     assert features["rows_in"] == quality["rows_out"] == anomalies["rows_in"] == anomalies["rows_out"]

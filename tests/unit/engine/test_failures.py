@@ -141,7 +141,9 @@ def test_cancel_event_stops_with_a_checkpoint(two_files, tmp_path):
         )
     checkpoint = json.loads((tmp_path / "out" / "g0001" / "_checkpoint.json").read_text())
     assert checkpoint["status"] == "failed" and checkpoint["counters"]["chunks_done"] >= 4
-    assert checkpoint["counters"]["rows_done"] == 100 * checkpoint["counters"]["chunks_done"]  # full chunks of file 0
+    assert (
+        checkpoint["counters"]["rows_done"] == 100 * checkpoint["counters"]["chunks_done"]
+    )  # full chunks of file 0
     result = run_batch_job(
         two_files, "passthrough", config=BatchConfig(batch_size=100), output_path=tmp_path / "out"
     )

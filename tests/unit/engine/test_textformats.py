@@ -32,8 +32,16 @@ def _write(tmp_path, name: str, data: bytes | str) -> str:
     return str(path)
 
 
-def _read_in_chunks(fs, path: str, fmt: str, options: TextOptions = OPTS, *, stride: int = 7,
-                    block_size: int = 8 << 20, cuts: list[int] | None = None) -> pa.Table:
+def _read_in_chunks(
+    fs,
+    path: str,
+    fmt: str,
+    options: TextOptions = OPTS,
+    *,
+    stride: int = 7,
+    block_size: int = 8 << 20,
+    cuts: list[int] | None = None,
+) -> pa.Table:
     """Index, infer, then read the whole file back as several row ranges."""
     index = index_text_file(fs, path, fmt, options, stride=stride, block_size=block_size)
     schema = infer_text_schema(fs, path, index, options)
@@ -50,8 +58,16 @@ def _mixed_csv(n: int, eol: str = "\n", sep: str = ",") -> str:
     names = ["plain", 'with ""quotes""', "multi\nline", "comma, inside", "semi; colon", "crlf\r\ninside"]
     lines = [sep.join(["id", "x", "name", "flag"])]
     for i in range(n):
-        lines.append(sep.join([str(i), f"{rng.uniform(-1e3, 1e3):.4f}", f'"{rng.choice(names)} {i}"',
-                               rng.choice(["true", "false"])]))
+        lines.append(
+            sep.join(
+                [
+                    str(i),
+                    f"{rng.uniform(-1e3, 1e3):.4f}",
+                    f'"{rng.choice(names)} {i}"',
+                    rng.choice(["true", "false"]),
+                ]
+            )
+        )
     return eol.join(lines) + eol
 
 
@@ -116,8 +132,9 @@ def test_semicolon_delimiter(tmp_path):
 
 def test_jsonl_matches_pandas(tmp_path):
     rng = random.Random(3)
-    records = [{"id": i, "score": rng.uniform(0, 1), "name": f"n{i} \"q\"\nx", "ok": i % 3 == 0}
-               for i in range(300)]
+    records = [
+        {"id": i, "score": rng.uniform(0, 1), "name": f'n{i} "q"\nx', "ok": i % 3 == 0} for i in range(300)
+    ]
     text = "".join(json.dumps(r) + ("\n\n   \n" if i % 50 == 0 else "\n") for i, r in enumerate(records))
     path = _write(tmp_path, "r.jsonl", text.rstrip("\n"))
     index = index_text_file(FS, path, "jsonl", OPTS, stride=8, block_size=64)
@@ -169,7 +186,8 @@ def test_merge_types():
     assert merge_types(pa.bool_(), pa.int64()) == pa.string()  # "true" is not an int64
     assert merge_types(pa.date32(), ts("s")) == pa.string()
     assert merge_types(pa.struct([("a", pa.int64())]), pa.struct([("b", pa.string())])) == pa.struct(
-        [("a", pa.int64()), ("b", pa.string())])
+        [("a", pa.int64()), ("b", pa.string())]
+    )
 
 
 def test_declared_column_types_override_inference(tmp_path):
@@ -254,14 +272,17 @@ def test_missing_file_and_unknown_format(tmp_path):
 # ---------------------------------------------------------------- edge files
 
 
-@pytest.mark.parametrize(("name", "data", "names"), [
-    ("empty.csv", b"", []),
-    ("bom.csv", b"\xef\xbb\xbf", []),
-    ("header.csv", b"a,b\n", ["a", "b"]),
-    ("header_no_eol.csv", b"\xef\xbb\xbfa,b", ["a", "b"]),
-    ("header_blank.csv", b"a,b\r\n\r\n\n", ["a", "b"]),
-    ("empty.jsonl", b"\n  \n", []),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "names"),
+    [
+        ("empty.csv", b"", []),
+        ("bom.csv", b"\xef\xbb\xbf", []),
+        ("header.csv", b"a,b\n", ["a", "b"]),
+        ("header_no_eol.csv", b"\xef\xbb\xbfa,b", ["a", "b"]),
+        ("header_blank.csv", b"a,b\r\n\r\n\n", ["a", "b"]),
+        ("empty.jsonl", b"\n  \n", []),
+    ],
+)
 def test_empty_and_header_only_files(tmp_path, name, data, names):
     path = _write(tmp_path, name, data)
     fmt = "jsonl" if name.endswith("jsonl") else "csv"
@@ -324,8 +345,10 @@ def test_randomized_against_reference_splitter():
     try:
         for _ in range(150):
             csv = rng.random() < 0.6
-            rows = [",".join(rng.choice(cells) for _ in range(3)) if csv else rng.choice(jsons)
-                    for _ in range(rng.randint(0, 10))]
+            rows = [
+                ",".join(rng.choice(cells) for _ in range(3)) if csv else rng.choice(jsons)
+                for _ in range(rng.randint(0, 10))
+            ]
             eol = rng.choice(["\n", "\r\n"])
             text = ("h1,h2,h3" + eol if csv else "") + eol.join(rows) + rng.choice(["", eol])
             data = rng.choice([b"", b"\xef\xbb\xbf"]) + text.encode()
@@ -333,8 +356,14 @@ def test_randomized_against_reference_splitter():
             expected = _reference_starts(data, csv)
             stride = rng.randint(1, 3)
             for block_size in (1, 3, 64):
-                index = index_text_file(fs, "/textformats-rand/f", "csv" if csv else "jsonl", OPTS,
-                                        stride=stride, block_size=block_size)
+                index = index_text_file(
+                    fs,
+                    "/textformats-rand/f",
+                    "csv" if csv else "jsonl",
+                    OPTS,
+                    stride=stride,
+                    block_size=block_size,
+                )
                 assert index.offsets == tuple(expected[::stride]), (data, block_size)
     finally:
         fs.rm("/textformats-rand", recursive=True)

@@ -1,5 +1,6 @@
 """Each alert threshold driven by a real job (or, for CPU, by samples), delivered once to a callback and a
-notifier, and able to fire again after it clears."""
+notifier, and able to fire again after it clears. (Memory and CPU from real processes, and delivery through
+the operator: tests/integration/test_monitoring.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import run_batch_job
 from airflow_batch_provider.exceptions import JobTimeoutError
-from airflow_batch_provider.monitoring import Alert, AlertRules, JobMonitor
+from airflow_batch_provider.monitoring import Alert, AlertRules, JobMonitor, ResourceSampler
 from airflow_batch_provider.monitoring.notifier import BatchAlertNotifier
 from tests.conftest import sample_frame
 
@@ -22,53 +23,25 @@ def source(make_parquet):
     return make_parquet(sample_frame(2000, seed=3), row_group_size=100)
 
 
-def run_monitored(tmp_path, source, processor, config, rules, alerts, **monitor_kwargs):
-    """A job inside a JobMonitor: alerts go to a list and to a notifier whose target is another list."""
+def run_monitored(tmp_path, source, processor, config, rules, alerts):
+    """A job with run_batch_job's own monitor: alerts go to a list and to a notifier whose target is another
+    list; returns the notifier's messages."""
     delivered: list[str] = []
     notifier = BatchAlertNotifier(
         message="{{ alert.level }}|{{ alert.condition }}|{{ alert.job_id }}",
         target=delivered.append,
     )
-    monitor = JobMonitor(
-        "job-1",
-        base_path=tmp_path / "base",
-        rules=rules,
+    run_batch_job(
+        source,
+        processor,
+        config=config,
+        output_path=tmp_path / "out",
+        job_id="job-1",
+        records_path=tmp_path / "base" / "_records",
+        alert_rules=rules,
         alert_callbacks=[alerts.append, notifier.alert_callback({"run": "r"})],
-        **monitor_kwargs,
     )
-    monitor.start()
-    try:
-        run_batch_job(
-            source,
-            processor,
-            config=config,
-            output_path=tmp_path / "out",
-            progress_callbacks=[monitor.on_event],
-        )
-    finally:
-        monitor.stop()
     return delivered
-
-
-def allocate(batch, context):
-    if context.chunk_index == 2:
-        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
-        time.sleep(1.0)  # long enough for the 0.1 s sampler to see it
-        del block
-    return batch
-
-
-def test_memory_alert_from_a_processor_that_allocates(tmp_path, source):
-    alerts: list[Alert] = []
-    rules = AlertRules(memory_limit_mb=200, memory_fraction=0.75, cpu_saturation_percent=None)
-    config = BatchConfig(batch_size=500, max_concurrent_batches=1, memory_limit_mb=200)
-    delivered = run_monitored(tmp_path, source, allocate, config, rules, alerts, sample_interval_s=0.1)
-    memory = [a for a in alerts if a.condition == "memory"]
-    assert len(memory) == 1  # one alert for the whole allocation, however many samples saw it
-    alert = memory[0]
-    assert alert.metric == "memory_mb" and alert.value > alert.threshold == 150
-    assert alert["job_id"] == "job-1" and alert.level in ("warning", "critical")
-    assert delivered.count(f"{alert.level}|memory|job-1") == 1
 
 
 def slow_chunk(batch, context):
@@ -119,7 +92,7 @@ def test_timeout_alert_before_the_job_times_out(tmp_path, source):
     config = BatchConfig(
         batch_size=100, max_concurrent_batches=1, progress_interval_seconds=0, timeout_seconds=1.5
     )
-    rules = AlertRules(cpu_saturation_percent=None, throughput_drop_ratio=None, timeout_seconds=1.5)
+    rules = {"cpu_saturation_percent": None, "throughput_drop_ratio": None}  # the timeout: the config's
 
     def slow(batch, context):
         time.sleep(0.2)  # 20 chunks x 0.2 s: projected 4 s against a 1.5 s timeout
@@ -159,3 +132,95 @@ def test_a_failing_callback_does_not_stop_delivery():
     rules.on_sample({"time": 2, "rss_mb": 600.0})
     assert [a.level for a in got] == ["critical"]
     assert got[0].to_dict()["threshold"] == 85.0
+
+
+def test_rules_from_a_mapping_an_object_or_none():
+    config = BatchConfig(memory_limit_mb=1000, timeout_seconds=60)
+    rules = AlertRules.from_value({"memory_fraction": 0.5, "failure_rate": None}, "j", config=config)
+    assert (rules.job_id, rules.memory_limit_mb, rules.memory_fraction, rules.timeout_seconds) == (
+        "j",
+        1000,
+        0.5,
+        60,
+    )
+    assert rules.failure_rate is None and rules.cpu_saturation_percent == 95.0
+    assert AlertRules.from_value({"memory_limit_mb": None}, config=config).memory_limit_mb is None  # off
+    assert AlertRules.from_value(None, config=config).timeout_seconds == 60
+    mine = AlertRules("mine", memory_limit_mb=10, callbacks=[print])
+    mine.on_sample({"time": 1, "rss_mb": 50.0})
+    copy = AlertRules.from_value(mine, "other", config=config, callbacks=[repr])
+    assert copy is not mine and copy.active == {} and "memory" in mine.active  # thresholds, not state
+    assert (copy.job_id, copy.memory_limit_mb, copy.timeout_seconds, copy.callbacks) == (
+        "mine",
+        10,
+        None,
+        [print, repr],
+    )
+    monitor = JobMonitor(
+        "j", rules={"cpu_sustained_s": 5, "sample_interval_s": 0.5, "heartbeat_interval_s": 1}
+    )
+    assert (monitor.rules.cpu_sustained_s, monitor.sample_interval_s, monitor.heartbeat_interval_s) == (
+        5,
+        0.5,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"cpu_percent": 90}, r"unknown threshold\(s\) \['cpu_percent'\]; use memory_limit_mb"),
+        ({"memory_fraction": None}, "memory_fraction=None is not a number"),
+        ({"failure_rate": float("nan")}, "failure_rate=nan is not a number"),
+        ({"min_failures": True}, "min_failures=True is not a number"),
+        ({"timeout_seconds": -1}, "timeout_seconds=-1 must not be negative"),
+        ({"heartbeat_interval_s": "5"}, "heartbeat_interval_s='5' must be a number of seconds above 0"),
+    ],
+)
+def test_bad_thresholds_are_named(value, message):
+    with pytest.raises(ValueError, match=message):
+        JobMonitor("j", rules=value)
+
+
+def test_rules_of_the_wrong_type():
+    with pytest.raises(
+        TypeError, match="alert_rules must be an AlertRules or a mapping of thresholds, not list"
+    ):
+        AlertRules.from_value([("failure_rate", 0.5)])
+
+
+def _hold(ready, done):
+    ready.set()
+    done.wait(60)
+
+
+def test_memory_shared_with_forked_workers_is_counted_once(tmp_path):
+    """The RSS sum counts the pages a forked child shares with its parent twice; PSS decides the alert."""
+    import multiprocessing
+
+    block = np.ones(300 * 2**20 // 8)  # 300 MB, touched, then shared copy-on-write with the child
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold, args=(ready, done))
+    child.start()
+    try:
+        assert ready.wait(30)
+        sampler = ResourceSampler(measure_pss=True)
+        sample = sampler.sample()
+        assert sample.rss_mb > sample.pss_mb + 250  # the shared 300 MB once per process in RSS
+        between = (sample.rss_mb + sample.pss_mb) / 2  # over the real footprint, under the RSS sum
+        outcomes = {}
+        for name, threshold in (("between", between), ("under", sample.pss_mb - 100)):
+            alerts: list[Alert] = []
+            rules = {"memory_limit_mb": threshold, "memory_fraction": 1.0, "cpu_saturation_percent": None}
+            with JobMonitor(name, base_path=tmp_path, rules=rules, alert_callbacks=[alerts.append],
+                            sample_interval_s=0.1):  # fmt: skip
+                time.sleep(0.6)
+            outcomes[name] = alerts
+        assert outcomes["between"] == []
+        (alert,) = outcomes["under"]
+        assert "(PSS)" in alert.message and alert.value < sample.rss_mb - 200
+    finally:
+        done.set()
+        child.join(30)
+        del block

@@ -35,19 +35,21 @@ def rich_frame(n: int, seed: int, offset: int = 0) -> pd.DataFrame:
     ts = pd.Timestamp("2026-03-01", tz="Europe/Paris") + pd.to_timedelta(rng.integers(0, 10**7, n), unit="s")
     ts = pd.Series(ts)
     ts[rng.random(n) < 0.03] = pd.NaT
-    frame = pd.DataFrame({
-        "id": np.arange(offset, offset + n, dtype="int64"),
-        "amount $ (eur)": x,
-        "big int": big,
-        "nullable#int": nullable,
-        "text col": pd.Series(text, dtype="str"),
-        "cat": pd.Categorical(rng.choice(["x", "y", "z"], n)),
-        "flag": rng.random(n) < 0.3,
-        "ts/utc": ts,
-        "all null": np.full(n, np.nan),
-        "constant": np.full(n, 0.1),
-        "dup key": rng.integers(0, 7, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(offset, offset + n, dtype="int64"),
+            "amount $ (eur)": x,
+            "big int": big,
+            "nullable#int": nullable,
+            "text col": pd.Series(text, dtype="str"),
+            "cat": pd.Categorical(rng.choice(["x", "y", "z"], n)),
+            "flag": rng.random(n) < 0.3,
+            "ts/utc": ts,
+            "all null": np.full(n, np.nan),
+            "constant": np.full(n, 0.1),
+            "dup key": rng.integers(0, 7, n),
+        }
+    )
     order = np.arange(n)
     order[order % 5 == 4] -= 1  # every fifth row repeats the row before it (whole-row duplicates)
     return frame.take(order).reset_index(drop=True)
@@ -101,8 +103,12 @@ def oracle(frame: pd.DataFrame) -> dict:
             items = sorted(((v, int(c)) for v, c in vc.items() if c > 0), key=lambda t: (-t[1], str(t[0])))
             col["top_values"] = [[v, c] for v, c in items[:10]]
         cols[name] = col
-    return {"rows": len(frame), "column_count": frame.shape[1], "duplicate_rows": int(frame.duplicated().sum()),
-            "columns": cols}
+    return {
+        "rows": len(frame),
+        "column_count": frame.shape[1],
+        "duplicate_rows": int(frame.duplicated().sum()),
+        "columns": cols,
+    }
 
 
 def close(ours, want, scale):
@@ -140,9 +146,12 @@ def test_chunked_runs_match_the_one_piece_oracle_for_any_chunking(source, tmp_pa
     assert want["duplicate_rows"] > 300  # duplicates inside chunks and straddling edges
     reports = []
     for i, (batch_size, workers) in enumerate([(97, 1), (250, 2), (333, 2), (5000, 1)]):
-        result = run_batch_job(source, "data_profiling", config={"batch_size": batch_size,
-                                                                 "max_concurrent_batches": workers},
-                               output_path=tmp_path / f"out{i}")
+        result = run_batch_job(
+            source,
+            "data_profiling",
+            config={"batch_size": batch_size, "max_concurrent_batches": workers},
+            output_path=tmp_path / f"out{i}",
+        )
         check_against_oracle(result.report, want, frame)
         on_disk = json.loads((tmp_path / f"out{i}" / "_report.json").read_text())
         assert on_disk == result.report
@@ -151,8 +160,9 @@ def test_chunked_runs_match_the_one_piece_oracle_for_any_chunking(source, tmp_pa
 
 
 def test_report_schema_and_edge_columns(source, tmp_path):
-    report = run_batch_job(source, "data_profiling", config={"batch_size": 400},
-                           output_path=tmp_path / "out").report
+    report = run_batch_job(
+        source, "data_profiling", config={"batch_size": 400}, output_path=tmp_path / "out"
+    ).report
     assert report["format_version"] == 1 and report["memory_bytes_estimate"] > 0
     cols = report["columns"]
     assert list(cols) == list(whole(source).columns)  # names with spaces and symbols kept, in order
@@ -181,8 +191,14 @@ def test_quantiles_beyond_the_exact_limit_are_deterministic_and_within_the_bound
     src = tmp_path / "src"
     got = []
     for i, bs in enumerate((113, 1000)):
-        rep = run_batch_job(src, "data_profiling", config={"batch_size": bs, "max_concurrent_batches": 2},
-                            output_path=tmp_path / f"o{i}", exact_quantile_limit=50, quantile_bits=10).report
+        rep = run_batch_job(
+            src,
+            "data_profiling",
+            config={"batch_size": bs, "max_concurrent_batches": 2},
+            output_path=tmp_path / f"o{i}",
+            exact_quantile_limit=50,
+            quantile_bits=10,
+        ).report
         got.append(rep["columns"]["v"])
     assert got[0]["quantiles"] == got[1]["quantiles"] and got[0]["quantiles_exact"] is False
     s = np.sort(x)
@@ -208,8 +224,14 @@ def test_top_values_over_capacity_report_a_valid_error_bound(make_parquet, tmp_p
     rng = np.random.default_rng(5)
     values = rng.zipf(1.6, 3000).astype(str)
     make_parquet(pd.DataFrame({"k": values}), "a.parquet")
-    rep = run_batch_job(tmp_path / "src", "data_profiling", config={"batch_size": 400},
-                        output_path=tmp_path / "o", top_values_capacity=20, top_k=5).report["columns"]["k"]
+    rep = run_batch_job(
+        tmp_path / "src",
+        "data_profiling",
+        config={"batch_size": 400},
+        output_path=tmp_path / "o",
+        top_values_capacity=20,
+        top_k=5,
+    ).report["columns"]["k"]
     truth = pd.Series(values).value_counts()
     assert rep["top_values_exact"] is False and rep["top_values_error_bound"] > 0
     assert rep["distinct"] == truth.size  # distinct stays exact
@@ -219,7 +241,10 @@ def test_top_values_over_capacity_report_a_valid_error_bound(make_parquet, tmp_p
 
 
 def test_top_values_exact_whenever_distinct_fit_the_capacity():
-    parts = [TopValues.of_counts(["a", "b"], [3, 1], capacity=3), TopValues.of_counts(["c", "b"], [1, 4], capacity=3)]
+    parts = [
+        TopValues.of_counts(["a", "b"], [3, 1], capacity=3),
+        TopValues.of_counts(["c", "b"], [1, 4], capacity=3),
+    ]
     merged = TopValues.merge([TopValues.from_state(json.loads(json.dumps(p.to_state()))) for p in parts])
     assert merged.exact and merged.top() == [["b", 5], ["a", 3], ["c", 1]]
 
@@ -228,7 +253,7 @@ def test_dropping_one_chunk_state_is_detected(source):
     """Mutation check: the oracle comparison has teeth."""
     frame = whole(source)
     proc = DataProfilingProcessor()
-    chunks = [frame.iloc[i:i + 300] for i in range(0, len(frame), 300)]
+    chunks = [frame.iloc[i : i + 300] for i in range(0, len(frame), 300)]
     proc.fit_stats(proc.merge_stats([proc.partial_stats(c, None) for c in chunks]))
     states = [json.loads(json.dumps(proc.process(c, None).state)) for c in chunks]
     want = oracle(frame)
@@ -242,8 +267,12 @@ def test_real_world_table_wine(make_parquet, tmp_path):
     frame = sklearn_datasets.load_wine(as_frame=True).frame
     make_parquet(frame.iloc[:100], "a.parquet", row_group_size=37)
     make_parquet(frame.iloc[100:], "b.parquet", row_group_size=37)
-    rep = run_batch_job(tmp_path / "src", "data_profiling", config={"batch_size": 41, "max_concurrent_batches": 2},
-                        output_path=tmp_path / "o").report
+    rep = run_batch_job(
+        tmp_path / "src",
+        "data_profiling",
+        config={"batch_size": 41, "max_concurrent_batches": 2},
+        output_path=tmp_path / "o",
+    ).report
     check_against_oracle(rep, oracle(frame), frame)
 
 
@@ -255,8 +284,12 @@ def test_five_thousand_columns(make_parquet, tmp_path):
     frame = pd.DataFrame(data)
     make_parquet(frame, "wide.parquet", row_group_size=40)
     started = time.monotonic()
-    rep = run_batch_job(tmp_path / "src", "data_profiling", config={"batch_size": 25, "max_concurrent_batches": 2},
-                        output_path=tmp_path / "o").report
+    rep = run_batch_job(
+        tmp_path / "src",
+        "data_profiling",
+        config={"batch_size": 25, "max_concurrent_batches": 2},
+        output_path=tmp_path / "o",
+    ).report
     elapsed = time.monotonic() - started
     assert rep["column_count"] == 5000 and rep["rows"] == n
     assert rep["columns"]["c 17%"]["quantiles"]["0.5"] == float(frame["c 17%"].median())
@@ -270,22 +303,26 @@ def test_empty_input(make_parquet, tmp_path):
     assert rep["rows"] == 0 and rep["duplicate_rows"] == 0 and rep["format_version"] == 1
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"bins": 0}, "bins=0"),
-    ({"top_k": -1}, "top_k"),
-    ({"quantiles": [0.5, 1.5]}, "quantiles"),
-    ({"quantile_bits": 60}, "quantile_bits"),
-    ({"columns": "amount"}, "columns"),
-    ({"columns": ["nope"]}, "nope"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"bins": 0}, "bins=0"),
+        ({"top_k": -1}, "top_k"),
+        ({"quantiles": [0.5, 1.5]}, "quantiles"),
+        ({"quantile_bits": 60}, "quantile_bits"),
+        ({"columns": "amount"}, "columns"),
+        ({"columns": ["nope"]}, "nope"),
+    ],
+)
 def test_bad_parameters_name_the_parameter(source, tmp_path, kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         run_batch_job(source, "data_profiling", output_path=tmp_path / "o", **kwargs)
 
 
 def test_columns_subset_and_no_duplicates(source, tmp_path):
-    rep = run_batch_job(source, "data_profiling", output_path=tmp_path / "o", columns=["text col", "id"],
-                        duplicates=False).report
+    rep = run_batch_job(
+        source, "data_profiling", output_path=tmp_path / "o", columns=["text col", "id"], duplicates=False
+    ).report
     assert list(rep["columns"]) == ["text col", "id"] and rep["duplicate_rows"] is None
 
 
@@ -310,7 +347,9 @@ def test_failed_run_resumes_to_the_same_report(source, tmp_path):
     flag.unlink()
     resumed = run_batch_job(source, _FlakyProfiling(), config=cfg, output_path=tmp_path / "out")
     assert resumed.chunks_resumed > 0
-    clean = run_batch_job(source, "data_profiling", config={"batch_size": 1000}, output_path=tmp_path / "clean")
+    clean = run_batch_job(
+        source, "data_profiling", config={"batch_size": 1000}, output_path=tmp_path / "clean"
+    )
     assert strip_stats(resumed.report) == strip_stats(clean.report)
     check_against_oracle(resumed.report, oracle(whole(source)), whole(source))
 
@@ -320,7 +359,14 @@ def test_top_values_truncation_ranks_as_a_full_sort(seed):
     """Over capacity, the kept values and the error bound equal a full sort by (count desc, value text),
     ties between values of equal text (1 and "1") kept in first-seen order, on the Arrow and Python paths."""
     rng = np.random.default_rng(seed)
-    values = [*range(1500), *(str(i) for i in range(1500)), *(f"é{i}" for i in range(300)), True, "a\x00", "a"]
+    values = [
+        *range(1500),
+        *(str(i) for i in range(1500)),
+        *(f"é{i}" for i in range(300)),
+        True,
+        "a\x00",
+        "a",
+    ]
     if seed % 2:
         values.append("\ud800")  # not UTF-8 encodable: Python's own sort
     rng.shuffle(values)

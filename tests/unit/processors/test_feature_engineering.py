@@ -18,8 +18,12 @@ from airflow_batch_provider.processors.feature_engineering import FeatureEnginee
 
 PARAMS = {
     "scale": {"amount $": "standard", "risk": "robust", "const": "standard", "empty": "minmax"},
-    "impute": {"amount $": "median", "const": "mean", "empty": {"strategy": "constant", "value": 2.5},
-               "channel": "most_frequent"},
+    "impute": {
+        "amount $": "median",
+        "const": "mean",
+        "empty": {"strategy": "constant", "value": 2.5},
+        "channel": "most_frequent",
+    },
     "log": ["amount $"],
     "bins": {"risk": 5},
     "encode": {"currency": {"method": "onehot", "top_k": 3}, "channel": "ordinal"},
@@ -33,16 +37,18 @@ def frame(n: int, seed: int, offset: int = 0) -> pd.DataFrame:
     amount[rng.random(n) < 0.05] = np.nan
     channel = rng.choice(["web", "shop", "atm"], n, p=[0.5, 0.4, 0.1]).astype(object)
     channel[rng.random(n) < 0.05] = None
-    return pd.DataFrame({
-        "id": np.arange(offset, offset + n),
-        "amount $": amount,
-        "risk": rng.beta(2, 8, n),
-        "const": np.full(n, 0.1),
-        "empty": np.full(n, np.nan),
-        "currency": rng.choice(["EUR", "USD", "GBP", "CHF", "JPY"], n, p=[0.4, 0.3, 0.15, 0.1, 0.05]),
-        "channel": pd.Series(channel, dtype="str"),
-        "created at": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**7, n), unit="s"),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(offset, offset + n),
+            "amount $": amount,
+            "risk": rng.beta(2, 8, n),
+            "const": np.full(n, 0.1),
+            "empty": np.full(n, np.nan),
+            "currency": rng.choice(["EUR", "USD", "GBP", "CHF", "JPY"], n, p=[0.4, 0.3, 0.15, 0.1, 0.05]),
+            "channel": pd.Series(channel, dtype="str"),
+            "created at": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 10**7, n), unit="s"),
+        }
+    )
 
 
 @pytest.fixture
@@ -100,8 +106,13 @@ def test_chunked_runs_match_scikit_learn_and_each_other_exactly(source, tmp_path
     want = oracle(df)
     outputs, specs = [], []
     for i, (batch_size, workers) in enumerate([(97, 1), (250, 2), (333, 2), (5000, 1)]):
-        result = run_batch_job(source, "feature_engineering", output_path=tmp_path / f"o{i}",
-                               config={"batch_size": batch_size, "max_concurrent_batches": workers}, **PARAMS)
+        result = run_batch_job(
+            source,
+            "feature_engineering",
+            output_path=tmp_path / f"o{i}",
+            config={"batch_size": batch_size, "max_concurrent_batches": workers},
+            **PARAMS,
+        )
         got = read_output(result.output_uri)
         assert_matches(got, want)
         assert got["id"].tolist() == df["id"].tolist() and "merchant" not in got
@@ -116,8 +127,14 @@ def test_chunked_runs_match_scikit_learn_and_each_other_exactly(source, tmp_path
 
 
 def test_scaler_parameters_match_the_fsum_oracle(source, tmp_path):
-    result = run_batch_job(source, "feature_engineering", output_path=tmp_path / "o", config={"batch_size": 123},
-                           scale={"risk": "standard", "amount $": "minmax"}, impute={"amount $": "mean"})
+    result = run_batch_job(
+        source,
+        "feature_engineering",
+        output_path=tmp_path / "o",
+        config={"batch_size": 123},
+        scale={"risk": "standard", "amount $": "minmax"},
+        impute={"amount $": "mean"},
+    )
     spec = result.report["spec"]["columns"]
     risk = whole(source)["risk"].to_numpy()
     mean = math.fsum(risk) / len(risk)
@@ -135,38 +152,57 @@ def test_exact_moments_are_bit_identical_for_any_grouping():
     x = rng.lognormal(0, 5, 10_001) * np.where(rng.random(10_001) < 0.5, -1, 1)
     one = ExactMoments.of(x)
     for pieces in (3, 17, 101):
-        parts = [ExactMoments.from_state(json.loads(json.dumps(ExactMoments.of(p).to_state())))
-                 for p in np.array_split(x, pieces)]
+        parts = [
+            ExactMoments.from_state(json.loads(json.dumps(ExactMoments.of(p).to_state())))
+            for p in np.array_split(x, pieces)
+        ]
         merged = ExactMoments.merge(parts)
         assert (merged.mean(), merged.std(), merged.std(ddof=0)) == (one.mean(), one.std(), one.std(ddof=0))
-    assert one.mean() == math.fsum(x) / len(x) or abs(one.mean() - math.fsum(x) / len(x)) <= 1e-15 * abs(one.mean())
+    assert one.mean() == math.fsum(x) / len(x) or abs(one.mean() - math.fsum(x) / len(x)) <= 1e-15 * abs(
+        one.mean()
+    )
     assert ExactMoments.of(np.full(999, 0.1)).std() == 0.0
 
 
 def test_spec_applies_to_new_data_without_fitting(source, tmp_path, make_parquet):
-    fitted = run_batch_job(source, "feature_engineering", output_path=tmp_path / "train",
-                           config={"batch_size": 300}, **PARAMS)
+    fitted = run_batch_job(
+        source, "feature_engineering", output_path=tmp_path / "train", config={"batch_size": 300}, **PARAMS
+    )
     new = frame(400, 9, 5000)
     new.loc[:9, "currency"] = "XXX"  # unseen: goes to <other>
     make_parquet(new, "new.parquet", folder=tmp_path / "new")
-    via_path = run_batch_job(tmp_path / "new", "feature_engineering", output_path=tmp_path / "p",
-                             config={"batch_size": 150}, spec=str(tmp_path / "train" / "_report.json"))
-    via_dict = run_batch_job(tmp_path / "new", "feature_engineering", output_path=tmp_path / "d",
-                             spec=fitted.report["spec"])
+    via_path = run_batch_job(
+        tmp_path / "new",
+        "feature_engineering",
+        output_path=tmp_path / "p",
+        config={"batch_size": 150},
+        spec=str(tmp_path / "train" / "_report.json"),
+    )
+    via_dict = run_batch_job(
+        tmp_path / "new", "feature_engineering", output_path=tmp_path / "d", spec=fitted.report["spec"]
+    )
     got = read_output(via_path.output_uri)
     pd.testing.assert_frame_equal(got, read_output(via_dict.output_uri))
     assert via_path.report["spec"] == fitted.report["spec"]
     assert not (tmp_path / "p" / "g0001" / "fit").exists()  # no statistics pass
     assert (got.loc[:9, "currency=<other>"] == 1).all()
     spec = fitted.report["spec"]["columns"]["amount $"]
-    expected = (signed_log1p(new["amount $"].fillna(spec["impute"]["value"]).to_numpy()) - spec["scale"]["center"]) \
-        / spec["scale"]["scale"]
+    expected = (
+        signed_log1p(new["amount $"].fillna(spec["impute"]["value"]).to_numpy()) - spec["scale"]["center"]
+    ) / spec["scale"]["scale"]
     np.testing.assert_array_equal(got["amount $"].to_numpy(), expected)
 
 
 def test_keep_original_writes_new_columns(source, tmp_path):
-    result = run_batch_job(source, "feature_engineering", output_path=tmp_path / "o", keep_original=True,
-                           scale={"risk": "minmax"}, encode={"channel": "ordinal"}, date_parts={"created at": ["day"]})
+    result = run_batch_job(
+        source,
+        "feature_engineering",
+        output_path=tmp_path / "o",
+        keep_original=True,
+        scale={"risk": "minmax"},
+        encode={"channel": "ordinal"},
+        date_parts={"created at": ["day"]},
+    )
     got = read_output(result.output_uri)
     df = whole(source)
     pd.testing.assert_series_equal(got["risk"], df["risk"])
@@ -178,7 +214,7 @@ def test_dropping_one_chunk_of_statistics_is_detected(source):
     """Mutation check: the fitted spec depends on every chunk."""
     df = whole(source)
     proc = FeatureEngineeringProcessor(**PARAMS)
-    chunks = [df.iloc[i:i + 300] for i in range(0, len(df), 300)]
+    chunks = [df.iloc[i : i + 300] for i in range(0, len(df), 300)]
     states = [json.loads(json.dumps(proc.partial_stats(c, None))) for c in chunks]
     proc.fit_stats(proc.merge_stats(states))
     full = proc.get_state()
@@ -198,34 +234,47 @@ def test_real_world_table_diabetes(make_parquet, tmp_path):
     make_parquet(df.iloc[:200], "a.parquet", row_group_size=64)
     make_parquet(df.iloc[200:], "b.parquet", row_group_size=64)
     cols = ["age", "bmi", "bp", "s1"]
-    result = run_batch_job(tmp_path / "src", "feature_engineering", output_path=tmp_path / "o",
-                           config={"batch_size": 71, "max_concurrent_batches": 2}, scale=dict.fromkeys(cols, "standard"))
+    result = run_batch_job(
+        tmp_path / "src",
+        "feature_engineering",
+        output_path=tmp_path / "o",
+        config={"batch_size": 71, "max_concurrent_batches": 2},
+        scale=dict.fromkeys(cols, "standard"),
+    )
     got = read_output(result.output_uri)[cols].to_numpy()
     np.testing.assert_allclose(got, StandardScaler().fit_transform(df[cols]), rtol=0, atol=1e-9)
 
 
 def test_vocabulary_limit_is_a_clear_error(source, tmp_path):
     with pytest.raises(ConfigError, match="vocabulary_limit"):
-        run_batch_job(source, "feature_engineering", output_path=tmp_path / "o", encode={"currency": "onehot"},
-                      vocabulary_limit=3)
+        run_batch_job(
+            source,
+            "feature_engineering",
+            output_path=tmp_path / "o",
+            encode={"currency": "onehot"},
+            vocabulary_limit=3,
+        )
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"scale": {"risk": "zscore"}}, "scale"),
-    ({"scale": {"currency": "standard"}}, "numeric"),
-    ({"encode": {"currency": {"method": "onehot", "top_k": 0}}}, "top_k"),
-    ({"impute": {"risk": "average"}}, "impute"),
-    ({"impute": {"currency": "mean"}}, "most_frequent or constant"),
-    ({"impute": {"risk": {"strategy": "constant"}}}, "value"),
-    ({"bins": {"risk": [3, 1]}}, "bins"),
-    ({"date_parts": {"created at": ["century"]}}, "century"),
-    ({"date_parts": {"risk": ["year"]}}, "not a timestamp"),
-    ({"log": "risk"}, "log"),
-    ({"scale": {"nope": "standard"}}, "nope"),
-    ({"encode": {"risk": "onehot"}, "scale": {"risk": "standard"}}, "pick one"),
-    ({"spec": {"columns": {}}}, "spec"),
-    ({"spec": {"format_version": 1, "columns": {}}, "log": ["risk"]}, "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"scale": {"risk": "zscore"}}, "scale"),
+        ({"scale": {"currency": "standard"}}, "numeric"),
+        ({"encode": {"currency": {"method": "onehot", "top_k": 0}}}, "top_k"),
+        ({"impute": {"risk": "average"}}, "impute"),
+        ({"impute": {"currency": "mean"}}, "most_frequent or constant"),
+        ({"impute": {"risk": {"strategy": "constant"}}}, "value"),
+        ({"bins": {"risk": [3, 1]}}, "bins"),
+        ({"date_parts": {"created at": ["century"]}}, "century"),
+        ({"date_parts": {"risk": ["year"]}}, "not a timestamp"),
+        ({"log": "risk"}, "log"),
+        ({"scale": {"nope": "standard"}}, "nope"),
+        ({"encode": {"risk": "onehot"}, "scale": {"risk": "standard"}}, "pick one"),
+        ({"spec": {"columns": {}}}, "spec"),
+        ({"spec": {"format_version": 1, "columns": {}}, "log": ["risk"]}, "not both"),
+    ],
+)
 def test_bad_parameters_name_the_parameter(source, tmp_path, kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         run_batch_job(source, "feature_engineering", output_path=tmp_path / "o", **kwargs)
@@ -233,10 +282,18 @@ def test_bad_parameters_name_the_parameter(source, tmp_path, kwargs, fragment):
 
 def test_empty_input(make_parquet, tmp_path):
     make_parquet(pd.DataFrame({"a": pd.Series([], dtype="float64")}), "e.parquet")
-    result = run_batch_job(tmp_path / "src", "feature_engineering", output_path=tmp_path / "o",
-                           scale={"a": "standard"}, impute={"a": "mean"})
+    result = run_batch_job(
+        tmp_path / "src",
+        "feature_engineering",
+        output_path=tmp_path / "o",
+        scale={"a": "standard"},
+        impute={"a": "mean"},
+    )
     assert result.rows_out == 0 and result.report["spec"]["columns"]["a"]["scale"] == {
-        "method": "standard", "center": 0.0, "scale": 1.0}
+        "method": "standard",
+        "center": 0.0,
+        "scale": 1.0,
+    }
 
 
 class _Flaky(FeatureEngineeringProcessor):
@@ -258,6 +315,7 @@ def test_failed_run_resumes_to_identical_rows(source, tmp_path):
     flag.unlink()
     resumed = run_batch_job(source, _Flaky(**PARAMS), config=cfg, output_path=tmp_path / "out")
     assert resumed.chunks_resumed > 0
-    clean = run_batch_job(source, "feature_engineering", config={"batch_size": 1000}, output_path=tmp_path / "c",
-                          **PARAMS)
+    clean = run_batch_job(
+        source, "feature_engineering", config={"batch_size": 1000}, output_path=tmp_path / "c", **PARAMS
+    )
     pd.testing.assert_frame_equal(read_output(resumed.output_uri), read_output(clean.output_uri))

@@ -1,0 +1,445 @@
+"""Sharded batch jobs: one job fanned out over Airflow's executors as plan -> mapped shards -> merge.
+
+``ShardedBatchJob`` is a ``TaskGroup`` holding three ordinary tasks (all ``BatchJobOperator`` subclasses):
+
+- ``{group}.plan`` (:class:`ShardPlanOperator`): fits the processor once, freezes the file plan and splits the
+  chunk plan into at most ``min(shards, [core] max_map_length)`` row ranges; returns the shard specs.
+- ``{group}.shard`` (:class:`ShardOperator`, mapped over the specs): each runs the engine over its ranges with
+  its own checkpoint, ``task_state_store`` progress, retries and resume.
+- ``{group}.merge`` (:class:`ShardMergeOperator`): merges the shards' partial states, writes the report and
+  the manifest, and returns the same summary as a single ``BatchJobOperator`` (``output_uri`` ...).
+
+Nothing here depends on the executor: the tasks run wherever Airflow sends them, so the job folder must be
+storage that every worker reaches (object storage, or a shared mount declared with
+``[batch_provider] shared_storage = True``). See ``docs/shards.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from airflow.sdk import TaskGroup, conf
+
+from airflow_batch_provider.config import BatchPriority
+from airflow_batch_provider.operators.batch import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRY_DELAY,
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    BatchInputFailure,
+    BatchJobOperator,
+    _base_operator_params,
+    _segment,
+    base_path,
+    provider_setting,
+    storage_target,
+)
+from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: executors that run every task on the scheduler's host: local storage is shared by construction
+LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+LOCAL_SCHEMES = frozenset({"", "file", "local", "memory"})
+#: the id a deployment may give each worker (e.g. in its environment) to tell workers on one host apart
+WORKER_ID_ENV = "BATCH_WORKER_ID"
+
+
+def executor_name(task_executor: str | None = None) -> str:
+    """The class name of the executor a task runs on: its own ``executor=`` or the first of ``[core] executor``.
+
+    ``[core] executor`` entries may be ``alias:module.Class``, ``module.Class`` or a core name.
+    """
+    name = task_executor or (conf.get("core", "executor", fallback="") or "LocalExecutor").split(",")[0]
+    return name.strip().split(":")[-1].split(".")[-1]
+
+
+def is_local_storage(target: Any) -> bool:
+    """True for a plain path or a ``file://``/``local://``/``memory://`` URI (one host's storage)."""
+    protocol = getattr(target, "protocol", None)
+    if protocol is not None:  # an ObjectStoragePath
+        return (protocol[0] if isinstance(protocol, (tuple, list)) else protocol) in LOCAL_SCHEMES
+    return urlsplit(str(target)).scheme in LOCAL_SCHEMES
+
+
+def shared_storage_declared() -> bool:
+    """``[batch_provider] shared_storage``: the deployment says local paths are a mount every worker shares."""
+    return conf.getboolean("batch_provider", "shared_storage", fallback=False)
+
+
+def check_shared_storage(paths: Mapping[str, Any], executor: str) -> None:
+    """Fail fast when shards may run on other hosts than the local storage they need.
+
+    :param paths: what the shards read and write, by role (``{"output_path": ..., "source": ...}``).
+    :param executor: the executor's class name (:func:`executor_name`).
+    :raises BatchInputFailure: a local path with a non-local executor, unless ``shared_storage`` is declared.
+    """
+    if executor in LOCAL_EXECUTORS or shared_storage_declared():
+        return
+    local = {role: str(p) for role, p in paths.items() if p is not None and is_local_storage(p)}
+    if local:
+        listed = ", ".join(f"{role}={p!r}" for role, p in local.items())
+        raise BatchInputFailure(
+            f"sharded job: {listed} is local storage, but the shards run on {executor}, whose workers may "
+            "sit on other hosts: each would see only its own disk, so shards could not find the plan and the "
+            "merge could not find the shards' parts. Use object storage (e.g. [batch_provider] base_path = "
+            "s3://conn_id@bucket/prefix, or output_path/source on s3://), or, if this path is a mount shared "
+            "by every worker, declare it with [batch_provider] shared_storage = True "
+            "(AIRFLOW__BATCH_PROVIDER__SHARED_STORAGE=True)."
+        )
+
+
+def sharded_job_folder(context: Context, job_key: str) -> str:
+    """``{base_path}/{dag_id}/{run_id}/{job_key}/-1``: the folder of an unmapped task named ``job_key``."""
+    ti = context["ti"]
+    base = base_path().rstrip("/")
+    folder = "/".join([base, _segment(ti.dag_id), _segment(ti.run_id), _segment(job_key), _segment(-1)])
+    if not folder.startswith(base + "/") or len(folder.split("/")) != len(base.split("/")) + 4:
+        raise BatchInputFailure(f"refusing to write outside the base path {base!r}: {folder!r}")
+    return folder
+
+
+class _ShardedJobPart(BatchJobOperator):
+    """What the plan, shard and merge tasks share: one job folder for the whole sharded job.
+
+    :param job_key: names the job folder (default: the task group's id, else the task id up to its last dot).
+    """
+
+    def __init__(self, *, job_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_key = job_key or (self.task_id.rsplit(".", 1)[0] if "." in self.task_id else self.task_id)
+
+    def job_folder(self, context: Context) -> str:
+        return str(self.output_path) if self.output_path else sharded_job_folder(context, self.job_key)
+
+    def output_target(self, folder: str) -> Any:
+        return storage_target(folder, self.output_conn_id or provider_setting("conn_id") or None)
+
+    def records_target(self) -> Any:
+        return storage_target(
+            base_path().rstrip("/") + "/_records", self.output_conn_id or provider_setting("conn_id") or None
+        )
+
+
+class ShardPlanOperator(_ShardedJobPart):
+    """Plan a sharded job: fit once, freeze the plan, return the shard specs (at most ``[core] max_map_length``).
+
+    :param shards: how many shards to aim for; fewer when the job has fewer chunks or the cap is lower.
+
+    Every ``BatchJobOperator`` parameter applies. Before reading anything, it fails when the job folder or the
+    source is local storage and the executor's workers may sit on other hosts (:func:`check_shared_storage`).
+    """
+
+    ui_color = "#e0e7ff"
+
+    def __init__(self, *, shards: int = 8, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", False)  # returns a list of specs
+        super().__init__(**kwargs)
+        if int(shards) < 1:
+            raise ValueError(f"{self.task_id}: shards must be >= 1, got {shards!r}")
+        self.shards = int(shards)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_batch_provider.engine.shards import plan_shards
+        from airflow_batch_provider.exceptions import BatchInputError
+
+        folder = self.job_folder(context)
+        source = storage_target(self.source, self.source_conn_id)
+        output = self.output_target(folder)
+        check_shared_storage({"output_path": output, "source": source}, executor_name(self.executor))
+        cap = conf.getint("core", "max_map_length", fallback=1024)
+        if self.shards > cap:
+            self.log.warning(
+                "shards=%d is above [core] max_map_length=%d: planning %d shards instead",
+                self.shards,
+                cap,
+                cap,
+            )
+        reporter = _reporter(context, self.log, folder)
+        self._cancel = threading.Event()
+        try:
+            specs = plan_shards(
+                source,
+                self.processor,
+                output_path=output,
+                shards=self.shards,
+                max_shards=cap,
+                config=self.resolve_config(),
+                csv_options=self.csv_options,
+                job_id=reporter.job_id,
+                progress_callbacks=[reporter, *self.progress_callbacks],
+                cancel_event=self._cancel,
+                **self.process_kwargs(context),
+            )
+        except BatchInputError as err:
+            raise BatchInputFailure(str(err)) from err
+        self.log.info(
+            "planned %d shard(s) of %s rows in %s",
+            len(specs),
+            "/".join(str(s["rows"]) for s in specs),
+            folder,
+        )
+        return specs
+
+
+class ShardOperator(_ShardedJobPart):
+    """Run one shard (a spec from :class:`ShardPlanOperator`) with its own checkpoint; a retry resumes it.
+
+    :param spec: the shard spec (mapped: ``ShardOperator.partial(...).expand(spec=plan.output)``).
+
+    Returns the shard's summary: ``output_uri`` (the job folder), ``shard_uri``, ``shard``, rows and chunks,
+    and where it ran: ``host`` (``socket.gethostname()``), ``pid`` (``os.getpid()``) and ``worker`` (the
+    ``BATCH_WORKER_ID`` environment variable, if the deployment sets one per worker).
+    """
+
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "spec")
+    ui_color = "#c7d2fe"
+
+    def __init__(self, *, spec: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", False)  # one XCom row per shard, not one per key
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_batch_provider.engine.shards import run_shard, shard_folder
+        from airflow_batch_provider.engine.storage import Location
+        from airflow_batch_provider.exceptions import BatchInputError
+
+        if not isinstance(self.spec, Mapping) or "shard_fingerprint" not in self.spec:
+            raise BatchInputFailure(
+                f"{self.task_id}: spec must be a shard spec from the plan task, got {self.spec!r}"
+            )
+        folder = self.job_folder(context)
+        output = self.output_target(folder)
+        ti = context["ti"]
+        reporter = _reporter(context, self.log, folder)
+        self._cancel = threading.Event()
+        try:
+            config = self.resolve_config()
+            result = run_shard(
+                self.spec,
+                storage_target(self.source, self.source_conn_id),
+                self.processor,
+                output_path=output,
+                config=config,
+                csv_options=self.csv_options,
+                job_id=reporter.job_id,
+                progress_callbacks=[reporter, *self._metrics(context, config), *self.progress_callbacks],
+                cancel_event=self._cancel,
+                epoch=ti.try_number,
+                recovery=self.recovery,
+                records_path=self.records_target(),
+                task_info={
+                    "dag_id": ti.dag_id,
+                    "run_id": ti.run_id,
+                    "task_id": ti.task_id,
+                    "map_index": ti.map_index,
+                    "try_number": ti.try_number,
+                },
+                **self.process_kwargs(context),
+            )
+        except BatchInputError as err:
+            raise BatchInputFailure(str(err)) from err
+        summary = result.to_dict()
+        summary.update(
+            output_uri=folder,
+            shard_uri=shard_folder(Location.of(folder), self.spec).uri,
+            shard=int(self.spec["shard"]),
+            try_number=ti.try_number,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            worker=os.environ.get(WORKER_ID_ENV),
+        )
+        reporter.finish(summary)
+        self.log.info(
+            "shard %d of %d done on %s (pid %d): %d rows in, %d chunks (%d resumed) in %.1fs",
+            summary["shard"],
+            int(self.spec.get("shards", 0)),
+            summary["host"],
+            summary["pid"],
+            result.rows_in,
+            result.chunks_total,
+            result.chunks_resumed,
+            result.duration_s,
+        )
+        return summary
+
+
+class ShardMergeOperator(_ShardedJobPart):
+    """Merge the finished shards: one report, one committed manifest; returns ``BatchJobOperator``'s summary.
+
+    :param shard_results: the shard tasks' summaries (``shard_task.output``), to add ``chunks_processed``,
+        ``chunks_resumed`` and where each shard ran (``shard_runs``) to the summary. Optional.
+
+    The summary has every key a single ``BatchJobOperator`` returns (``output_uri``, ``rows_in``, ``rows_out``,
+    ``report`` ...), with ``extra.shards`` and ``extra.merge_s``; it is pushed with ``multiple_outputs=True``.
+    """
+
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "shard_results")
+    ui_color = "#a5b4fc"
+
+    def __init__(self, *, shard_results: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shard_results = shard_results
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_batch_provider.engine.shards import merge_shards
+        from airflow_batch_provider.exceptions import BatchInputError
+
+        folder = self.job_folder(context)
+        reporter = _reporter(context, self.log, folder)
+        try:
+            result = merge_shards(
+                self.output_target(folder),
+                self.processor,
+                job_id=reporter.job_id,
+                **self.process_kwargs(context),
+            )
+        except BatchInputError as err:
+            raise BatchInputFailure(str(err)) from err
+        summary = result.to_dict()
+        summary["output_uri"] = folder
+        if self.shard_results is not None:
+            runs = [dict(r) for r in self.shard_results if r]
+            summary["chunks_processed"] = sum(int(r.get("chunks_processed", 0)) for r in runs)
+            summary["chunks_resumed"] = sum(int(r.get("chunks_resumed", 0)) for r in runs)
+            summary["shard_runs"] = [
+                {k: r.get(k) for k in ("shard", "host", "pid", "worker", "try_number", "rows_in")}
+                for r in sorted(runs, key=lambda r: r.get("shard", 0))
+            ]
+        reporter.finish(summary)
+        self.log.info(
+            "sharded job merged: %d shard(s), %d rows in, %d rows out, %d chunks; merge %.1fs; output %s",
+            result.extra.get("shards", 0),
+            result.rows_in,
+            result.rows_out,
+            result.chunks_total,
+            result.duration_s,
+            folder,
+        )
+        return summary
+
+
+def _reporter(context: Context, log: Any, folder: str) -> Any:
+    from airflow_batch_provider.operators.batch import _TaskReporter
+
+    return _TaskReporter(context, log, folder)
+
+
+@cache
+def _job_params() -> frozenset[str]:
+    """The ``BatchJobOperator`` parameters that are not ``BaseOperator``'s (everything else: processor kwargs)."""
+    return frozenset(inspect.signature(BatchJobOperator.__init__).parameters) - {"self", "kwargs"}
+
+
+#: BaseOperator retry arguments with the batch operators' defaults (mapped tasks need them explicitly)
+_RETRY_DEFAULTS: dict[str, Any] = {
+    "retries": DEFAULT_RETRIES,
+    "retry_delay": DEFAULT_RETRY_DELAY,
+    "retry_exponential_backoff": DEFAULT_BACKOFF,
+    "max_retry_delay": DEFAULT_MAX_RETRY_DELAY,
+}
+
+
+class ShardedBatchJob(TaskGroup):
+    """A batch job fanned out over Airflow's executors: ``{group_id}.plan`` -> ``{group_id}.shard`` (mapped) ->
+    ``{group_id}.merge``. Use it like one operator: ``upstream >> job >> downstream``,
+    ``job.output["output_uri"]`` (the merge task's summary).
+
+    :param group_id: the task group id; also names the job folder
+        (``{[batch_provider] base_path}/{dag_id}/{run_id}/{group_id}/-1`` unless ``output_path`` is given).
+    :param source: as ``BatchJobOperator`` (templated; an upstream ``XComArg`` works).
+    :param processor: a registered name (the four standard processors, ``"count"`` ...), an import path, a
+        processor class or a callable. Processor parameters are keyword arguments, as for ``BatchJobOperator``.
+    :param shards: how many shard tasks to aim for (fewer if the job has fewer chunks; never more than
+        ``[core] max_map_length``, which the plan task logs).
+    :param priority: a :class:`BatchPriority`: ``priority_weight`` with ``weight_rule="absolute"`` on all three
+        tasks.
+    :param tooltip: the group's tooltip in the UI.
+    :param kwargs: every other ``BatchJobOperator`` / ``BaseOperator`` argument, applied to all three tasks:
+        ``config``, ``output_path``, ``retries``, ``pool``, ``pool_slots``, ``queue``, ``executor``,
+        ``executor_config`` (e.g. a KubernetesExecutor ``pod_override``), ``max_active_tis_per_dagrun`` /
+        ``max_active_tis_per_dag`` (limit how many shards run at once) ...; unknown keywords go to the processor.
+
+    Attributes: ``plan``, ``shard`` (the mapped operator), ``merge``, ``output`` (``merge.output``).
+    """
+
+    shard_operator: ClassVar[type[ShardOperator]] = ShardOperator
+
+    def __init__(
+        self,
+        group_id: str,
+        *,
+        source: Any,
+        processor: Any,
+        shards: int = 8,
+        priority: BatchPriority | str | None = None,
+        tooltip: str = "",
+        **kwargs: Any,
+    ) -> None:
+        if int(shards) < 1:
+            raise ValueError(f"{group_id}: shards must be >= 1, got {shards!r}")
+        super().__init__(
+            group_id=group_id, tooltip=tooltip or f"sharded batch job: plan, {shards} shards, merge"
+        )
+        task_args = self._task_args(kwargs, priority)
+        with self:
+            self.plan = ShardPlanOperator(
+                task_id="plan",
+                source=source,
+                processor=processor,
+                shards=shards,
+                job_key=self.group_id,
+                **task_args,
+            )
+            self.shard = self.shard_operator.partial(
+                task_id="shard", source=source, processor=processor, job_key=self.group_id, **task_args
+            ).expand(spec=self.plan.output)
+            self.merge = ShardMergeOperator(
+                task_id="merge",
+                source=source,
+                processor=processor,
+                job_key=self.group_id,
+                shard_results=self.shard.output,
+                **task_args,
+            )
+
+    def _task_args(self, kwargs: dict[str, Any], priority: BatchPriority | str | None) -> dict[str, Any]:
+        """Explicit arguments for all three tasks: mapped tasks do not run ``BatchJobOperator``'s defaults
+        through the scheduler, so retries, priority and processor parameters are resolved here."""
+        if "multiple_outputs" in kwargs:
+            raise ValueError(
+                f"{self.group_id}: ShardedBatchJob sets multiple_outputs itself (the plan and shards push one XCom, "
+                "the merge pushes its summary with multiple_outputs=True)"
+            )
+        known = _job_params() | _base_operator_params()
+        args = {k: v for k, v in kwargs.items() if k in known}
+        processor_kwargs = {
+            **dict(args.pop("processor_kwargs", None) or {}),
+            **{k: v for k, v in kwargs.items() if k not in known},
+        }
+        if priority is not None:
+            if "priority_weight" in args:
+                raise ValueError(f"{self.group_id}: give either priority or priority_weight, not both")
+            args["priority_weight"] = int(BatchPriority.parse(priority))
+            args["weight_rule"] = "absolute"
+        inherited = {**(self.dag.default_args if self.dag else {}), **(self.default_args or {})}
+        for key, default in _RETRY_DEFAULTS.items():
+            if args.get(key) is None:
+                args[key] = inherited.get(key, default)
+        if args.get("retry_policy") is None:
+            args["retry_policy"] = inherited.get("retry_policy") or BatchRetryPolicy()
+        return {**args, "processor_kwargs": processor_kwargs}
+
+    @property
+    def output(self) -> Any:
+        """The merge task's XCom (``job.output["output_uri"]``)."""
+        return self.merge.output
