@@ -82,6 +82,8 @@ class ProgressTracker:
         self.enabled = enabled
         self.rows_done = 0
         self.chunks_done = 0
+        #: rows quarantined so far (set by the runner); events carry it as ``extra["rows_skipped"]`` when > 0
+        self.rows_skipped = 0
         self._resumed_rows = 0
         self._started = time.monotonic()
         self._last_emit = 0.0
@@ -107,6 +109,8 @@ class ProgressTracker:
         rate = self.rate
         remaining = self.rows_total - self.rows_done
         eta = remaining / rate if rate > 0 else None
+        if self.rows_skipped:
+            extra = {"rows_skipped": self.rows_skipped, **extra}
         return ProgressEvent(
             event_type,
             self.job_id,

@@ -361,6 +361,7 @@ class JobRunner:
         self.tracker.emit("started", decision.reason)
         self.store, self.files, self.batch_size, self.rows_total = store, files, batch_size, rows_total
         self.skipped_rows = sum(r["e"] - r["s"] for r in store.records.values() if r.get("skipped"))
+        self.tracker.rows_skipped = self.skipped_rows
         store.counters.setdefault("runs", 0)
         store.counters["runs"] += 1
         store.counters.update(
@@ -658,6 +659,7 @@ class JobRunner:
         name = part_name(task.file_index, task.start).replace(".parquet", ".json")
         self.store.gen.child("skipped", name).write_json(entry)
         self.skipped_rows += task.rows
+        self.tracker.rows_skipped = self.skipped_rows  # events report it: skip-rate alerts, metrics
         self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
         log.warning("%s skipped (%s): listed in %s", task.label(self.files), kind.value, f"skipped/{name}")
         self._record(
