@@ -962,27 +962,12 @@ def run_batch_job(
     cancel_event = cancel_event or threading.Event()
     if records_path is None:
         records_path = default_records_path()
-    callbacks = list(progress_callbacks or ())
-    job_monitor = None
-    if monitor and records_path is not False:
-        from airflow_batch_provider.monitoring.monitor import JobMonitor
-
-        job_monitor = JobMonitor(
-            job_id or out.name,
-            records_path=records_path,
-            output_uri=out.uri,
-            labels=task_info,
-            config=config,
-            rules=alert_rules,
-            alert_callbacks=alert_callbacks or (),
-        )
-        callbacks.insert(0, job_monitor.on_event)
     runner = JobRunner(
         source,
         proc,
         config,
         out,
-        callbacks=callbacks,
+        callbacks=list(progress_callbacks or ()),
         text_options=TextOptions.from_mapping(dict(csv_options or {})),
         cancel_event=cancel_event,
         job_id=job_id or out.name,
@@ -991,10 +976,45 @@ def run_batch_job(
         records=FailureRecords(records_path) if records_path is not False else None,
         task_info=task_info,
     )
-    if job_monitor is not None:
+    return run_monitored(
+        runner,
+        monitor=monitor,
+        records_path=records_path,
+        task_info=task_info,
+        alert_rules=alert_rules,
+        alert_callbacks=alert_callbacks,
+    )
+
+
+def run_monitored(
+    runner: JobRunner,
+    *,
+    monitor: bool = True,
+    records_path: Any = None,
+    task_info: Mapping[str, Any] | None = None,
+    alert_rules: Any = None,
+    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
+) -> JobResult:
+    """``runner.run()`` inside a :class:`~airflow_batch_provider.monitoring.monitor.JobMonitor` (resource
+    sampling, alerts, the heartbeat the dashboard reads) unless ``monitor`` is false or ``records_path`` is
+    ``False``; SIGTERM sets the runner's cancel event while it runs."""
+    job_monitor = None
+    if monitor and records_path is not False:
+        from airflow_batch_provider.monitoring.monitor import JobMonitor
+
+        job_monitor = JobMonitor(
+            runner.job_id,
+            records_path=records_path if records_path is not None else default_records_path(),
+            output_uri=runner.out.uri,
+            labels=task_info,
+            config=runner.config,
+            rules=alert_rules,
+            alert_callbacks=alert_callbacks or (),
+        )
+        runner.callbacks.insert(0, job_monitor.on_event)
         job_monitor.start()
     try:
-        with _sigterm_sets(cancel_event):
+        with _sigterm_sets(runner.cancel_event):
             return runner.run()
     finally:
         if job_monitor is not None:

@@ -51,6 +51,7 @@ from airflow_batch_provider.engine.runner import (
     JobRunner,
     fingerprint_of,
     plan_chunks,
+    run_monitored,
 )
 from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.engine.textformats import TextOptions
@@ -321,13 +322,17 @@ def run_shard(
     recovery: RecoveryConfig | Mapping[str, Any] | None = None,
     records_path: Any = False,
     task_info: Mapping[str, Any] | None = None,
+    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
+    alert_rules: Any = None,
+    monitor: bool = True,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run one shard (a spec from :func:`plan_shards`) in ``{plan}/sNNNN``; resume from its own checkpoint.
 
     ``output_path`` is the job folder (default: the spec's); pass it to give the storage a connection.
     ``epoch`` fences the shard's folder against an older attempt of the same shard (the Airflow try number).
-    ``recovery``, ``records_path`` (``False``: no failure records) and ``task_info`` are those of
+    ``recovery``, ``records_path`` (``False``: no failure records, no monitor), ``task_info``,
+    ``alert_callbacks``, ``alert_rules`` and ``monitor`` are those of
     :func:`~airflow_batch_provider.engine.run_batch_job`.
     """
     out = Location.of(output_path if output_path is not None else spec["output_path"])
@@ -350,7 +355,14 @@ def run_shard(
         records=FailureRecords(records_path) if records_path is not False else None,
         task_info=task_info,
     )
-    return runner.run()
+    return run_monitored(
+        runner,
+        monitor=monitor,
+        records_path=records_path,
+        task_info=task_info,
+        alert_rules=alert_rules,
+        alert_callbacks=alert_callbacks,
+    )
 
 
 # -- merge -----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from airflow_batch_provider.operators.batch import (
     DEFAULT_RETRY_DELAY,
     BatchInputFailure,
     BatchJobOperator,
+    _alert_callable,
     _base_operator_params,
     _segment,
     base_path,
@@ -237,6 +238,8 @@ class ShardOperator(_ShardedJobPart):
                 epoch=ti.try_number,
                 recovery=self.recovery,
                 records_path=self.records_target(),
+                alert_callbacks=[_alert_callable(cb, context) for cb in self.alert_callbacks],
+                alert_rules=self.alert_rules,
                 task_info={
                     "dag_id": ti.dag_id,
                     "run_id": ti.run_id,

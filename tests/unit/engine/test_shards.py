@@ -158,3 +158,19 @@ def test_replanning_after_a_merge_starts_a_new_plan(source, tmp_path):  # noqa: 
     assert specs[0]["plan"] == "_shards/g0002" and merged.generation == 2
     assert sorted(p.name for p in (tmp_path / "_shards").glob("g*")) == ["g0002"]
     assert merged.report == run_batch_job(source, "count", config=CONFIG, output_path=tmp_path / "s").report
+
+
+def test_a_shard_runs_inside_a_job_monitor_when_it_has_a_records_path(source, tmp_path):  # noqa: F811
+    """Shards show on the dashboard like single jobs: a heartbeat under ``{records}/active`` while the shard
+    runs (seen from its own first progress event), none once it has finished."""
+    records = tmp_path / "_records"
+    specs = plan_shards(source, "count", output_path=tmp_path / "out", shards=2, config=CONFIG)
+    seen: list[list[str]] = []
+
+    def look(event):
+        if event.event_type == "started":
+            seen.append([p.name for p in (records / "active").glob("*.json")])
+
+    run_shard(specs[0], source, "count", config=CONFIG, records_path=records, progress_callbacks=[look])
+    assert len(seen) == 1 and len(seen[0]) == 1 and "shard-0" in seen[0][0], seen
+    assert not list((records / "active").glob("*.json"))
