@@ -30,9 +30,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "run `sudo bash scripts/ci_services.sh` (apt-get install redis-server postgresql)"
 WORKERS = ("w1", "w2")
-#: one task slot per worker and no prefetching: a worker reserves only the task it runs, so queued shards go to
-#: the idle worker instead of waiting behind a busy one (2 slots each let one worker take 3 of 4 shards)
-WORKER_CONCURRENCY = 1
+#: two task slots per worker and no prefetching (a worker reserves only the tasks it runs): when the shards
+#: are queued, the worker that ran the plan may still hold one slot for a few seconds while its task process
+#: winds down (seen: 4.5 s), so with one slot each the other worker could take all four shards
+WORKER_CONCURRENCY = 2
 _PR_SET_PDEATHSIG = 1
 _LIBC: Any = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
