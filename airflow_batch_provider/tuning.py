@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 SAMPLE_ROWS = 10_000
 MIN_BATCH_SIZE = 1_000
 MAX_BATCH_SIZE = 4_000_000
+#: chunks past about this much data in memory were no faster in ``benchmarks/bench_tuning.py`` (best fixed sizes:
+#: 64-128 MB of rows on all three shapes; 405 MB chunks ran at 0.78x of 64 MB ones) and leave fewer chunks to
+#: overlap reading, processing and writing; the online adapter may still grow past it when throughput improves
+MAX_CHUNK_MB = 128
 ENCODED_COPIES = 2.3  # encoded (file) bytes a chunk holds: read buffers, the part being written and its copy
 STRING_COPIES = (
     1.25  # string columns cost this much more again (dictionary pages decoded, the writer's hashing)
@@ -446,6 +450,13 @@ def _recommend(
         f"{f' + {STRING_COPIES:g} x {strings:,.0f} in strings' if strings else ''}) <= {target / _MB:,.0f} MB "
         f"gives {size:,} rows per chunk"
     )
+    fast = int(MAX_CHUNK_MB * _MB / bpr)
+    if size > fast >= MIN_BATCH_SIZE:
+        reasons.append(
+            f"batch size {size:,} -> {fast:,}: about {MAX_CHUNK_MB} MB of rows per chunk is as fast as bigger "
+            "chunks and leaves memory free"
+        )
+        size = fast
     if size < MIN_BATCH_SIZE or size > MAX_BATCH_SIZE:
         size = min(MAX_BATCH_SIZE, max(MIN_BATCH_SIZE, size))
         reasons.append(f"batch size clamped to {size:,} (range {MIN_BATCH_SIZE:,}-{MAX_BATCH_SIZE:,})")
