@@ -385,6 +385,18 @@ def _base_concurrency(profile: ProcessingProfile, machine: MachineInfo, reasons:
     return conc
 
 
+def _throughput_cap(size: int, bytes_per_row: float, reasons: list[str]) -> int:
+    """``size``, or fewer rows when a chunk would hold more than about ``MAX_CHUNK_MB`` in memory."""
+    fast = int(MAX_CHUNK_MB * _MB / bytes_per_row)
+    if size > fast >= MIN_BATCH_SIZE:
+        reasons.append(
+            f"batch size {size:,} -> {fast:,}: about {MAX_CHUNK_MB} MB of rows per chunk is as fast as bigger "
+            "chunks and leaves memory free"
+        )
+        return fast
+    return size
+
+
 def _recommend(
     data: DataSample,
     profile: ProcessingProfile,
@@ -450,13 +462,7 @@ def _recommend(
         f"{f' + {STRING_COPIES:g} x {strings:,.0f} in strings' if strings else ''}) <= {target / _MB:,.0f} MB "
         f"gives {size:,} rows per chunk"
     )
-    fast = int(MAX_CHUNK_MB * _MB / bpr)
-    if size > fast >= MIN_BATCH_SIZE:
-        reasons.append(
-            f"batch size {size:,} -> {fast:,}: about {MAX_CHUNK_MB} MB of rows per chunk is as fast as bigger "
-            "chunks and leaves memory free"
-        )
-        size = fast
+    size = _throughput_cap(size, bpr, reasons)
     if size < MIN_BATCH_SIZE or size > MAX_BATCH_SIZE:
         size = min(MAX_BATCH_SIZE, max(MIN_BATCH_SIZE, size))
         reasons.append(f"batch size clamped to {size:,} (range {MIN_BATCH_SIZE:,}-{MAX_BATCH_SIZE:,})")

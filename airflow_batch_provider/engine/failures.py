@@ -29,6 +29,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from airflow_batch_provider.engine.storage import NETWORK_ERRNOS
 from airflow_batch_provider.exceptions import BatchInputError, ConfigError
 
 
@@ -77,16 +78,6 @@ DEFAULT_STRATEGIES: dict[FailureClass, Strategy] = {
     FailureClass.SYSTEM: Strategy.CHECKPOINT_AND_FAIL,
 }
 
-_NETWORK_ERRNOS = {
-    errno.ECONNRESET,
-    errno.ECONNREFUSED,
-    errno.ECONNABORTED,
-    errno.ETIMEDOUT,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.ENETDOWN,
-    errno.EPIPE,
-}
 _SYSTEM_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
@@ -130,7 +121,7 @@ def _builtin_class(exc: BaseException) -> FailureClass:
             return FailureClass.DATA_CORRUPTION
         if isinstance(err, ConnectionError) or type(err).__name__ in _NETWORK_NAMES:
             return FailureClass.NETWORK
-        if isinstance(err, OSError) and err.errno in _NETWORK_ERRNOS:
+        if isinstance(err, OSError) and err.errno in NETWORK_ERRNOS:
             return FailureClass.NETWORK
         if isinstance(err, (TimeoutError, concurrent.futures.TimeoutError)):
             return FailureClass.NETWORK  # a socket timeout; the engine's own timeouts declare their class

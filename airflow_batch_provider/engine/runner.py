@@ -672,19 +672,7 @@ class JobRunner:
         self.tracker.rows_skipped = self.skipped_rows  # events report it: skip-rate alerts, metrics
         self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
         log.warning("%s skipped (%s): listed in %s", task.label(self.files), kind.value, f"skipped/{name}")
-        self._record(
-            {
-                "f": task.file_index,
-                "s": task.start,
-                "e": task.stop,
-                "rows_in": task.rows,
-                "rows_out": 0,
-                "part": None,
-                "state": None,
-                "state_ref": None,
-                "skipped": name,
-            }
-        )
+        self._record(workers.chunk_record(task, skipped=name))
 
     def _note_failure(
         self,

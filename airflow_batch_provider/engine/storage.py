@@ -42,7 +42,8 @@ OBJECT_STORE_PROTOCOLS = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "oss"} 
 T = TypeVar("T")
 
 # -- retries -------------------------------------------------------------------------------------------
-_NETWORK_ERRNOS = {
+#: errnos of a connection that failed or dropped: transient storage errors, failure class ``network``
+NETWORK_ERRNOS = {
     errno.ECONNRESET,
     errno.ECONNREFUSED,
     errno.ECONNABORTED,
@@ -127,7 +128,7 @@ def is_transient(err: BaseException) -> bool:
             return verdict
         if isinstance(cause, (ConnectionError, TimeoutError)):
             return True
-        if isinstance(cause, OSError) and cause.errno in _NETWORK_ERRNOS:
+        if isinstance(cause, OSError) and cause.errno in NETWORK_ERRNOS:
             return True
         if any(k.__name__ in _TRANSIENT_NAMES for k in type(cause).__mro__):
             return True

@@ -331,6 +331,21 @@ class ChunkMemory:
 _MEMORY = ChunkMemory()
 
 
+def chunk_record(task: ChunkTask, **fields: Any) -> dict[str, Any]:
+    """The checkpoint record of a chunk before its results are known (row range, no part, no state)."""
+    return {
+        "f": task.file_index,
+        "s": task.start,
+        "e": task.stop,
+        "rows_in": task.rows,
+        "rows_out": 0,
+        "part": None,
+        "state": None,
+        "state_ref": None,
+        **fields,
+    }
+
+
 def run_chunk(task: ChunkTask) -> dict[str, Any]:
     """Read rows ``[start, stop)``, run the processor, write the part; return the finished-range record
     with the chunk's ``seconds`` and its measured memory (``mem_peak``/``mem_start`` bytes, see
@@ -393,16 +408,7 @@ def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
         raise TypeError(
             f"{type(job.processor).__name__}.process must return a ChunkResult, got {type(result)}"
         )
-    record: dict[str, Any] = {
-        "f": task.file_index,
-        "s": task.start,
-        "e": task.stop,
-        "rows_in": task.rows,
-        "rows_out": 0,
-        "part": None,
-        "state": None,
-        "state_ref": None,
-    }
+    record = chunk_record(task)
     if job.fence is not None:
         job.fence.check()
     if result.rows is not None and len(result.rows):
