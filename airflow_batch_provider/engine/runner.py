@@ -215,11 +215,19 @@ class _RunQueue:
     pool: Any
     inflight: dict[Future[Any], tuple[workers.ChunkTask, float]] = field(default_factory=dict)
     retries: list[tuple[float, int, workers.ChunkTask]] = field(default_factory=list)
+    #: every worker process the pool has had (pid -> Process), kept because a broken pool's own thread may
+    #: reap a dead worker and forget it before its exit code is read
+    procs: dict[int, Any] = field(default_factory=dict)
+
+    def seen_workers(self) -> dict[int, Any]:
+        self.procs.update(getattr(self.pool, "_processes", None) or {})
+        return self.procs
 
     def restart(self, concurrency: int) -> list[tuple[workers.ChunkTask, float]]:
         """Kill the pool's workers and start a new pool; return the chunks that were in flight."""
         lost = list(self.inflight.values())
         self.inflight.clear()
+        self.procs = {}
         workers.kill_pool(self.pool)
         self.pool = workers.new_pool(concurrency, self.job)
         return lost
@@ -510,6 +518,7 @@ class JobRunner:
                 q.restart(self.concurrency)  # it died idle: nothing to blame, start a new pool
                 continue
             q.inflight[fut] = (task, time.monotonic())
+            q.seen_workers()  # the executor starts workers on submit
 
     def _cut(self, task: workers.ChunkTask, pending: deque[workers.ChunkTask]) -> workers.ChunkTask:
         """``task`` resized to the adapter's size (grown: at most an equal share of the rows left per worker):
@@ -547,7 +556,7 @@ class JobRunner:
 
     def _workers_died(self, task: workers.ChunkTask, started: float, q: _RunQueue) -> None:
         """A worker died: the chunk it was running (from its breadcrumb) failed; the others run again."""
-        exits = workers.exit_codes(q.pool)
+        exits = workers.exit_codes(q.seen_workers())
         crumbs = q.job.crumbs.read()
         lost = [(task, started)] + q.restart(self.concurrency)
         culprits = {}

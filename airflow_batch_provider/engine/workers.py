@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +105,10 @@ class Breadcrumbs:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def exit_codes(pool: ProcessPoolExecutor, wait: float = 2.0) -> dict[int, int | None]:
-    """Exit code of every worker of a broken ``pool`` (None: still running; negative: killed by that signal).
+def exit_codes(procs: Mapping[int, Any], wait: float = 2.0) -> dict[int, int | None]:
+    """Exit code of every worker (``pid -> multiprocessing.Process``) of a broken pool (None: still running;
+    negative: killed by that signal). Pass the workers the caller saw while the pool ran: once broken, the
+    executor's own thread may reap them and drop them from ``pool._processes`` before this is called.
 
     Called once the pool reported a dead worker, when the executor has already told the others to terminate.
     A killed worker closes its pipes (which is how the executor notices) before the kernel reports its
@@ -115,10 +117,12 @@ def exit_codes(pool: ProcessPoolExecutor, wait: float = 2.0) -> dict[int, int | 
     """
     deadline = time.monotonic() + wait
     out = {}
-    for pid, proc in list((getattr(pool, "_processes", None) or {}).items()):
+    for pid, proc in list(procs.items()):
         code = proc.exitcode
-        if code is None:
-            proc.join(max(0.0, deadline - time.monotonic()))
+        # polled, not joined once: when the executor's thread reaps the worker first, our waitpid fails
+        # (ECHILD) and the code appears only once that thread has stored it in the shared Popen object
+        while code is None and time.monotonic() < deadline:
+            proc.join(0.05)
             code = proc.exitcode
         out[pid] = code
     return out
