@@ -29,7 +29,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from airflow_batch_provider.engine.storage import NETWORK_ERRNOS
+from airflow_batch_provider.engine.storage import NETWORK_ERRNOS, exception_chain
 from airflow_batch_provider.exceptions import BatchInputError, ConfigError
 
 
@@ -111,7 +111,7 @@ Match = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseEx
 
 
 def _builtin_class(exc: BaseException) -> FailureClass:
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         declared = getattr(err, "failure_class", None)
         if declared:
             return FailureClass.parse(declared)
@@ -130,16 +130,6 @@ def _builtin_class(exc: BaseException) -> FailureClass:
         if isinstance(err, concurrent.futures.process.BrokenProcessPool):
             return FailureClass.SYSTEM
     return FailureClass.PROCESSING
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and its causes, outermost first (at most 10: cycles are possible)."""
-    out: list[BaseException] = []
-    err: BaseException | None = exc
-    while err is not None and len(out) < 10 and err not in out:
-        out.append(err)
-        err = err.__cause__ or err.__context__
-    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,21 @@ log = logging.getLogger("airflow_batch_provider.progress")
 EVENT_TYPES = ("started", "progress", "checkpoint", "retry", "completed", "failed")
 
 
+class RecordView:
+    """Dataclass records readable as attributes or, for dict-minded callbacks, as ``record["key"]``."""
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class ProgressEvent:
+class ProgressEvent(RecordView):
     """A progress event. Readable as attributes or, for dict-minded callbacks, as ``event["key"]``."""
 
     event_type: str
@@ -29,15 +42,6 @@ class ProgressEvent:
     message: str = ""
     timestamp: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def line(self) -> str:
         eta = "-" if self.eta_seconds is None else _duration(self.eta_seconds)

@@ -96,7 +96,8 @@ class RetryPolicy:
 DEFAULT_RETRY_POLICY = RetryPolicy()
 
 
-def _chain(err: BaseException) -> list[BaseException]:
+def exception_chain(err: BaseException) -> list[BaseException]:
+    """The exception and its causes/contexts, outermost first (at most 10: cycles are possible)."""
     out: list[BaseException] = []
     cur: BaseException | None = err
     while cur is not None and len(out) < 10 and cur not in out:
@@ -122,7 +123,7 @@ def is_transient(err: BaseException) -> bool:
     """Whether a storage error is worth retrying: network trouble, throttling, 5xx; not 4xx, not missing."""
     if isinstance(err, (BatchProviderError, *_PERMANENT)):
         return False
-    for cause in _chain(err):
+    for cause in exception_chain(err):
         verdict = _http_verdict(cause)
         if verdict is not None:
             return verdict
@@ -293,7 +294,7 @@ def _unwrapped(fs: Any) -> Any:
 
 def _is_precondition_failure(err: BaseException) -> bool:
     """The store refused a conditional create because the object exists (HTTP 412 / PreconditionFailed)."""
-    for cause in _chain(err):
+    for cause in exception_chain(err):
         if isinstance(cause, FileExistsError):
             return True
         response = getattr(cause, "response", None)

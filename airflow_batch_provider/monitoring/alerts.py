@@ -10,8 +10,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+from airflow_batch_provider.engine.progress import RecordView
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
@@ -33,7 +35,7 @@ _NOT_NONE = ("memory_fraction", "cpu_sustained_s", "min_rate_events", "min_failu
 
 
 @dataclass(frozen=True)
-class Alert:
+class Alert(RecordView):
     """A crossed threshold. Readable as attributes or as ``alert["key"]``; ``condition`` names the rule."""
 
     level: str
@@ -45,15 +47,6 @@ class Alert:
     job_id: str = ""
     condition: str = ""
     time: float = field(default_factory=time.time)
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _when(stamp: Any) -> float:

@@ -14,10 +14,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from airflow_batch_provider.engine.progress import RecordView
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
@@ -25,7 +27,7 @@ MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class ResourceSample:
+class ResourceSample(RecordView):
     """One sample. ``cpu_percent``: the tree's CPU, 100 = one core; ``cpu_saturation``: the same over the
     cores this process may run on (100 = all of them busy)."""
 
@@ -37,15 +39,6 @@ class ResourceSample:
     processes: int
     system_memory_percent: float
     disk_free_mb: float | None
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def usable_cpus() -> int:
