@@ -121,7 +121,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
 def _when(ts: Any) -> str:
     try:
-        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError, OverflowError):
         return "?"
 

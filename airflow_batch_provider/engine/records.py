@@ -64,15 +64,15 @@ def scrub_message(text: Any) -> str:
 
 
 def _day_of(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")
 
 
 def _day_start(day: str) -> float:
-    return dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC).timestamp()
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _number(value: Any, default: float = 0.0) -> float:
@@ -127,12 +127,13 @@ class FailureRecords:
         return record if isinstance(record, dict) else None
 
 
-def _since(hours: float | None) -> float | None:
-    return None if hours is None else time.time() - float(hours) * 3600
+def _since(hours: float | None, now: float | None) -> float | None:
+    return None if hours is None else (time.time() if now is None else now) - float(hours) * 3600
 
 
-def get_failure_statistics(root: Any, hours: float = 24) -> dict[str, Any]:
-    """What failed in the last ``hours``: totals per class and strategy, recovery rate, time lost.
+def get_failure_statistics(root: Any, hours: float = 24, *, now: float | None = None) -> dict[str, Any]:
+    """What failed in the ``hours`` before ``now`` (default: the clock): totals per class and strategy,
+    recovery rate, time lost.
 
     ``classes`` holds, per class, ``failures``, ``recovered`` and ``time_lost_s``; ``jobs`` counts failures
     per ``job_id``. ``recovery_rate`` is None when nothing failed.
@@ -141,7 +142,7 @@ def get_failure_statistics(root: Any, hours: float = 24) -> dict[str, Any]:
     by_strategy: Counter[str] = Counter()
     jobs: Counter[str] = Counter()
     classes: dict[str, dict[str, float]] = {}
-    for record in FailureRecords(root).iter_records(since=_since(hours)):
+    for record in FailureRecords(root).iter_records(since=_since(hours, now)):
         cls = str(record.get("class") or "unknown")
         by_class[cls] += 1
         by_strategy[str(record.get("strategy") or "unknown")] += 1
@@ -175,13 +176,14 @@ def get_job_failure_history(
     job_id: str | None = None,
     hours: float | None = None,
     limit: int | None = 100,
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching every filter given, newest first, at most ``limit``."""
     wanted = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "job_id": job_id}
     wanted = {k: v for k, v in wanted.items() if v is not None}
     found = [
         r
-        for r in FailureRecords(root).iter_records(since=_since(hours))
+        for r in FailureRecords(root).iter_records(since=_since(hours, now))
         if all(r.get(k) == v for k, v in wanted.items())
     ]
     found.sort(key=lambda r: _number(r.get("ts")), reverse=True)

@@ -905,7 +905,7 @@ class JobRunner:
 
 
 def _new_job_id() -> str:
-    return f"job-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"job-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def run_batch_job(

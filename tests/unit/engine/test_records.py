@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,9 @@ def test_iter_records_is_chronological_and_honours_since_and_skips_junk(tmp_path
     now = time.time()
     for age_h in (72, 30, 5, 1):
         store.add(record(ts=now - age_h * HOUR, attempt=age_h))
-    day = tmp_path / "failures" / time.strftime("%Y-%m-%d", time.gmtime(now))
+    newest = store.add(record(ts=now - 1 * HOUR, attempt=0))  # the folder of a record, whatever the hour
+    day = Path(newest).parent
+    Path(newest).unlink()
     (day / "1-deadbeef.json").write_text("{not json")  # torn/garbage object: skipped, not fatal
     (day / "notes.txt").write_text("x")
     (tmp_path / "failures" / "not-a-day").mkdir()
