@@ -9,16 +9,18 @@ and concurrency recommended for SOURCE, the reasons, and advice about the machin
 ``airflow-batch cleanup [--days 7] [--base PATH] [--dry-run] [--json]`` deletes failure records older than
 ``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
 
-The base path defaults to ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``[batch_provider] base_path`` of
-the Airflow configuration, else ``$AIRFLOW_HOME/batch_provider`` (the operators' default); records live in ``{base}/_records``.
+The base path is ``--base``, else ``[batch_provider] base_path`` of the Airflow configuration
+(``AIRFLOW__BATCH_PROVIDER__BASE_PATH``), else ``$AIRFLOW_HOME/batch_provider``: the operators' and the
+dashboard's. Records live in ``{base}/_records`` and are opened through ``--conn-id``, else
+``[batch_provider] conn_id``, like the jobs write them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -61,25 +63,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=None, metavar="PATH", help="base path of the jobs (see above)")
+    parser.add_argument(
+        "--conn-id",
+        default=None,
+        metavar="ID",
+        help="Airflow connection for the base path ([batch_provider] conn_id)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def resolve_base_path(explicit: str | None = None) -> str:
-    """``--base``, else ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``[batch_provider] base_path``, else the
-    engine's default."""
-    from airflow_batch_provider.engine.runner import ENV_BASE_PATH, default_base_path
-
+    """``--base``, else the operators' base path (``[batch_provider] base_path``, ``operators.conf``)."""
     if explicit:
         return explicit
-    if os.environ.get(ENV_BASE_PATH):
-        return os.environ[ENV_BASE_PATH]
-    return _airflow_base_path() or default_base_path()
+    from airflow_batch_provider.operators.conf import base_path
+
+    return base_path()
 
 
-def _airflow_base_path() -> str:
-    from airflow.configuration import conf  # imported only when no cheaper setting answers
+def _records_root(args: argparse.Namespace) -> tuple[str, Any]:
+    """The records folder as text (for messages) and as the jobs open it (through the connection)."""
+    from airflow_batch_provider.operators.conf import records_target
 
-    return conf.get("batch_provider", "base_path", fallback="") or ""
+    base = resolve_base_path(args.base)
+    target = records_target(base, args.conn_id)
+    return str(target), target
 
 
 def _text(source: str, rec: Any, system: list[Any]) -> str:
@@ -113,9 +121,9 @@ def _recommend(args: argparse.Namespace) -> int:
             "recommendation": rec.to_dict(),
             "system": [s.to_dict() for s in system],
         }
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        _output.write(json.dumps(payload, indent=2) + "\n")
     else:
-        sys.stdout.write(_text(args.source, rec, system) + "\n")
+        _output.write(_text(args.source, rec, system) + "\n")
     return 0
 
 
@@ -164,44 +172,62 @@ def _failures_text(root: str, stats: dict[str, Any], recent: list[dict[str, Any]
 def _failures(args: argparse.Namespace) -> int:
     from airflow_batch_provider.engine import records
 
-    root = resolve_base_path(args.base).rstrip("/") + "/" + records.RECORDS_FOLDER
-    stats = records.get_failure_statistics(root, hours=args.hours)
-    recent = records.get_job_failure_history(root, hours=args.hours, limit=args.limit)
+    root, target = _records_root(args)
+    stats = records.get_failure_statistics(target, hours=args.hours)
+    recent = records.get_job_failure_history(target, hours=args.hours, limit=args.limit)
     if args.json:
-        sys.stdout.write(json.dumps({"root": root, "statistics": stats, "recent": recent}, indent=2) + "\n")
+        _output.write(json.dumps({"root": root, "statistics": stats, "recent": recent}, indent=2) + "\n")
     else:
-        sys.stdout.write(_failures_text(root, stats, recent) + "\n")
+        _output.write(_failures_text(root, stats, recent) + "\n")
     return 0
 
 
 def _cleanup(args: argparse.Namespace) -> int:
     from airflow_batch_provider.engine import records
 
-    root = resolve_base_path(args.base).rstrip("/") + "/" + records.RECORDS_FOLDER
+    root, target = _records_root(args)
     try:
-        result = records.cleanup_old_records(root, days=args.days, dry_run=args.dry_run)
+        result = records.cleanup_old_records(target, days=args.days, dry_run=args.dry_run)
     except ValueError as err:
         sys.stderr.write(f"airflow-batch cleanup: {err}\n")
         return EXIT_BAD_INPUT
     if args.json:
-        sys.stdout.write(json.dumps({"root": root, **result}, indent=2) + "\n")
+        _output.write(json.dumps({"root": root, **result}, indent=2) + "\n")
         return 0
     verb = "would delete" if args.dry_run else "deleted"
     lines = [f"{verb} {result['removed']} failure records older than {args.days:g} days under {root}"]
     lines += [f"  {uri}" for uri in result["uris"]] if args.dry_run else []
-    sys.stdout.write("\n".join(lines) + "\n")
+    _output.write("\n".join(lines) + "\n")
     return 0
 
 
 COMMANDS = {"recommend": _recommend, "failures": _failures, "cleanup": _cleanup}
 
 
+class _Output:
+    """The command's own output: the stdout ``main`` was called with. While a command runs, everything else
+    printed to stdout (Airflow's and botocore's log lines, say) goes to stderr, so ``--json`` stays JSON."""
+
+    stream: Any = None
+
+    def write(self, text: str) -> None:
+        (self.stream or sys.stdout).write(text)
+
+
+_output = _Output()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = COMMANDS.get(args.command)
-    if command is not None:
-        return command(args)
-    return EXIT_BAD_INPUT  # pragma: no cover - argparse rejects unknown commands
+    if command is None:
+        return EXIT_BAD_INPUT  # pragma: no cover - argparse rejects unknown commands
+    _output.stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return command(args)
+    finally:
+        _output.stream = None
 
 
 if __name__ == "__main__":

@@ -69,13 +69,14 @@ class BatchFailureNotifier(BaseNotifier):
         self._deliver(context, f"{self.message}: {position.describe()}")
 
     def _folder(self, context: Context) -> Any:
-        from airflow_batch_provider.operators.batch import provider_setting, storage_target
+        from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
+        from airflow_batch_provider.operators.conf import storage_target
 
         task = context.get("task")
         folder = self.output_path or self._task_folder(task, context) or self._stored_folder(context)
         if not folder:
             return None
-        conn_id = self.conn_id or getattr(task, "output_conn_id", None) or provider_setting("conn_id") or None
+        conn_id = resolve_conn_id(self.conn_id or getattr(task, "output_conn_id", None))
         return storage_target(str(folder), conn_id)
 
     def _task_folder(self, task: Any, context: Context) -> str | None:

@@ -18,7 +18,6 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "test-secret-" + "x" * 64)
 os.environ.setdefault("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(_HOME / "batch"))
-os.environ.setdefault("AIRFLOW_BATCH_PROVIDER_BASE_PATH", str(_HOME / "batch-engine"))
 
 
 @pytest.fixture

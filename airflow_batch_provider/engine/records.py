@@ -28,10 +28,10 @@ from typing import Any
 
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.settings import RECORDS_FOLDER  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-RECORDS_FOLDER = "_records"
 FAILURES = "failures"
 MAX_MESSAGE = 500
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

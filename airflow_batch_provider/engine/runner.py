@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
-from airflow_batch_provider import tuning
+from airflow_batch_provider import settings, tuning
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import sources, workers
 from airflow_batch_provider.engine.adaptive import FILL, BatchSizeAdapter
@@ -58,7 +58,7 @@ log = logging.getLogger("airflow_batch_provider.engine")
 
 DEFAULT_BATCH_SIZE = 100_000
 REPORT_INLINE_LIMIT = 16 * 1024
-ENV_BASE_PATH = "AIRFLOW_BATCH_PROVIDER_BASE_PATH"
+ENV_BASE_PATH = settings.LEGACY_BASE_PATH_ENV  # deprecated
 
 
 @dataclass(frozen=True)
@@ -97,18 +97,15 @@ class JobResult:
 
 
 def default_base_path() -> str:
-    """``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``$AIRFLOW__BATCH_PROVIDER__BASE_PATH``, else
-    ``$AIRFLOW_HOME/batch_provider`` (``~/airflow/batch_provider``): the operators' default too, so jobs run
-    from Python, from Airflow, the CLI and the dashboard all find the same folder."""
-    return (
-        os.environ.get(ENV_BASE_PATH)
-        or os.environ.get("AIRFLOW__BATCH_PROVIDER__BASE_PATH")
-        or os.path.join(os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow"), "batch_provider")
-    )
+    """``$AIRFLOW__BATCH_PROVIDER__BASE_PATH`` (what ``[batch_provider] base_path`` reads), else the deprecated
+    ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``, else ``$AIRFLOW_HOME/batch_provider``: the operators' default too,
+    so jobs run from Python, from Airflow, the CLI and the dashboard all find the same folder
+    (:mod:`airflow_batch_provider.settings`)."""
+    return settings.engine_base_path()
 
 
 def default_records_path() -> str:
-    return os.path.join(default_base_path(), "_records")
+    return os.path.join(default_base_path(), settings.RECORDS_FOLDER)
 
 
 @functools.cache

@@ -21,10 +21,11 @@ from urllib.parse import quote
 from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
 from airflow_batch_provider.monitoring.sampler import ResourceSampler
+from airflow_batch_provider.settings import RECORDS_FOLDER, engine_base_path
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
-RECORDS_DIR = "_records"
+RECORDS_DIR = RECORDS_FOLDER
 PROGRESS_KEYS = (
     "event_type",
     "progress_percentage",
@@ -38,11 +39,9 @@ PROGRESS_KEYS = (
 
 
 def records_root(base_path: Any = None) -> Location:
-    """``{base_path}/_records``; ``base_path=None``: the engine's default base path."""
+    """``{base_path}/_records``; ``base_path=None``: the engine's default base path (``settings``)."""
     if base_path is None:
-        from airflow_batch_provider.engine.runner import default_base_path
-
-        base_path = default_base_path()
+        base_path = engine_base_path()
     return Location.of(base_path).child(RECORDS_DIR)
 
 

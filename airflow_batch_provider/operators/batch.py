@@ -9,12 +9,20 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.config import BatchConfig, BatchPriority
+from airflow_batch_provider.operators.conf import (  # noqa: F401 - re-exported: the names users imported
+    ENGINE_SCHEMES,
+    base_path,
+    conn_id,
+    provider_setting,
+    records_target,
+    storage_target,
+)
 from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
 
 if TYPE_CHECKING:
@@ -24,7 +32,6 @@ DEFAULT_RETRIES = 3
 DEFAULT_RETRY_DELAY = timedelta(seconds=30)
 DEFAULT_BACKOFF = 2.0
 DEFAULT_MAX_RETRY_DELAY = timedelta(minutes=10)
-ENGINE_SCHEMES = {"", "file", "local", "memory"}  # opened by the engine through fsspec directly
 
 
 class BatchInputFailure(AirflowFailException):
@@ -42,28 +49,6 @@ def _segment(value: Any) -> str:
     if text in ("", ".", ".."):
         text = text.replace(".", "%2E") or "%"  # quote() never emits a bare "%": still one-to-one
     return text
-
-
-def provider_setting(key: str, fallback: str = "") -> str:
-    return conf.get("batch_provider", key, fallback=fallback) or fallback
-
-
-def base_path() -> str:
-    from airflow_batch_provider.engine.runner import default_base_path
-
-    return provider_setting("base_path") or default_base_path()
-
-
-def storage_target(uri: Any, conn_id: str | None = None) -> Any:
-    """A plain path/URI for local and memory storage, an ``ObjectStoragePath`` for everything else."""
-    if not isinstance(uri, str):
-        return uri
-    parts = urlsplit(uri)
-    if not conn_id and "@" not in parts.netloc and parts.scheme in ENGINE_SCHEMES:
-        return uri
-    from airflow.sdk import ObjectStoragePath
-
-    return ObjectStoragePath(uri, conn_id=conn_id or None)
 
 
 class BatchJobOperator(BaseOperator):
@@ -182,11 +167,11 @@ class BatchJobOperator(BaseOperator):
         if not isinstance(config, BatchConfig):
             config = BatchConfig.from_mapping(config)
         if config.batch_size is None:
-            default = int(provider_setting("default_batch_size", "0") or 0)
+            default = int(provider_setting("default_batch_size") or 0)
             if default:
                 config = config.with_overrides({"batch_size": default})
         if self.config is None:
-            interval = float(provider_setting("progress_interval", "5"))
+            interval = float(provider_setting("progress_interval"))
             config = config.with_overrides({"progress_interval_seconds": interval})
         return config.with_overrides(self.config_overrides)
 
@@ -219,9 +204,7 @@ class BatchJobOperator(BaseOperator):
                 storage_target(self.source, self.source_conn_id),
                 self.processor,
                 config=config,
-                output_path=storage_target(
-                    folder, self.output_conn_id or provider_setting("conn_id") or None
-                ),
+                output_path=storage_target(folder, conn_id(self.output_conn_id)),
                 progress_callbacks=[reporter, *self._metrics(context, config), *self.progress_callbacks],
                 alert_callbacks=[_alert_callable(cb, context) for cb in self.alert_callbacks],
                 alert_rules=self.alert_rules,
@@ -230,10 +213,7 @@ class BatchJobOperator(BaseOperator):
                 cancel_event=self._cancel,
                 recovery=self.recovery,
                 epoch=context["ti"].try_number,
-                records_path=storage_target(
-                    base_path().rstrip("/") + "/_records",
-                    self.output_conn_id or provider_setting("conn_id") or None,
-                ),
+                records_path=records_target(connection=self.output_conn_id),
                 task_info={
                     "dag_id": context["ti"].dag_id,
                     "run_id": context["ti"].run_id,

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_batch_provider.operators.batch import BatchInputFailure, base_path, provider_setting
+from airflow_batch_provider.operators.batch import BatchInputFailure, base_path
+from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -75,7 +76,7 @@ class BatchCleanupOperator(BaseOperator):
                 records_days=float(self.records_retention_days),
                 live_grace_s=float(self.live_grace_minutes) * 60,
             )
-            target = storage_target(base, self.conn_id or provider_setting("conn_id") or None)
+            target = storage_target(base, resolve_conn_id(self.conn_id))
             summary = apply_retention(target, policy, dry_run=self._dry_run())
         except (BatchInputError, ValueError) as err:
             raise BatchInputFailure(str(err)) from err

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_batch_provider.operators.batch import BatchJobOperator, provider_setting, storage_target
+from airflow_batch_provider.operators.batch import BatchJobOperator, storage_target
+from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
 
 # the processor (and pandas) load when the task runs, not when the DAG file is parsed
 DEFAULT_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -77,9 +78,7 @@ class DataProfilingOperator(BatchJobOperator):
         if report is None:  # too large to inline: read the committed report
             from airflow_batch_provider.engine.storage import Location
 
-            target = storage_target(
-                summary["output_uri"], self.output_conn_id or provider_setting("conn_id") or None
-            )
+            target = storage_target(summary["output_uri"], resolve_conn_id(self.output_conn_id))
             report = Location.of(target).child("_report.json").read_json()
         summary["profile"] = compact_summary(report)
         return summary

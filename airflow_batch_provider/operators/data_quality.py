@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow_batch_provider.operators.batch import (
     BatchInputFailure,
     BatchJobOperator,
-    provider_setting,
     storage_target,
 )
+from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -88,5 +88,5 @@ class DataQualityOperator(BatchJobOperator):
         """The full report when it was too large for the XCom summary."""
         from airflow_batch_provider.engine.storage import Location
 
-        target = storage_target(folder, self.output_conn_id or provider_setting("conn_id") or None)
+        target = storage_target(folder, resolve_conn_id(self.output_conn_id))
         return Location.of(target).child("_report.json").read_json() or {}

@@ -39,9 +39,10 @@ from airflow_batch_provider.operators.batch import (
     _base_operator_params,
     _segment,
     base_path,
-    provider_setting,
     storage_target,
 )
+from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
+from airflow_batch_provider.operators.conf import records_target
 from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
 
 if TYPE_CHECKING:
@@ -73,7 +74,9 @@ def is_local_storage(target: Any) -> bool:
 
 def shared_storage_declared() -> bool:
     """``[batch_provider] shared_storage``: the deployment says local paths are a mount every worker shares."""
-    return conf.getboolean("batch_provider", "shared_storage", fallback=False)
+    from airflow_batch_provider.operators.conf import shared_storage
+
+    return shared_storage()
 
 
 def check_shared_storage(paths: Mapping[str, Any], executor: str) -> None:
@@ -122,12 +125,10 @@ class _ShardedJobPart(BatchJobOperator):
         return str(self.output_path) if self.output_path else sharded_job_folder(context, self.job_key)
 
     def output_target(self, folder: str) -> Any:
-        return storage_target(folder, self.output_conn_id or provider_setting("conn_id") or None)
+        return storage_target(folder, resolve_conn_id(self.output_conn_id))
 
     def records_target(self) -> Any:
-        return storage_target(
-            base_path().rstrip("/") + "/_records", self.output_conn_id or provider_setting("conn_id") or None
-        )
+        return records_target(connection=self.output_conn_id)
 
 
 class ShardPlanOperator(_ShardedJobPart):

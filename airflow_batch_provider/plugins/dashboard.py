@@ -32,10 +32,11 @@ async def require_viewer(request: Request) -> Any:
     return user
 
 
-def _base_path() -> str:
-    from airflow_batch_provider.operators.batch import base_path
+def _base_path() -> Any:
+    """``{[batch_provider] base_path}`` opened through ``[batch_provider] conn_id``, as the jobs write it."""
+    from airflow_batch_provider.operators.conf import base_path, conn_id, storage_target
 
-    return base_path()
+    return storage_target(base_path(), conn_id())
 
 
 def create_app() -> FastAPI:

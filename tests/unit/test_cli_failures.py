@@ -77,15 +77,17 @@ def test_cleanup_rejects_negative_days(base, capsys):
 
 def test_base_path_order(monkeypatch, tmp_path):
     assert resolve_base_path("/explicit") == "/explicit"
+    monkeypatch.delenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH")
     monkeypatch.setenv("AIRFLOW_BATCH_PROVIDER_BASE_PATH", "/from-env")
-    assert resolve_base_path() == "/from-env"
-    monkeypatch.delenv("AIRFLOW_BATCH_PROVIDER_BASE_PATH")
+    with pytest.warns(DeprecationWarning, match="AIRFLOW_BATCH_PROVIDER_BASE_PATH is deprecated"):
+        assert resolve_base_path() == "/from-env"
     monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path))
-    assert resolve_base_path() == str(tmp_path)
+    with pytest.warns(DeprecationWarning, match="is ignored"):
+        assert resolve_base_path() == str(tmp_path)
 
 
 def test_console_script_runs(base):
-    env = {**os.environ, "AIRFLOW_BATCH_PROVIDER_BASE_PATH": str(base)}
+    env = {**os.environ, "AIRFLOW__BATCH_PROVIDER__BASE_PATH": str(base)}
     proc = subprocess.run(
         [sys.executable, "-m", "airflow_batch_provider.cli", "failures"],
         capture_output=True,
