@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 FLOOR := $(VENV)/floor
 FLOOR_PYTEST_ARGS ?= -q -p no:cacheprovider
 
-.PHONY: install test demo airflow bench clean
+.PHONY: install lint test demo airflow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: Python >= 3.11 is needed: run make PYTHON=python3.11 ...")'
@@ -27,9 +27,15 @@ $(FLOOR)/.installed: $(VENV)/.installed scripts/floor_requirements.py
 
 install: $(VENV)/.installed
 
-## make test: create the venv, install the provider with its test extra, run the whole suite, then the unit
-## tests once more on the lowest pandas/numpy/pyarrow/psutil/scikit-learn that pyproject.toml declares
-test: install $(FLOOR)/.installed
+## make lint: ruff (lint + format), mypy over the package; import layering is a test (tests/unit/test_architecture.py)
+lint: install
+	$(VENV)/bin/ruff check airflow_batch_provider tests benchmarks scripts dags
+	$(VENV)/bin/ruff format --check airflow_batch_provider tests benchmarks scripts dags
+	$(VENV)/bin/mypy airflow_batch_provider
+
+## make test: lint, then the whole suite, then the unit tests once more on the lowest
+## pandas/numpy/pyarrow/psutil/scikit-learn that pyproject.toml declares
+test: install $(FLOOR)/.installed lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@echo "== unit tests on the declared floors: $$(tr '\n' ' ' < $(VENV)/floor-requirements.txt)"
 	PYTHONPATH=$(CURDIR)/$(FLOOR) $(PY) -m pytest $(FLOOR_PYTEST_ARGS) tests/unit

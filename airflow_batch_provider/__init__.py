@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return register_processor
     if name == "run_batch_job":
-        from airflow_batch_provider.engine import run_batch_job
+        from airflow_batch_provider.jobs import run_batch_job
 
         return run_batch_job
     raise AttributeError(name)

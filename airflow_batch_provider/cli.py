@@ -197,6 +197,9 @@ def _cleanup(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     lines = [f"{verb} {result['removed']} failure records older than {args.days:g} days under {root}"]
     lines += [f"  {uri}" for uri in result["uris"]] if args.dry_run else []
+    lines += [
+        f"left alone (a symbolic link; cleanup never follows links): {uri}" for uri in result["refused"]
+    ]
     _output.write("\n".join(lines) + "\n")
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,10 +42,9 @@ class BatchPriority(enum.IntEnum):
 
 
 def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from airflow_batch_provider.machine import usable_cpus
+
+    return usable_cpus()
 
 
 # field name -> (type, minimum, allow None)

@@ -42,7 +42,7 @@ def ensure_demo_dataset(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_batch_provider.engine.storage import Location
+    from airflow_batch_provider.storage import Location
 
     loc = Location.of(folder)
     if loc.child(READY).exists():

@@ -36,6 +36,29 @@ class ProcessorNotFoundError(BatchInputError, LookupError):
     """A processor name that is not registered."""
 
 
+class ProcessorParameterError(BatchInputError, TypeError):
+    """Keyword arguments a processor does not accept (or required ones missing), found before any chunk ran."""
+
+
+class DeterministicProcessorError(BatchInputError):
+    """The processor fails the same way on every chunk (a bug in its code, not in the data or the platform).
+
+    Raised after the chunk's single attempt, once the job has checkpointed: neither the engine nor Airflow
+    retries it. ``chunk`` is the failing chunk's label, ``processor`` the processor's name, ``error_type`` the
+    original exception's class name.
+    """
+
+    failure_class = "processing"
+
+    def __init__(
+        self, message: str, *, chunk: str | None = None, processor: str = "", error_type: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.chunk = chunk
+        self.processor = processor
+        self.error_type = error_type
+
+
 class ChunkFailedError(BatchProviderError):
     """A chunk still failed after its in-task retries; the job checkpointed and stopped.
 

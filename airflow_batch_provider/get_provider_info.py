@@ -35,8 +35,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": [
-            "airflow_batch_provider.monitoring.notifier.BatchAlertNotifier",
-            "airflow_batch_provider.notifiers.BatchFailureNotifier",
+            "airflow_batch_provider.notifications.alert.BatchAlertNotifier",
+            "airflow_batch_provider.notifications.failure.BatchFailureNotifier",
         ],
         "config": provider_config(),
     }

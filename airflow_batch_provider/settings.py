@@ -88,6 +88,40 @@ OPTIONS: dict[str, Option] = {
             "key.",
             "5",
         ),
+        Option(
+            "log_row_values",
+            "boolean",
+            "False",
+            "For debugging only: let task logs and raised exceptions show the row values that parse, conversion "
+            "and processor errors quote. Off: they show each value's kind and length (<text:16>) and its "
+            "position instead. Failure records are scrubbed either way.",
+            "False",
+        ),
+        Option(
+            "allowed_output_roots",
+            "string",
+            "",
+            "Comma-separated folders or URIs, besides base_path, under which an explicit output_path (templated, "
+            "so run conf can set it) may point. Outside them the operator warns, or refuses when "
+            "enforce_output_roots is set; allow_any_output_path=True in DAG code lifts the rule for one task.",
+            "s3://aws_default@exports/batch,/data/shared/batch",
+        ),
+        Option(
+            "enforce_output_roots",
+            "boolean",
+            "False",
+            "Refuse (BatchInputFailure, no retry) an output_path outside base_path and allowed_output_roots "
+            "instead of warning. Off in this release; on by default in the next.",
+            "True",
+        ),
+        Option(
+            "allowed_source_roots",
+            "string",
+            "",
+            "Comma-separated folders or URIs a job's source (templated, so run conf can set it) must lie under. "
+            "Empty: no restriction.",
+            "s3://aws_default@lake/raw,/data/incoming",
+        ),
     )
 }
 

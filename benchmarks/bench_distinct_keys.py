@@ -118,7 +118,7 @@ def write_source(folder: Path, n_keys: int) -> dict[str, Any]:
 # -- child: one measurement ---------------------------------------------------------------------------
 def child(kind: str, src: str, workdir: str, limit_mb: int) -> None:
     from airflow_batch_provider.config import BatchConfig
-    from airflow_batch_provider.engine import run_batch_job
+    from airflow_batch_provider.jobs import run_batch_job
 
     cfg = BatchConfig(batch_size=BATCH, max_concurrent_batches=2, memory_limit_mb=limit_mb)
     target = os.path.join(workdir, f"job-{kind}")

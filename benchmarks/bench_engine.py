@@ -346,7 +346,7 @@ def _timeline(records: list[dict[str, Any]], t_start: float, t_end: float) -> di
 
 def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_batch_provider.config import BatchConfig
-    from airflow_batch_provider.engine.runner import run_batch_job
+    from airflow_batch_provider.jobs import run_batch_job
 
     out_dir = Path(spec["output_path"])
     config = BatchConfig(

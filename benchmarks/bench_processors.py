@@ -277,7 +277,7 @@ def _top_functions(prof: Any, limit: int = 30) -> list[dict[str, Any]]:
 
 def child_chunked(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_batch_provider.config import BatchConfig
-    from airflow_batch_provider.engine.runner import run_batch_job
+    from airflow_batch_provider.jobs import run_batch_job
 
     out_dir = Path(spec["output_path"])
     config = BatchConfig(batch_size=BATCH, max_concurrent_batches=WORKERS)

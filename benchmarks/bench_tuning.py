@@ -129,8 +129,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas  # noqa: F401 - imported before the baseline, as in a task
     import pyarrow  # noqa: F401
 
-    from airflow_batch_provider.engine import run_batch_job
     from airflow_batch_provider.engine.runner import JobRunner
+    from airflow_batch_provider.jobs import run_batch_job
 
     if spec.get("sample_only"):
         from airflow_batch_provider import tuning

@@ -44,8 +44,8 @@ with DAG(
     @task
     def report(output_uri: str) -> Any:
         """Read the merged report from the job folder (what any downstream consumer of the job would do)."""
-        from airflow_batch_provider.engine.storage import Location
         from airflow_batch_provider.operators.batch import provider_setting, storage_target
+        from airflow_batch_provider.storage import Location
 
         folder = Location.of(storage_target(output_uri, provider_setting("conn_id") or None))
         full = folder.child("_report.json").read_json()

@@ -32,8 +32,8 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_provider.engine.sources import OUTPUT_FORMAT, OUTPUT_MANIFEST, SourceFile
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import StaleAttemptError
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class CheckpointStore:
         self.out.child("_report.json").write_json(report)
         self.out.child("_SUCCESS").write_bytes(b"")
 
-    def remove_stale(self, keep_parts: set[str], keep_quarantine: set[str] = frozenset()) -> None:
+    def remove_stale(self, keep_parts: set[str], keep_quarantine: set[str] | frozenset[str] = frozenset()) -> None:
         """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
         self._check()
         for folder, keep in (("parts", keep_parts), ("quarantine", keep_quarantine)):

@@ -26,11 +26,13 @@ import dataclasses
 import enum
 import errno
 import random
+import re
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from airflow_batch_provider.engine.storage import NETWORK_ERRNOS, exception_chain
 from airflow_batch_provider.exceptions import BatchInputError, ConfigError
+from airflow_batch_provider.storage import NETWORK_ERRNOS, exception_chain
 
 
 class FailureClass(str, enum.Enum):
@@ -117,7 +119,8 @@ def _builtin_class(exc: BaseException) -> FailureClass:
             return FailureClass.parse(declared)
         if isinstance(err, MemoryError):
             return FailureClass.MEMORY
-        if isinstance(err, BatchInputError):
+        # bad input, a name too long for the filesystem included: retrying cannot fix it
+        if isinstance(err, BatchInputError) or (isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG):
             return FailureClass.DATA_CORRUPTION
         if isinstance(err, ConnectionError) or type(err).__name__ in _NETWORK_NAMES:
             return FailureClass.NETWORK
@@ -283,3 +286,114 @@ class RecoveryConfig:
                 )
             changes[theirs] = value
         return config.with_overrides(changes) if changes else config
+
+
+# -- deterministic processor errors: fail fast ------------------------------------------------------------
+#: raised by the processor's own code, these are bugs: every chunk fails the same way, so no retry can help
+DETERMINISTIC_TYPES: tuple[type[BaseException], ...] = (
+    TypeError,
+    NameError,
+    AttributeError,
+    ImportError,
+    SyntaxError,
+)
+FAIL_FAST_CHUNKS = 3
+#: where a frame's code lives when it is the engine's or a storage/transport library's, not the processor's
+_NOT_PROCESSOR_CODE = (
+    "/airflow_batch_provider/engine/",
+    "/airflow_batch_provider/storage.py",
+    "/fsspec/",
+    "/s3fs/",
+    "/gcsfs/",
+    "/adlfs/",
+    "/botocore/",
+    "/aiobotocore/",
+    "/boto3/",
+    "/aiohttp/",
+    "/urllib3/",
+    "/requests/",
+    "/httpx/",
+    "/pyarrow/fs.py",
+    "/socket.py",
+    "/ssl.py",
+    "/http/client.py",
+)
+PROCESSOR_FRAMES = "processor_frames"  # attribute a chunk worker sets on what the processor raised
+_PLACEHOLDER = re.compile(r"<(\w+):\d+>")  # a scrubbed value's kind and length: the length is data too
+_NUMBER = re.compile(r"<number>|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def mark_processor_frames(err: BaseException) -> None:
+    """Record on ``err`` the files of its traceback frames below the current one (the processor's call). The
+    attribute survives pickling, so the parent can tell where a worker's exception came from."""
+    files = [frame.f_code.co_filename.replace("\\", "/") for frame, _ in traceback.walk_tb(err.__traceback__)]
+    try:
+        setattr(err, PROCESSOR_FRAMES, tuple(files[1:]))
+    except (AttributeError, TypeError):  # an exception type without a __dict__
+        pass
+
+
+def from_processor_code(err: BaseException) -> bool:
+    """True when ``err`` was raised inside the processor's call and no frame on the way was the engine's or a
+    storage/transport library's (then it is the processor's own bug, not the platform's)."""
+    frames = getattr(err, PROCESSOR_FRAMES, None)
+    if not frames:
+        return False
+    return not any(part in frame for frame in frames for part in _NOT_PROCESSOR_CODE)
+
+
+def error_signature(err: BaseException) -> str:
+    """The exception type and its message without data values (``scrub_message``, then every number, position
+    and length), so the same bug hit on different rows has one signature."""
+    from airflow_batch_provider.engine.records import scrub_message
+
+    text = _PLACEHOLDER.sub(r"<\1>", scrub_message(str(err)))
+    return f"{type(err).__name__}: {_NUMBER.sub('#', text)}"
+
+
+@dataclasses.dataclass
+class FailFast:
+    """Decides that a processor fails deterministically, so the job stops after one attempt of the chunk.
+
+    Only failures classified ``processing`` count (network, memory, timeout ... keep their strategies):
+
+    - a :data:`DETERMINISTIC_TYPES` exception raised from the processor's own code, at once;
+    - the first ``min(FAIL_FAST_CHUNKS, chunks)`` distinct chunks to fail all with one
+      :func:`error_signature`, while no chunk has succeeded (in this run or an earlier one).
+
+    While that is undecided (:attr:`probing`) the engine runs new chunks before retrying failed ones.
+    """
+
+    chunks: int
+    succeeded: bool = False
+    window: int = FAIL_FAST_CHUNKS
+    signatures: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    decided: bool = False
+
+    def __post_init__(self) -> None:
+        self.decided = self.decided or self.succeeded
+
+    def success(self) -> None:
+        self.succeeded = self.decided = True
+
+    @property
+    def probing(self) -> bool:
+        return bool(self.signatures) and not self.decided
+
+    def verdict(self, key: tuple[int, int], err: BaseException, kind: FailureClass) -> str | None:
+        """Why the failure of chunk ``key`` is deterministic, or None."""
+        if kind is not FailureClass.PROCESSING or isinstance(err, BatchInputError):
+            return None
+        if isinstance(err, DETERMINISTIC_TYPES) and from_processor_code(err):
+            return f"{type(err).__name__} from the processor's own code is a bug, the same on every chunk"
+        if self.decided:
+            return None
+        self.signatures.setdefault(key, error_signature(err))
+        if len(set(self.signatures.values())) > 1:
+            self.decided = True
+            return None
+        needed = max(1, min(self.window, self.chunks))
+        if len(self.signatures) < needed:
+            return None
+        self.decided = True
+        return f"the first {needed} chunk(s) all failed with this error and none succeeded"

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.storage import Location
 
 CHECKPOINT = "_checkpoint.json"
 NOTIFIED = "_notified"
@@ -78,7 +78,9 @@ def job_position(folder: Any) -> JobPosition:
     except ValueError:  # a torn or foreign file: report what we know
         checkpoint = {}
     checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
-    counters = checkpoint.get("counters") if isinstance(checkpoint.get("counters"), dict) else {}
+    counters: dict[str, Any] = (
+        checkpoint.get("counters") if isinstance(checkpoint.get("counters"), dict) else {}
+    )
 
     def pick(key: str) -> int | None:
         return _int(counters.get(key, checkpoint.get(key)))

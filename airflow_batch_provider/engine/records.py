@@ -19,48 +19,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.engine.redaction import MAX_MESSAGE, scrub_message  # noqa: F401 - re-exported
 from airflow_batch_provider.settings import RECORDS_FOLDER  # noqa: F401 - re-exported
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger(__name__)
 
 FAILURES = "failures"
-MAX_MESSAGE = 500
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_RE = re.compile(r"^(\d+)-[0-9a-f]{8}\.json$")
 _DAY = 86400.0
-
-# Row values in error messages: quoted literals (with an optional b/r/u/f prefix), then long or decimal numbers.
-_QUOTED_RE = re.compile(
-    r"""(?<![A-Za-z0-9_])[bBrRuUfF]?(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`[^`\n]*`)"""
-)
-_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d+(?:[eE][-+]?\d+)?|\d{5,})(?![\w.])")
-_SPACE_RE = re.compile(r"\s+")
-
-
-def scrub_message(text: Any) -> str:
-    """An error message without row values: quoted literals and long numbers become ``<value>``.
-
-    Whitespace is collapsed to one line and the result is cut at 500 characters. Short integers (chunk
-    numbers, column counts) are kept; so is everything outside quotes (exception wording, column names
-    that the message does not quote).
-    """
-    if text is None:
-        return ""
-    clean = _QUOTED_RE.sub("<value>", str(text))
-    clean = _NUMBER_RE.sub("<value>", clean)
-    clean = _SPACE_RE.sub(" ", clean).strip()
-    if len(clean) > MAX_MESSAGE:
-        clean = clean[: MAX_MESSAGE - 3] + "..."
-    return clean
 
 
 def _day_of(ts: float) -> str:
@@ -89,14 +66,15 @@ class FailureRecords:
         self.root = Location.of(root)
         self.failures = self.root.child(FAILURES)
 
-    def add(self, record: Mapping[str, Any]) -> str:
-        """Store one record; returns its URI. ``ts``/``time`` default to now; ``error`` is scrubbed."""
+    def add(self, record: Mapping[str, Any], *, known: Iterable[str] = ()) -> str:
+        """Store one record; returns its URI. ``ts``/``time`` default to now; ``error`` is scrubbed
+        (``engine.redaction``), keeping the identifiers in ``known`` (column, parameter and rule names, paths)."""
         doc = dict(to_jsonable(dict(record)))
         ts = _number(doc.get("ts"), 0.0) or time.time()
         doc["ts"] = ts
         doc.setdefault("time", _iso(ts))
         if "error" in doc:
-            doc["error"] = scrub_message(doc["error"])
+            doc["error"] = scrub_message(doc["error"], known)
         target = self.failures.child(_day_of(ts), f"{int(ts * 1000)}-{uuid.uuid4().hex[:8]}.json")
         target.write_json(doc)
         return target.uri
@@ -197,18 +175,26 @@ def cleanup_old_records(
     folders: Sequence[str] = (FAILURES,),
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Delete records older than ``days``: whole day folders when they are all older, else single files.
+    """Delete records older than ``days``: the record files of day folders that are all older (then the
+    folder, once empty), else single files.
 
     ``folders`` are the record kinds under ``root`` laid out the same way (``failures``; the monitoring
-    ``alerts`` use the same layout).
+    ``alerts`` use the same layout). Only names the engine writes are deleted (``YYYY-MM-DD/<ms>-<hex>.json``):
+    anything else in a day folder stays, and so does the folder. Symbolic links are never followed: a records
+    root, kind folder, day folder or record that is a link is left alone, logged and listed in ``refused``.
     """
     if days < 0:
         raise ValueError(f"days must be >= 0, got {days!r}")
     root_loc = Location.of(root)
     cutoff = (time.time() if now is None else now) - float(days) * _DAY
     removed: list[str] = []
+    refused: list[str] = []
+    if _refuse_link(root_loc, refused):
+        folders = ()
     for kind in folders:
-        removed.extend(_cleanup_folder(root_loc.child(kind), cutoff, dry_run))
+        kind_loc = root_loc.child(kind)
+        if not _refuse_link(kind_loc, refused):
+            removed.extend(_cleanup_folder(kind_loc, cutoff, dry_run, refused))
     if removed:
         log.info(
             "%s %d records older than %s days", "would remove" if dry_run else "removed", len(removed), days
@@ -219,28 +205,43 @@ def cleanup_old_records(
         "dry_run": dry_run,
         "removed": len(removed),
         "uris": removed,
+        "refused": refused,
     }
 
 
-def _cleanup_folder(records: Location, cutoff: float, dry_run: bool) -> list[str]:
+def _refuse_link(loc: Location, refused: list[str]) -> bool:
+    """True (and logged) when ``loc`` is a symbolic link: cleanup never follows one."""
+    if not loc.is_link():
+        return False
+    log.warning("not cleaning up %s: it is a symbolic link, and cleanup never follows links", loc.uri)
+    refused.append(loc.uri)
+    return True
+
+
+def _cleanup_folder(records: Location, cutoff: float, dry_run: bool, refused: list[str]) -> list[str]:
     removed: list[str] = []
     for day in (d for d in records.listdir() if _DAY_RE.match(d)):
         folder = records.child(day)
-        if _day_start(day) + _DAY <= cutoff:
-            removed.extend(folder.child(n).uri for n in folder.listdir())
-            if not dry_run:
-                folder.remove(recursive=True)
-        elif _day_start(day) < cutoff:
-            removed.extend(_cleanup_day(folder, cutoff, dry_run))
+        if _day_start(day) >= cutoff or _refuse_link(folder, refused):
+            continue
+        whole = _day_start(day) + _DAY <= cutoff
+        removed.extend(_cleanup_day(folder, None if whole else cutoff, dry_run, refused))
+        if whole and not dry_run:
+            folder.remove_if_empty()
     return removed
 
 
-def _cleanup_day(folder: Location, cutoff: float, dry_run: bool) -> list[str]:
+def _cleanup_day(folder: Location, cutoff: float | None, dry_run: bool, refused: list[str]) -> list[str]:
+    """The record files of one day folder older than ``cutoff`` (``None``: all of them)."""
     removed = []
     for name in folder.listdir():
         match = _NAME_RE.match(name)
-        if match and int(match.group(1)) / 1000 < cutoff:
-            removed.append(folder.child(name).uri)
-            if not dry_run:
-                folder.child(name).remove()
+        if not match or (cutoff is not None and int(match.group(1)) / 1000 >= cutoff):
+            continue
+        record = folder.child(name)
+        if _refuse_link(record, refused) or (record.is_local and not os.path.isfile(record.path)):
+            continue
+        removed.append(record.uri)
+        if not dry_run:
+            record.remove()
     return removed

@@ -13,7 +13,8 @@ Three clocks, because downstream tasks read outputs long after the checkpoints s
 Safety rules, checked for every deletion:
 
 * the base path must not be empty or ``/``; every target must resolve inside it (symlinks are resolved on
-  local storage and never followed out of the base);
+  local storage and never followed: a link, or a records tree with a link in it, is left alone, logged and
+  listed in ``refused``); in record folders only the record files the engine writes are deleted;
 * a job folder with a live attempt (a generation whose ``_checkpoint.json`` says running or finalizing and
   was updated within ``live_grace_s``, or a generation too young to have a checkpoint) is left alone whole;
 * ages come from the checkpoints' ``updated_at`` (falling back to the file's modification time); what has
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_provider.engine.records import RECORDS_FOLDER, cleanup_old_records
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import BatchInputError
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class RetentionReport:
     deletions: list[Deletion] = field(default_factory=list)
     live: list[str] = field(default_factory=list)
     records_removed: int = 0
+    #: symbolic links and targets outside the base: left alone
+    refused: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         counts = {"output": 0, "work": 0, "records": self.records_removed}
@@ -86,6 +89,7 @@ class RetentionReport:
             "deleted": [vars(d) for d in self.deletions[:MAX_LISTED]],
             "listed_all": len(self.deletions) <= MAX_LISTED,
             "skipped_live": self.live,
+            "refused": self.refused[:MAX_LISTED],
         }
 
 
@@ -142,7 +146,10 @@ class _Generation:
         updated = checkpoint.get("updated_at") if checkpoint else None
         if not isinstance(updated, (int, float)):
             updated = _mtime(loc.child(CHECKPOINT)) if checkpoint else _mtime(loc)
-        return cls(int(_GEN_RE.match(name).group(1)), loc, checkpoint, updated)
+        match = _GEN_RE.match(name)
+        if match is None:
+            raise ValueError(f"not a generation folder name: {name!r}")
+        return cls(int(match.group(1)), loc, checkpoint, updated)
 
     def is_live(self, now: float, grace: float) -> bool:
         if self.updated_at is None:
@@ -167,7 +174,10 @@ class _Cleaner:
 
     def delete(self, loc: Location, kind: str, reason: str) -> None:
         if not self.base.contains(loc):
-            log.warning("not deleting %s: outside the base path %s", loc.uri, self.base.loc.uri)
+            log.warning(
+                "not deleting %s: a symbolic link or outside the base path %s", loc.uri, self.base.loc.uri
+            )
+            self.report.refused.append(loc.uri)
             return
         self.report.deletions.append(Deletion(loc.uri, kind, reason))
         if not self.dry_run:
@@ -234,11 +244,15 @@ def apply_retention(
     cleaner = _Cleaner(_Base(base), policy, dry_run, time.time() if now is None else now)
     cleaner.walk(cleaner.base.loc, 0)
     records = cleaner.base.loc.child(RECORDS_FOLDER)
-    if not records.exists() or cleaner.base.contains(records):
+    if records.is_link() or (records.exists() and not cleaner.base.contains(records)):
+        log.warning("not cleaning up records under %s: a symbolic link or outside the base path", records.uri)
+        cleaner.report.refused.append(records.uri)
+    else:
         done = cleanup_old_records(
             records, policy.records_days, dry_run, folders=RECORD_KINDS, now=cleaner.now
         )
         cleaner.report.records_removed = done["removed"]
+        cleaner.report.refused.extend(done["refused"])
     summary = cleaner.report.to_dict()
     log.info(
         "retention%s under %s: %d output folders, %d work entries, %d records; %d live job folders skipped",

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
-from airflow_batch_provider import settings, tuning
+from airflow_batch_provider import settings
 from airflow_batch_provider.config import BatchConfig
-from airflow_batch_provider.engine import sources, workers
+from airflow_batch_provider.engine import sizing, sources, workers
 from airflow_batch_provider.engine.adaptive import FILL, BatchSizeAdapter
 from airflow_batch_provider.engine.checkpoints import (
     CheckpointStore,
@@ -35,24 +35,31 @@ from airflow_batch_provider.engine.checkpoints import (
     decide_generation,
     part_name,
 )
-from airflow_batch_provider.engine.failures import FailureClass, RecoveryConfig, Strategy
+from airflow_batch_provider.engine.failures import (
+    FailFast,
+    FailureClass,
+    RecoveryConfig,
+    Strategy,
+    error_signature,
+)
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.progress import ProgressEvent, ProgressTracker
-from airflow_batch_provider.engine.records import FailureRecords, scrub_message
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.engine.records import FailureRecords
+from airflow_batch_provider.engine.redaction import Scrubber
 from airflow_batch_provider.engine.textformats import TextOptions
 from airflow_batch_provider.exceptions import (
     BatchInputError,
     ChunkFailedError,
     ChunkTimeoutError,
     DataCorruptionError,
+    DeterministicProcessorError,
     JobCancelledError,
     JobTimeoutError,
     StaleAttemptError,
     WorkerDiedError,
 )
 from airflow_batch_provider.processors.base import BaseProcessor, StatsPass
-from airflow_batch_provider.processors.registry import resolve_processor
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger("airflow_batch_provider.engine")
 
@@ -131,9 +138,9 @@ def fingerprint_of(files: list[sources.SourceFile], processor: BaseProcessor, op
 
 
 def choose_batch_size(
-    config: BatchConfig, processor: Any, sample: Callable[[], tuning.DataSample]
-) -> tuple[int, str, tuning.BatchRecommendation | None]:
-    """The configured size; else (``auto_optimize``) :func:`airflow_batch_provider.tuning.recommend_for_sample`
+    config: BatchConfig, processor: Any, sample: Callable[[], sizing.DataSample]
+) -> tuple[int, str, sizing.BatchRecommendation | None]:
+    """The configured size; else (``auto_optimize``) :func:`airflow_batch_provider.sizing.recommend_for_sample`
     on a real sample of the job's rows (``sample()``, read only then), aiming at ``FILL`` of
     ``memory_limit_mb``; else ``DEFAULT_BATCH_SIZE``. Returns the size, why, and the recommendation."""
     if config.batch_size:
@@ -144,16 +151,16 @@ def choose_batch_size(
     if not data.total_rows:
         return DEFAULT_BATCH_SIZE, "default (no rows to sample)", None
     target = config.memory_limit_mb * FILL if config.memory_limit_mb else None
-    rec = tuning.recommend_for_sample(data, processor, target, config.max_concurrent_batches)
+    rec = sizing.recommend_for_sample(data, processor, target, config.max_concurrent_batches)
     return rec.recommended_batch_size, "auto: " + "; ".join(rec.reasons), rec
 
 
-def _fast_rows(rec: tuning.BatchRecommendation, batch_size: int) -> int:
-    """Growth stops at about ``tuning.MAX_CHUNK_MB`` of rows per chunk (or the first size, when larger): bigger
+def _fast_rows(rec: sizing.BatchRecommendation, batch_size: int) -> int:
+    """Growth stops at about ``sizing.MAX_CHUNK_MB`` of rows per chunk (or the first size, when larger): bigger
     chunks measured no faster, so trying them only costs (a doubled 230 MB chunk of 200 columns ran 30% slower)."""
     if rec.bytes_per_row <= 0:
-        return tuning.MAX_BATCH_SIZE
-    return max(batch_size, int(tuning.MAX_CHUNK_MB * 2**20 / rec.bytes_per_row))
+        return sizing.MAX_BATCH_SIZE
+    return max(batch_size, int(sizing.MAX_CHUNK_MB * 2**20 / rec.bytes_per_row))
 
 
 def _split(task: workers.ChunkTask, rows: int) -> list[workers.ChunkTask]:
@@ -271,12 +278,14 @@ class JobRunner:
         self.notes: list[dict[str, Any]] = []  # failure records waiting to learn whether they recovered
         self.row_cap: int | None = None  # batch-size cap after a memory failure
         self.adapter: BatchSizeAdapter | None = None  # online batch sizing (auto_optimize, chunk-invariant)
-        self.recommendation: tuning.BatchRecommendation | None = None
+        self.recommendation: sizing.BatchRecommendation | None = None
         self.skipped_rows = 0
         self.watchdog_kills: set[int] = set()
+        self.fail_fast = FailFast(0)
+        self.scrubber = Scrubber.for_job(processor=processor, paths=(self.source, out))  # no row values
 
     # -- set-up --------------------------------------------------------------------------------
-    def _prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
+    def prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
         paths = sources.list_source_files(self.source)
         stats = sources.stat_files(self.source.fs, paths)
         fingerprint = fingerprint_of(stats, self.processor, self.text_options)
@@ -293,7 +302,7 @@ class JobRunner:
             store.write("running")
         return decision, store, files, schema
 
-    def _fit(self, store: CheckpointStore, files: list[sources.SourceFile], schema: Any) -> None:
+    def fit(self, store: CheckpointStore, files: list[sources.SourceFile], schema: Any) -> None:
         """Learn global state before the main pass: a full statistics pass and/or a deterministic sample.
 
         The statistics pass is itself a checkpointed job (in ``{generation}/fit``), so it resumes too.
@@ -336,15 +345,22 @@ class JobRunner:
 
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> JobResult:
-        decision, store, files, schema = self._prepare()
-        batch_size, why = self._choose_batch_size(files, schema)
+        decision, store, files, schema = self.prepare()
+        self.scrubber = Scrubber.for_job(
+            schema=schema,
+            processor=self.processor,
+            paths=(self.source, self.out, *(f.path for f in files)),
+            options=self.text_options,
+        )
+        batch_size, why = self.choose_batch_size(files, schema)
         cap = store.counters.get("batch_size_cap")
         if cap and cap < batch_size:  # an earlier try split chunks after a memory failure
             batch_size, why = int(cap), f"capped at {cap} after a memory failure in an earlier try"
             self.row_cap = int(cap)
         self._start_adapter(batch_size)
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
-        tasks = self._plan_tasks(files, batch_size, done)
+        tasks = self.plan_tasks(files, batch_size, done)
+        self.fail_fast = FailFast(len(tasks), succeeded=bool(done))
         rows_total = sum(f.rows for f in files)
         self.tracker = ProgressTracker(
             self.job_id,
@@ -381,7 +397,8 @@ class JobRunner:
             batch_size=batch_size, rows_total=rows_total, chunks_total=len(tasks) + len(done)
         )
         try:
-            self._fit(store, files, schema)
+            self.validate_schema(schema)
+            self.fit(store, files, schema)
             job = workers.JobState(
                 self.job_id,
                 self.processor,
@@ -394,17 +411,24 @@ class JobRunner:
                 self.columns,
                 fence=self.fence,
             )
-            self._run_tasks(deque(tasks), job)
+            self.run_tasks(deque(tasks), job)
         except BaseException as err:
             self._stop_failed(err)
             raise
-        return self._finalize(decision, len(done))
+        return self.finalize(decision, len(done))
 
-    def _choose_batch_size(self, files: list[sources.SourceFile], schema: Any) -> tuple[int, str]:
+    def validate_schema(self, schema: Any) -> None:
+        """The processor's pre-flight checks (``validate(schema)``): once per job, after the plan, before any
+        chunk (statistics pass included). A ``BatchInputError`` fails the job without retry."""
+        check = getattr(self.processor, "validate", None)
+        if callable(check):
+            check(schema)
+
+    def choose_batch_size(self, files: list[sources.SourceFile], schema: Any) -> tuple[int, str]:
         """The first batch size and why; with auto-tuning also the concurrency (when not configured)."""
 
-        def sample() -> tuning.DataSample:
-            return tuning.sample_files(self.source.fs, files, schema, self.text_options, columns=self.columns)
+        def sample() -> sizing.DataSample:
+            return sizing.sample_files(self.source.fs, files, schema, self.text_options, columns=self.columns)
 
         size, why, self.recommendation = choose_batch_size(self.config, self.processor, sample)
         if self.recommendation is not None and self.config.max_concurrent_batches is None:
@@ -421,7 +445,7 @@ class JobRunner:
             target_mb=self.config.memory_limit_mb or rec.target_memory_usage_mb / FILL,
             concurrency=self.concurrency,
             max_size=min(
-                self.row_cap or tuning.MAX_BATCH_SIZE, tuning.MAX_BATCH_SIZE, _fast_rows(rec, batch_size)
+                self.row_cap or sizing.MAX_BATCH_SIZE, sizing.MAX_BATCH_SIZE, _fast_rows(rec, batch_size)
             ),
             extra_rows=self.recommendation.row_group_rows,
         )
@@ -433,6 +457,7 @@ class JobRunner:
 
     def _stop_failed(self, err: BaseException) -> None:
         """Checkpoint (unless a newer attempt owns the folder), record the failure, tell the callbacks."""
+        self.scrubber.exception(err)
         message = f"{type(err).__name__}: {err}"
         if not isinstance(err, StaleAttemptError):
             try:
@@ -445,21 +470,25 @@ class JobRunner:
         for note in self.notes:
             self._write_record(note, recovered=False)
         self.notes = []
-        if not chunk_level:
+        if not chunk_level and not getattr(err, "_batch_recorded", False):
             self._write_record(self._job_note(err), recovered=False)
+        try:  # an outer job (a statistics pass's) does not record the same failure again
+            err._batch_recorded = True  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
         self.tracker.emit("failed", message[:500], error_type=type(err).__name__)
 
     @property
     def tracker_nested(self) -> bool:
         return self.job_id.endswith("/fit")
 
-    def _plan_tasks(
+    def plan_tasks(
         self, files: list[sources.SourceFile], batch_size: int, done: list[tuple[int, int, int]]
     ) -> list[workers.ChunkTask]:
         """The chunks this run executes (a shard narrows them to its own row ranges)."""
         return plan_chunks(files, batch_size, done)
 
-    def _run_tasks(self, pending: deque[workers.ChunkTask], job: workers.JobState) -> None:
+    def run_tasks(self, pending: deque[workers.ChunkTask], job: workers.JobState) -> None:
         self.fatal: BaseException | None = None
         if not workers.fork_available():
             workers.set_inline_job(job)
@@ -495,7 +524,8 @@ class JobRunner:
 
     def _submit(self, q: _RunQueue) -> None:
         now = time.monotonic()
-        while q.retries and q.retries[0][0] <= now:
+        # while it is open whether the processor fails deterministically, new chunks go before retries
+        while q.retries and q.retries[0][0] <= now and not (self.fail_fast.probing and q.pending):
             q.pending.appendleft(heapq.heappop(q.retries)[2])
         while q.pending and len(q.inflight) < self.concurrency and self.fatal is None:
             task = q.pending.popleft()
@@ -546,6 +576,7 @@ class JobRunner:
     def _collect(self, fut: Future[Any], task: workers.ChunkTask, started: float, q: _RunQueue) -> None:
         try:
             self._record(fut.result())
+            self.fail_fast.success()
         except BrokenProcessPool:
             self._workers_died(task, started, q)
         except Exception as err:
@@ -581,11 +612,15 @@ class JobRunner:
         self, task: workers.ChunkTask, err: BaseException, q: _RunQueue, started: float
     ) -> None:
         kind = self.recovery.classify(err)
+        self.scrubber.exception(err)  # row values out of every message, log line and record below
         strategy = self.recovery.strategy(kind)
         lost = time.monotonic() - started
         if isinstance(err, BatchInputError) and not isinstance(err, DataCorruptionError):
             strategy = Strategy.FAIL  # a bad parameter or source: the same for every chunk, fail as it is
-        if strategy is Strategy.SPLIT and task.rows > 1:
+        reason = self.fail_fast.verdict(task.key, err, kind)
+        if reason is not None:
+            self._fail_deterministic(task, err, kind, lost, reason)
+        elif strategy is Strategy.SPLIT and task.rows > 1:
             half = max(1, task.rows // 2)
             self.row_cap = min(self.row_cap or half, half)
             self.store.counters["batch_size_cap"] = self.row_cap
@@ -616,6 +651,30 @@ class JobRunner:
         )
         failed.__cause__ = err
         self.fatal = failed
+
+    def _fail_deterministic(
+        self, task: workers.ChunkTask, err: BaseException, kind: FailureClass, lost: float, reason: str
+    ) -> None:
+        """Stop after this attempt: a bug in the processor fails every chunk and every retry the same way. The
+        failures of this signature noted so far become one record."""
+        signature = error_signature(err)
+        if self.fatal is not None and getattr(self, "_fatal_signature", None) == signature:
+            return  # another chunk in flight hit the same bug: already counted
+        self.notes = [n for n in self.notes if n.get("fatal") or n.get("_signature") != signature]
+        self._note_failure(task, err, kind, f"fail fast: {reason}", lost, "fail_fast", fatal=True)
+        if self.fatal is not None:
+            return
+        label = processor_label(self.processor)
+        fatal = DeterministicProcessorError(
+            f"processor {label} failed on {task.label(self.files)} (attempt {task.attempt}) with "
+            f"{type(err).__name__}: {err}. Not retried, in the task or by Airflow: {reason}. Fix the processor; "
+            "finished chunks are checkpointed and the next run resumes from there",
+            chunk=task.label(self.files),
+            processor=label,
+            error_type=type(err).__name__,
+        )
+        fatal.__cause__ = err
+        self.fatal, self._fatal_signature = fatal, signature
 
     def _retry_or_fail(
         self,
@@ -670,7 +729,7 @@ class JobRunner:
             "rows": task.rows,
             "byte_range": sources.byte_range(f, task.start, task.stop),
             "reason": kind.value,
-            "error": scrub_message(f"{type(err).__name__}: {err}"),
+            "error": self.scrubber.record(f"{type(err).__name__}: {err}"),
         }
         name = part_name(task.file_index, task.start).replace(".parquet", ".json")
         self.store.gen.child("skipped", name).write_json(entry)
@@ -699,7 +758,7 @@ class JobRunner:
                 "chunk": [task.file_index, task.start, task.stop],
                 "attempt": task.attempt,
                 "class": kind.value,
-                "error": scrub_message(f"{type(err).__name__}: {err}"),
+                "error": self.scrubber.record(f"{type(err).__name__}: {err}"),
                 "strategy": record_strategy,
             }
         )
@@ -717,13 +776,14 @@ class JobRunner:
             "chunk_label": task.label(self.files),
             "class": kind.value,
             "error_type": type(err).__name__,
-            "error": scrub_message(str(err)),
+            "error": self.scrubber.record(str(err)),
             "attempt": task.attempt,
             "strategy": record_strategy,
             "time_lost_s": round(lost, 3),
             "ts": time.time(),
             "fatal": fatal,
             "_done": 0,
+            "_signature": error_signature(err),
         }
         if recovered is not None:
             self._write_record(note, recovered=recovered)
@@ -737,7 +797,7 @@ class JobRunner:
             "chunk_label": None,
             "class": kind.value,
             "error_type": type(err).__name__,
-            "error": scrub_message(str(err)),
+            "error": self.scrubber.record(str(err)),
             "attempt": None,
             "strategy": "checkpoint_and_fail",
             "time_lost_s": 0.0,
@@ -750,7 +810,7 @@ class JobRunner:
         record = {k: v for k, v in note.items() if not k.startswith("_") and k != "fatal"}
         record.update(self.task_info, job_id=self.job_id, output_uri=self.out.uri, recovered=recovered)
         try:
-            self.records.add(record)
+            self.records.add(record, known=self.scrubber.known)
         except Exception:  # noqa: BLE001 - a failure record must never fail the job
             log.warning("could not write a failure record under %s", self.records, exc_info=True)
 
@@ -828,11 +888,11 @@ class JobRunner:
             )
 
     # -- finalize ------------------------------------------------------------------------------
-    def _finalize(self, decision: Decision, resumed: int) -> JobResult:
+    def finalize(self, decision: Decision, resumed: int) -> JobResult:
         store = self.store
         self._checkpoint("finalizing")
         records = sorted(store.records.values(), key=lambda r: (r["f"], r["s"]))
-        states = [self._load_state(r) for r in records if not r.get("skipped")]
+        states = [self.load_state(r) for r in records if not r.get("skipped")]
         report = self.processor.finalize(self.processor.merge(states))
         report = to_jsonable(report) if report is not None else None
         ordered = records if self.config.preserve_order else sorted(records, key=lambda r: r.get("seq", 0))
@@ -895,157 +955,60 @@ class JobRunner:
         )
         return result
 
-    def _load_state(self, record: dict[str, Any]) -> Any:
+    def load_state(self, record: dict[str, Any]) -> Any:
         if record.get("state_ref"):
             return self.store.gen.child("states", record["state_ref"]).read_json()
         return record.get("state")
 
 
-def _new_job_id() -> str:
-    return f"job-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+def as_config(config: BatchConfig | Mapping[str, Any] | None) -> BatchConfig:
+    """A :class:`BatchConfig` from a config, a mapping of its fields or None (the defaults)."""
+    if config is None:
+        return BatchConfig()
+    return config if isinstance(config, BatchConfig) else BatchConfig.from_mapping(config)
 
 
-def run_batch_job(
+def build_runner(
+    cls: type[JobRunner],
     source: Any,
-    processor: Any,
+    processor: BaseProcessor,
+    config: BatchConfig,
+    out: Location,
+    job_id: str,
     *,
-    config: BatchConfig | Mapping[str, Any] | None = None,
-    output_path: Any = None,
-    progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
     csv_options: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
+    progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
     cancel_event: threading.Event | None = None,
     recovery: RecoveryConfig | Mapping[str, Any] | None = None,
-    epoch: int | None = None,
-    records_path: Any = None,
-    task_info: Mapping[str, Any] | None = None,
-    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
-    alert_rules: Any = None,
-    monitor: bool = True,
-    **processor_kwargs: Any,
-) -> JobResult:
-    """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
-
-    :param source: a file, folder or glob of Parquet/CSV/JSON Lines files: a local path, an fsspec URI or an
-        ``ObjectStoragePath``. A folder written by this engine is read through its committed manifest.
-    :param processor: a registered name, an import path ``"module:attr"``, a processor class or instance, or a
-        sync/``async`` callable ``fn(batch_df, context, **processor_kwargs)``.
-    :param config: a :class:`BatchConfig` (or a mapping of its fields).
-    :param output_path: the job's own folder. ``None``: a new folder under ``$AIRFLOW_BATCH_PROVIDER_BASE_PATH``
-        (default ``$AIRFLOW_HOME/batch_provider``).
-    :param progress_callbacks: callables receiving :class:`ProgressEvent` objects.
-    :param csv_options: options for CSV / JSON Lines sources (``delimiter``, ``quote_char``, ``encoding``,
-        ``column_types``).
-    :param job_id: the id in logs and events (default: the output folder's name).
-    :param cancel_event: set it to stop the job; it checkpoints and raises ``JobCancelledError``.
-    :param recovery: a :class:`~airflow_batch_provider.engine.failures.RecoveryConfig` (or mapping): what to do
-        about each class of failure (see ``docs/failures.md``).
-    :param epoch: this attempt's fencing epoch (the operator passes the Airflow try number). ``None``: one more
-        than the highest epoch the folder has seen. An attempt that finds a higher epoch stops without writing.
-    :param records_path: where failure records go (default ``{base path}/_records``); ``False`` disables them.
-    :param task_info: ``dag_id``/``run_id``/``task_id``/``map_index``/``try_number`` for failure records.
-    :param alert_callbacks: callables receiving each new
-        :class:`~airflow_batch_provider.monitoring.alerts.Alert` (memory, CPU, throughput, failure rate, timeout).
-    :param alert_rules: the alert thresholds: an ``AlertRules`` or a mapping such as
-        ``{"memory_fraction": 0.8, "cpu_sustained_s": 120, "failure_rate": None}`` (``None`` switches a rule off;
-        see ``docs/monitoring.md``). Default: the built-in thresholds, memory limit and timeout from ``config``.
-    :param monitor: sample resources, evaluate the alert rules and keep a heartbeat under
-        ``{records_path}/active`` while the job runs (what ``get_monitoring_dashboard_data()`` reads from any
-        process). Off when ``records_path=False``.
-    :param processor_kwargs: everything else goes to the processor.
-    """
-    if config is None:
-        config = BatchConfig()
-    elif isinstance(config, Mapping):
-        config = BatchConfig.from_mapping(config)
-    proc = resolve_processor(processor, processor_kwargs)
-    if output_path is None:
-        job_id = job_id or _new_job_id()
-        output_path = os.path.join(default_base_path(), job_id)
-    out = Location.of(output_path)
-    cancel_event = cancel_event or threading.Event()
-    if records_path is None:
-        records_path = default_records_path()
-    runner = JobRunner(
+    records_path: Any = False,
+    **extra: Any,
+) -> JobRunner:
+    """The one way a runner is made, for single jobs, shards and the shard planner."""
+    return cls(
         source,
-        proc,
+        processor,
         config,
         out,
         callbacks=list(progress_callbacks or ()),
         text_options=TextOptions.from_mapping(dict(csv_options or {})),
-        cancel_event=cancel_event,
-        job_id=job_id or out.name,
+        cancel_event=cancel_event or threading.Event(),
+        job_id=job_id,
         recovery=RecoveryConfig.from_value(recovery),
-        epoch=epoch,
-        records=FailureRecords(records_path) if records_path is not False else None,
-        task_info=task_info,
-    )
-    return run_monitored(
-        runner,
-        monitor=monitor,
-        records_path=records_path,
-        task_info=task_info,
-        alert_rules=alert_rules,
-        alert_callbacks=alert_callbacks,
+        records=FailureRecords(records_path) if records_path not in (None, False) else None,
+        **extra,
     )
 
 
-def run_monitored(
-    runner: JobRunner,
-    *,
-    monitor: bool = True,
-    records_path: Any = None,
-    task_info: Mapping[str, Any] | None = None,
-    alert_rules: Any = None,
-    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
-) -> JobResult:
-    """``runner.run()`` inside a :class:`~airflow_batch_provider.monitoring.monitor.JobMonitor` (resource
-    sampling, alerts, the heartbeat the dashboard reads) unless ``monitor`` is false or ``records_path`` is
-    ``False``; SIGTERM sets the runner's cancel event while it runs."""
-    job_monitor = None
-    if monitor and records_path is not False:
-        from airflow_batch_provider.monitoring.monitor import JobMonitor
-
-        job_monitor = JobMonitor(
-            runner.job_id,
-            records_path=records_path if records_path is not None else default_records_path(),
-            output_uri=runner.out.uri,
-            labels=task_info,
-            config=runner.config,
-            rules=alert_rules,
-            alert_callbacks=alert_callbacks or (),
-        )
-        runner.callbacks.insert(0, job_monitor.on_event)
-        job_monitor.start()
-    try:
-        with _sigterm_sets(runner.cancel_event):
-            return runner.run()
-    finally:
-        if job_monitor is not None:
-            job_monitor.stop()
+def processor_label(processor: Any) -> str:
+    """The processor's name in messages: a callable's ``module.function``, a class's ``name``."""
+    if isinstance(processor, StatsPass):
+        return f"{processor_label(processor.processor)} (statistics pass)"
+    name = getattr(processor, "label", None) or getattr(processor, "name", None)
+    return str(name) if name and name != BaseProcessor.name else type(processor).__name__
 
 
-class _sigterm_sets:
-    """While a job runs in the main thread, SIGTERM sets the cancel event (then calls the previous handler)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-        self.previous: Any = None
-        self.active = threading.current_thread() is threading.main_thread()
-
-    def __enter__(self) -> None:
-        if self.active:
-            self.previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.event.set()
-        if callable(self.previous):
-            self.previous(signum, frame)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.active:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+def new_job_id() -> str:
+    return f"job-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def read_output(output_uri: Any, columns: list[str] | None = None, *, quarantine: bool = False) -> Any:
@@ -1056,7 +1019,7 @@ def read_output(output_uri: Any, columns: list[str] | None = None, *, quarantine
     loc = Location.of(output_uri)
     if quarantine:
         manifest = loc.child(sources.OUTPUT_MANIFEST).read_json() or {}
-        parts = [loc.child(p).path for p in manifest.get("quarantine", [])]
+        parts = sources.manifest_files(loc, manifest, "quarantine")
     else:
         parts = sources.list_source_files(loc)
     if not parts:

@@ -1,6 +1,7 @@
 """Shards: one job split into row ranges that run as separate tasks (on separate workers), then merged.
 
-``plan_shards`` -> ``run_shard`` (once per shard, anywhere) -> ``merge_shards``. No Airflow imports.
+``plan_shards`` -> ``run_shard`` (once per shard, anywhere; :mod:`airflow_batch_provider.jobs` runs it like a
+single job, monitored) -> ``merge_shards``. No Airflow imports.
 
 - The plan does the processor's fit/statistics pass ONCE, freezes the file plan and the batch size, and
   splits the chunk plan into contiguous row-range groups balanced by rows.
@@ -42,34 +43,25 @@ from airflow_batch_provider.engine.checkpoints import (
     decide_generation,
     schema_from_text,
 )
-from airflow_batch_provider.engine.failures import RecoveryConfig
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.progress import ProgressEvent
-from airflow_batch_provider.engine.records import FailureRecords
 from airflow_batch_provider.engine.runner import (
     JobResult,
     JobRunner,
+    as_config,
+    build_runner,
     fingerprint_of,
     plan_chunks,
-    run_monitored,
 )
-from airflow_batch_provider.engine.storage import Location
-from airflow_batch_provider.engine.textformats import TextOptions
 from airflow_batch_provider.exceptions import BatchInputError, ShardIncompleteError
-from airflow_batch_provider.processors.base import BaseProcessor
 from airflow_batch_provider.processors.registry import resolve_processor
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger("airflow_batch_provider.engine")
 
 SHARDS_DIR = "_shards"
 SHARD_SPECS = "shards.json"
 SHARD_DONE = "_shard.json"
-
-
-def _as_config(config: BatchConfig | Mapping[str, Any] | None) -> BatchConfig:
-    if config is None:
-        return BatchConfig()
-    return config if isinstance(config, BatchConfig) else BatchConfig.from_mapping(config)
 
 
 def split_chunks(chunks: list[workers.ChunkTask], shards: int) -> list[tuple[int, int]]:
@@ -101,35 +93,9 @@ def _row_ranges(chunks: list[workers.ChunkTask]) -> list[list[int]]:
 
 
 def _shard_fingerprint(spec: Mapping[str, Any]) -> str:
-    doc = {k: spec[k] for k in ("fingerprint", "plan", "shard", "ranges", "batch_size")}
+    doc = {k: spec[k] for k in ("fingerprint", "generation", "shard", "ranges", "batch_size")}
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
-
-
-def _runner(
-    source: Any,
-    processor: BaseProcessor,
-    config: BatchConfig,
-    out: Location,
-    job_id: str,
-    *,
-    csv_options: Mapping[str, Any] | None,
-    progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None,
-    cancel_event: threading.Event | None,
-    cls: type[JobRunner] = JobRunner,
-    **extra: Any,
-) -> JobRunner:
-    return cls(
-        source,
-        processor,
-        config,
-        out,
-        callbacks=list(progress_callbacks or ()),
-        text_options=TextOptions.from_mapping(dict(csv_options or {})),
-        cancel_event=cancel_event or threading.Event(),
-        job_id=job_id,
-        **extra,
-    )
 
 
 # -- plan ------------------------------------------------------------------------------------------
@@ -155,11 +121,12 @@ def plan_shards(
     if int(shards) < 1:
         raise BatchInputError(f"shards must be >= 1, got {shards!r}")
     limit = min(int(shards), int(max_shards) if max_shards else int(shards))
-    config = _as_config(config)
+    config = as_config(config)
     out = Location.of(output_path)
     proc = resolve_processor(processor, processor_kwargs)
     job_id = job_id or out.name
-    planner = _runner(
+    planner = build_runner(
+        JobRunner,
         source,
         proc,
         config,
@@ -169,16 +136,16 @@ def plan_shards(
         progress_callbacks=progress_callbacks,
         cancel_event=cancel_event,
     )
-    _, store, files, schema = planner._prepare()
-    planner._fit(store, files, schema)
-    batch_size, why = planner._choose_batch_size(files, schema)
+    _, store, files, schema = planner.prepare()
+    planner.validate_schema(schema)  # the job's one pre-flight check: the shards run what the plan checked
+    planner.fit(store, files, schema)
+    batch_size, why = planner.choose_batch_size(files, schema)
     chunks = plan_chunks(files, batch_size, [])
     plan_ref = f"{SHARDS_DIR}/g{store.generation:04d}"
     specs = []
     for i, (first, stop) in enumerate(split_chunks(chunks, limit)):
-        spec = {
-            "output_path": out.uri,
-            "plan": plan_ref,
+        spec = {  # row ranges and checks only: every path a shard uses comes from its job folder and index
+            "generation": store.generation,
             "shard": i,
             "fingerprint": store.fingerprint,
             "batch_size": batch_size,
@@ -215,7 +182,7 @@ class ShardRunner(JobRunner):
         self.spec = spec
         self.plan = plan
 
-    def _prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
+    def prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
         plan = self.plan.child("plan.json").read_json()
         if plan is None:
             raise ShardIncompleteError(f"shard plan {self.plan.uri} is missing; run the plan step first")
@@ -238,14 +205,17 @@ class ShardRunner(JobRunner):
             store.write("running")
         return decision, store, files, schema_from_text(plan["schema"])
 
-    def _fit(self, store: CheckpointStore, files: list[sources.SourceFile], schema: Any) -> None:
+    def validate_schema(self, schema: Any) -> None:
+        """Nothing: ``plan_shards`` validated the job once (the fingerprint check proves this is that job)."""
+
+    def fit(self, store: CheckpointStore, files: list[sources.SourceFile], schema: Any) -> None:
         saved = self.plan.child("fit_state.json").read_json()
         if saved is not None:
             self.processor.set_state(saved)
         elif getattr(self.processor, "fit_sample_size", 0) or getattr(self.processor, "stats_pass", False):
             raise ShardIncompleteError(f"shard plan {self.plan.uri} has no fit_state.json; re-run the plan")
 
-    def _plan_tasks(
+    def plan_tasks(
         self, files: list[sources.SourceFile], batch_size: int, done: list[tuple[int, int, int]]
     ) -> list[workers.ChunkTask]:
         """Everything outside the shard's ranges counts as done: the global chunk boundaries are kept."""
@@ -261,7 +231,7 @@ class ShardRunner(JobRunner):
                 pos = e
         return plan_chunks(files, batch_size, [*done, *outside])
 
-    def _finalize(self, decision: Decision, resumed: int) -> JobResult:
+    def finalize(self, decision: Decision, resumed: int) -> JobResult:
         """Keep the partial states (no merge, no report); mark the shard finished."""
         store = self.store
         self._checkpoint("finalizing")
@@ -303,66 +273,36 @@ class ShardRunner(JobRunner):
         )
 
 
-def shard_folder(out: Location, spec: Mapping[str, Any]) -> Location:
-    return out.child(spec["plan"], f"s{int(spec['shard']):04d}")
+def shard_folder(plan: Location, shard: int) -> Location:
+    """Shard ``shard``'s folder inside a plan folder (``{job}/_shards/gNNNN/sNNNN``)."""
+    return plan.child(f"s{int(shard):04d}")
 
 
-def run_shard(
-    spec: Mapping[str, Any],
-    source: Any,
-    processor: Any,
-    *,
-    output_path: Any = None,
-    config: BatchConfig | Mapping[str, Any] | None = None,
-    csv_options: Mapping[str, Any] | None = None,
-    job_id: str | None = None,
-    progress_callbacks: Iterable[Callable[[ProgressEvent], Any]] | None = None,
-    cancel_event: threading.Event | None = None,
-    epoch: int | None = None,
-    recovery: RecoveryConfig | Mapping[str, Any] | None = None,
-    records_path: Any = False,
-    task_info: Mapping[str, Any] | None = None,
-    alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
-    alert_rules: Any = None,
-    monitor: bool = True,
-    **processor_kwargs: Any,
-) -> JobResult:
-    """Run one shard (a spec from :func:`plan_shards`) in ``{plan}/sNNNN``; resume from its own checkpoint.
+def frozen_spec(
+    out: Location, spec: Mapping[str, Any], shard: int | None = None
+) -> tuple[Location, dict[str, Any]]:
+    """The latest plan of the job folder ``out`` and shard ``shard``'s spec as that plan froze it.
 
-    ``output_path`` is the job folder (default: the spec's); pass it to give the storage a connection.
-    ``epoch`` fences the shard's folder against an older attempt of the same shard (the Airflow try number).
-    ``recovery``, ``records_path`` (``False``: no failure records, no monitor), ``task_info``,
-    ``alert_callbacks``, ``alert_rules`` and ``monitor`` are those of
-    :func:`~airflow_batch_provider.engine.run_batch_job`.
+    ``spec`` (it travelled through XCom) is only compared with the frozen one: any difference, in the row ranges
+    or anything else, is a ``BatchInputError``. ``shard`` is the shard's own index (the mapped task's map index);
+    ``None``: the spec's.
     """
-    out = Location.of(output_path if output_path is not None else spec["output_path"])
-    config = _as_config(config).with_overrides({"batch_size": int(spec["batch_size"])})
-    folder = shard_folder(out, spec)
-    runner = _runner(
-        source,
-        resolve_processor(processor, processor_kwargs),
-        config,
-        folder,
-        job_id or f"{out.name}/shard-{spec['shard']}",
-        csv_options=csv_options,
-        progress_callbacks=progress_callbacks,
-        cancel_event=cancel_event,
-        cls=ShardRunner,
-        spec=spec,
-        plan=out.child(spec["plan"]),
-        epoch=epoch,
-        recovery=RecoveryConfig.from_value(recovery),
-        records=FailureRecords(records_path) if records_path is not False else None,
-        task_info=task_info,
-    )
-    return run_monitored(
-        runner,
-        monitor=monitor,
-        records_path=records_path,
-        task_info=task_info,
-        alert_rules=alert_rules,
-        alert_callbacks=alert_callbacks,
-    )
+    plan = _latest_plan(out)
+    specs = plan.child(SHARD_SPECS).read_json() or []
+    try:
+        index = int(spec["shard"] if shard is None else shard)
+    except (KeyError, TypeError, ValueError):
+        raise BatchInputError(f"shard spec {spec!r} has no shard index") from None
+    if not 0 <= index < len(specs):
+        raise BatchInputError(f"shard {index}: the plan {plan.uri} has {len(specs)} shard(s)")
+    frozen = specs[index]
+    if dict(spec) != frozen:
+        changed = sorted(k for k in set(spec) | set(frozen) if spec.get(k) != frozen.get(k))
+        raise BatchInputError(
+            f"shard {index}: the spec given to the task differs from the one the plan {plan.uri} froze "
+            f"(keys {changed}); a spec is never trusted over the plan. Re-run the plan task"
+        )
+    return plan, frozen
 
 
 # -- merge -----------------------------------------------------------------------------------------
@@ -374,9 +314,9 @@ def _latest_plan(out: Location) -> Location:
     return root.child(gens[-1])
 
 
-def _shard_records(out: Location, spec: Mapping[str, Any]) -> tuple[Location, list[dict[str, Any]]]:
+def _shard_records(plan: Location, spec: Mapping[str, Any]) -> tuple[Location, list[dict[str, Any]]]:
     """The finished records of one shard, checked against its spec; raises if it is missing or unfinished."""
-    folder = shard_folder(out, spec)
+    folder = shard_folder(plan, spec["shard"])
     done = folder.child(SHARD_DONE).read_json()
     if not isinstance(done, dict) or done.get("fingerprint") != spec["shard_fingerprint"]:
         raise ShardIncompleteError(
@@ -426,7 +366,7 @@ def merge_shards(
     states, parts, quarantine, skipped = [], [], [], []
     totals = {"rows_out": 0, "rows_quarantined": 0, "chunks": 0}
     for spec in specs:
-        gen, records = _shard_records(out, spec)
+        gen, records = _shard_records(plan, spec)
         prefix = out.relative(gen.path)
         states.extend(_state(gen, r) for r in records if not r.get("skipped"))
         skipped.extend(f"{prefix}/skipped/{r['skipped']}" for r in records if r.get("skipped"))
@@ -501,3 +441,13 @@ def _commit(
     for name in root.listdir():
         if name.startswith("g") and name < plan.name:
             root.child(name).remove(recursive=True)
+
+
+def __getattr__(name: str) -> Any:
+    if (
+        name == "run_shard"
+    ):  # deprecated location: it runs monitored, so it lives in airflow_batch_provider.jobs
+        from airflow_batch_provider.jobs import run_shard
+
+        return run_shard
+    raise AttributeError(name)

@@ -1,7 +1,7 @@
 """Sources: find the files, fix one schema, plan row ranges, and read any row range of a file.
 
 A source is a file, a folder or a glob of Parquet, CSV or JSON Lines files, on any filesystem
-:class:`~airflow_batch_provider.engine.storage.Location` understands. A folder written by this engine
+:class:`~airflow_batch_provider.storage.Location` understands. A folder written by this engine
 is read through the parts its committed manifest lists, nothing else.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_batch_provider.engine import textformats
-from airflow_batch_provider.engine.storage import Location, is_transient
+from airflow_batch_provider.engine import paths, textformats
 from airflow_batch_provider.exceptions import (
     DataCorruptionError,
     SchemaMismatchError,
     SourceError,
     StorageNetworkError,
 )
+from airflow_batch_provider.storage import Location, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,23 @@ def _engine_output_parts(loc: Location) -> list[str] | None:
     manifest = loc.child(OUTPUT_MANIFEST).read_json()
     if not isinstance(manifest, dict) or manifest.get("format") != OUTPUT_FORMAT:
         return None
-    return [posixpath.join(loc.path, p) for p in manifest.get("parts", [])]
+    return manifest_files(loc, manifest, "parts")
+
+
+def manifest_files(loc: Location, manifest: dict[str, Any], key: str = "parts") -> list[str]:
+    """The paths a committed manifest lists under ``key`` (``parts``, ``quarantine``); each must lie inside the
+    manifest's folder (``SourceError`` otherwise: a stored manifest is not trusted to point anywhere)."""
+    parts = []
+    for name in manifest.get(key) or []:
+        full = paths.child_inside(loc.path, name)
+        if full is None or (loc.is_local and not paths.is_within(full, loc.path, strict=True)):
+            raise SourceError(
+                f"source {loc.uri}: {loc.child(OUTPUT_MANIFEST).uri} lists the part {name!r}, which is not "
+                "inside that folder (an absolute path, a URI, '..', or a symlink out of it); refusing to read "
+                "it. The manifest was edited or copied from elsewhere: re-run the job that wrote the folder"
+            )
+        parts.append(full)
+    return parts
 
 
 def list_source_files(loc: Location) -> list[str]:
@@ -279,7 +295,12 @@ def read_rows(
 
 # The last decoded row groups of this process, when a chunk used only part of them: chunks smaller than a
 # row group then decode each group once per worker instead of once per chunk.
-_ROW_GROUP_CACHE: dict[tuple[str, str, tuple[int, ...]], pa.Table] = {}
+_ROW_GROUP_CACHE: dict[tuple[str, str, tuple[int, ...], tuple[str, ...] | None], pa.Table] = {}
+
+
+def clear_row_group_cache() -> None:
+    """Drop the decoded row groups this process keeps for the next chunk (after a one-off sample read)."""
+    _ROW_GROUP_CACHE.clear()
 
 
 def _read_parquet_rows(
@@ -287,7 +308,8 @@ def _read_parquet_rows(
 ) -> pa.Table:
     import pyarrow.parquet as pq
 
-    groups, first_row, row = [], 0, 0
+    groups: list[int] = []
+    first_row, row = 0, 0
     for i, n in enumerate(f.row_groups):
         if row + n > start and row < stop:
             first_row = row if not groups else first_row

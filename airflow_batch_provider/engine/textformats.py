@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from airflow_batch_provider.engine import redaction
 from airflow_batch_provider.exceptions import ConfigError, DataCorruptionError, SourceError
 
 OPTIONS_PARAM = "csv_options"  # how users pass TextOptions; used in error hints
@@ -518,11 +519,25 @@ def _corrupt(
     reason = str(err).strip()
     where = _where(reason, index, span)
     relative = _CSV_ROW if index.fmt == "csv" else _JSON_ROW
+    shown = relative.sub("", reason).strip(" :")
+    if not redaction.row_values_logged():  # pyarrow quotes the bad value or prints the whole row
+        known = [path, *_header_names(index, options)]
+        shown = redaction.scrub_message(shown, known, limit=None)
+        err.args = (redaction.scrub_message(reason, known, limit=None),)  # the cause: tracebacks show it
     return DataCorruptionError(
         f"{path}: cannot parse {index.fmt.upper()} records {span.first}-{span.first + span.count} "
-        f"(bytes {span.begin}-{span.end}){where}: {relative.sub('', reason).strip(' :')}. "
-        f"Fix: {_hint(reason, index, options)}"
+        f"(bytes {span.begin}-{span.end}){where}: {shown}. Fix: {_hint(reason, index, options)}"
     )
+
+
+def _header_names(index: TextIndex, options: TextOptions) -> list[str]:
+    if not index.header:
+        return []
+    try:
+        parse = pacsv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
+        return pacsv.read_csv(pa.py_buffer(index.header), parse_options=parse).column_names
+    except (pa.ArrowException, ValueError):
+        return []
 
 
 def _conform(path: str, table: pa.Table, schema: pa.Schema, span: _Span) -> pa.Table:
@@ -631,8 +646,7 @@ def _sample_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, s
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:
-    seen: set[str] = set()
-    dup = [n for n in schema.names if n in seen or seen.add(n)]
+    dup = sorted({n for n in schema.names if schema.names.count(n) > 1})
     if dup:
         raise DataCorruptionError(
             f"{path}: the header repeats column name(s) {sorted(set(dup))}; "

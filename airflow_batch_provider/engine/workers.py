@@ -29,10 +29,10 @@ import pyarrow as pa
 
 from airflow_batch_provider.engine import sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
-from airflow_batch_provider.engine.failures import FailureClass, classify
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.engine.failures import FailureClass, classify, mark_processor_frames
 from airflow_batch_provider.exceptions import BatchInputError, DataCorruptionError
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger("airflow_batch_provider.engine")
 
@@ -237,13 +237,15 @@ def new_pool(workers: int, job: JobState) -> ProcessPoolExecutor:
         import threadpoolctl  # noqa: F401
     except ImportError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from airflow_batch_provider.machine import usable_cpus
+
+    cores = usable_cpus()
     current = multiprocessing.current_process()
     if current.daemon:
         # A task under CeleryExecutor is forked from a daemonic prefork pool process and inherits its flag;
         # multiprocessing then refuses to start workers ("daemonic processes are not allowed to have
         # children"). The flag only makes a parent kill its children at exit: ours die with it anyway.
-        current._config["daemon"] = False
+        current._config["daemon"] = False  # type: ignore[attr-defined]
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
@@ -285,7 +287,7 @@ class ChunkMemory:
         self._start = 0
 
     @staticmethod
-    def _status(field_name: str) -> int | None:
+    def _status(field_name: bytes) -> int | None:
         try:
             with open("/proc/self/status", "rb") as fh:
                 for line in fh:
@@ -405,7 +407,11 @@ def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
         getattr(job.processor, "params", {}) or {},
         job.gen.uri,
     )
-    result = job.processor.process(frame, ctx)
+    try:
+        result = job.processor.process(frame, ctx)
+    except Exception as err:
+        mark_processor_frames(err)  # where it came from, for the parent's fail-fast decision
+        raise
     if result is None:
         result = ChunkResult()
     if not isinstance(result, ChunkResult):

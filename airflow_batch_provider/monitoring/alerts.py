@@ -181,7 +181,7 @@ class AlertRules:
 
     # -- rules ---------------------------------------------------------------------------------------
     def _memory(self, sample: Any) -> Alert | None:
-        if not self.memory_limit_mb:
+        if not self.memory_limit_mb or self.memory_fraction is None:
             return None
         pss = sample.get("pss_mb")
         used = pss or sample.get("rss_mb") or 0.0
@@ -306,11 +306,18 @@ class AlertRules:
         message: str,
         metric: str,
         value: float,
-        threshold: float,
+        threshold: float | None,
         condition: str,
     ) -> Alert:
         return Alert(
-            level, title, message, metric, round(float(value), 3), float(threshold), self.job_id, condition
+            level,
+            title,
+            message,
+            metric,
+            round(float(value), 3),
+            float(threshold or 0.0),
+            self.job_id,
+            condition,
         )
 
     def _check(self, condition: str, firing: bool, make: Callable[[], Alert]) -> Alert | None:

@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 
 from airflow_batch_provider.engine.records import get_failure_statistics
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.monitoring.monitor import records_root
 from airflow_batch_provider.monitoring.sampler import local_disk_free_mb, usable_cpus
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
@@ -43,7 +43,8 @@ def system_summary(disk_path: str | None = None) -> dict[str, Any]:
 def read_heartbeats(root: Location, stale_after_s: float = STALE_AFTER_S) -> tuple[list[dict], list[dict]]:
     """(active, stale) jobs; a heartbeat older than ``stale_after_s`` belongs to a job that stopped
     without cleaning up (killed, OOM) or whose host lost its storage."""
-    active, stale = [], []
+    active: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     now = time.time()
     folder = root.child("active")
     for name in folder.listdir():

@@ -3,7 +3,7 @@
 While a job runs, ``{records_root}/active/<job>.json`` holds its ids, progress, last resource sample
 and active alerts (rewritten at most every ``heartbeat_interval_s``, and at once on start, end and new
 alerts); each new alert is also written to ``{records_root}/alerts/YYYY-MM-DD/``. All I/O goes through
-:class:`~airflow_batch_provider.engine.storage.Location`, so local disks and object stores both work.
+:class:`~airflow_batch_provider.storage.Location`, so local disks and object stores both work.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from airflow_batch_provider.engine.storage import Location
+from airflow_batch_provider.engine.redaction import scrub_message
 from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
 from airflow_batch_provider.monitoring.sampler import ResourceSampler
 from airflow_batch_provider.settings import RECORDS_FOLDER, engine_base_path
+from airflow_batch_provider.storage import Location
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
@@ -126,7 +127,9 @@ class JobMonitor:
             if heartbeat is not None:
                 heartbeat.remove()
         except Exception:  # noqa: BLE001 - a stale heartbeat is reported as stale, never fatal
-            log.warning("could not remove the heartbeat %s", heartbeat.uri, exc_info=True)
+            log.warning(
+                "could not remove the heartbeat %s", getattr(heartbeat, "uri", heartbeat), exc_info=True
+            )
 
     def __enter__(self) -> JobMonitor:
         return self.start()
@@ -139,7 +142,7 @@ class JobMonitor:
         """A progress callback: keeps the latest progress, evaluates the progress rules."""
         with self._lock:
             self._progress = {k: event.get(k) for k in PROGRESS_KEYS}
-            self._progress["message"] = str(event.get("message") or "")[:300]
+            self._progress["message"] = scrub_message(event.get("message"), limit=300)  # the dashboard's
             self._progress["timestamp"] = event.get("timestamp")
             fired = self.rules.on_event(event)
             terminal = event.get("event_type") in ("started", "completed", "failed")
@@ -201,6 +204,7 @@ class JobMonitor:
         day = time.strftime("%Y-%m-%d", time.gmtime(alert.time))
         name = f"{int(alert.time * 1000)}-{uuid.uuid4().hex[:8]}.json"  # the failure records' naming
         record = {**alert.to_dict(), **{k: self.labels.get(k) for k in ("dag_id", "run_id", "task_id")}}
+        record["message"] = scrub_message(record.get("message"), limit=None)
         try:
             self.root.child("alerts", day, name).write_json(_clean(record))
         except Exception:  # noqa: BLE001

@@ -41,11 +41,7 @@ class ResourceSample(RecordView):
     disk_free_mb: float | None
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+from airflow_batch_provider.machine import usable_cpus  # noqa: E402, F401 - re-exported
 
 
 def local_disk_free_mb(path: str | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import threading
 import time
@@ -15,8 +16,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.config import BatchConfig, BatchPriority
+from airflow_batch_provider.operators import keywords
 from airflow_batch_provider.operators.conf import (  # noqa: F401 - re-exported: the names users imported
     ENGINE_SCHEMES,
+    apply_log_row_values,
     base_path,
     conn_id,
     provider_setting,
@@ -43,11 +46,30 @@ def _base_operator_params() -> frozenset[str]:
     return frozenset(inspect.signature(BaseOperator.__init__).parameters) - {"self", "kwargs"}
 
 
+#: the longest path segment kept as it is (filesystems allow 255 bytes per name; a segment becomes a folder)
+MAX_SEGMENT = 100
+
+
 def _segment(value: Any) -> str:
-    """Percent-encode one path segment one-to-one; never '.', '..' or empty."""
-    text = quote(str(value), safe="")
+    """Percent-encode one path segment one-to-one; never '.', '..' or empty.
+
+    A segment longer than ``MAX_SEGMENT`` once encoded (a run id of 29 CJK characters is 261 bytes) becomes a
+    readable prefix, ``%~`` and 20 hex digits of the value's SHA-256: deterministic, at most ``MAX_SEGMENT``, and
+    never equal to a short segment (``quote()`` never emits ``%~``). Short segments are unchanged.
+    """
+    raw = str(value)
+    text = quote(raw, safe="", errors="surrogatepass")
     if text in ("", ".", ".."):
         text = text.replace(".", "%2E") or "%"  # quote() never emits a bare "%": still one-to-one
+    if len(text) > MAX_SEGMENT:
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        prefix = ""
+        for char in raw:
+            encoded = quote(char, safe="", errors="surrogatepass")
+            if len(prefix) + len(encoded) > MAX_SEGMENT - 22:
+                break
+            prefix += encoded
+        text = f"{prefix}%~{digest}"
     return text
 
 
@@ -67,7 +89,7 @@ class BatchJobOperator(BaseOperator):
     :param output_conn_id: Airflow connection for ``output_path``; default ``[batch_provider] conn_id``.
     :param progress_callbacks: callables receiving progress events.
     :param alert_callbacks: callables receiving each new alert (memory, CPU, throughput, failure rate, timeout),
-        or notifiers such as :class:`~airflow_batch_provider.monitoring.notifier.BatchAlertNotifier`, which are
+        or notifiers such as :class:`~airflow_batch_provider.notifications.alert.BatchAlertNotifier`, which are
         sent the alert with the task's context. Alerts are also logged and listed on the dashboard.
     :param alert_rules: alert thresholds: an ``AlertRules`` or a mapping such as ``{"memory_fraction": 0.8,
         "throughput_drop_ratio": None}`` (``None`` switches a rule off; ``docs/monitoring.md``). Default: the
@@ -78,12 +100,22 @@ class BatchJobOperator(BaseOperator):
         (``docs/failures.md``). The try number is the job folder's fencing epoch; failure records go to
         ``{base_path}/_records``.
     :param csv_options: CSV/JSON Lines options (``delimiter``, ``quote_char``, ``encoding``, ``column_types``).
-    :param processor_kwargs: parameters of the processor; any keyword argument that ``BaseOperator`` does not
-        know is added to them.
+    :param allow_any_output_path: let ``output_path`` point outside ``[batch_provider] base_path`` and
+        ``allowed_output_roots`` (not templated: only DAG code can set it; see ``docs/security.md``).
+    :param processor_kwargs: parameters of the processor. Every other keyword argument that is not an operator
+        argument is added to them. For the built-in processors (``"count"``, ``"data_quality"`` ...) the
+        parameters are known from a static table, so an unknown keyword fails when the DAG is parsed, naming the
+        closest match (``retires`` -> ``retries``). Callables, classes and import paths are checked against their
+        signature when the task starts, before any chunk runs, and fail without retry (callables taking
+        ``**kwargs`` accept any keyword). A name that is both an operator argument and a processor parameter
+        reaches the processor only through ``processor_kwargs={...}``; given to the operator it is an error.
 
     Retries default to 3 with a 30 s delay doubling up to 10 min, so a failed try resumes by itself.
     ``retry_policy`` defaults to :class:`~airflow_batch_provider.operators.retry_policy.BatchRetryPolicy`:
-    corrupt data fails at once, network faults retry with a jittered delay, the rest follow ``retries``.
+    corrupt data fails at once, network faults retry with a jittered delay, the rest follow ``retries``. A
+    processor that fails deterministically (a ``TypeError``/``NameError``/``AttributeError``/``ImportError``/
+    ``SyntaxError`` from its own code, or the first chunks all failing the same way) fails the task once, without
+    retries (``DeterministicProcessorError``; ``docs/failures.md``).
     The summary is returned as XCom with ``multiple_outputs=True``: each key (``output_uri``, ``rows_out`` ...)
     is also its own XCom, so ``upstream.output["output_uri"]`` works in downstream templates.
     """
@@ -112,6 +144,7 @@ class BatchJobOperator(BaseOperator):
         csv_options: Mapping[str, Any] | None = None,
         processor_kwargs: Mapping[str, Any] | None = None,
         recovery: Any = None,
+        allow_any_output_path: bool = False,
         retries: int | None = None,
         retry_delay: timedelta | float | None = None,
         retry_exponential_backoff: float | None = None,
@@ -119,6 +152,7 @@ class BatchJobOperator(BaseOperator):
         retry_policy: Any = None,
         **kwargs: Any,
     ) -> None:
+        given = keywords.given_arguments(BatchJobOperator, locals()) | set(kwargs)
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _base_operator_params()}
         if priority is not None:
             if "priority_weight" in kwargs:
@@ -158,7 +192,9 @@ class BatchJobOperator(BaseOperator):
         self.emit_metrics = emit_metrics
         self.csv_options = dict(csv_options or {})
         self.processor_kwargs = {**dict(processor_kwargs or {}), **extra}
+        keywords.check_processor_keywords(self, BatchJobOperator, extra, dict(processor_kwargs or {}), given)
         self.recovery = recovery
+        self.allow_any_output_path = bool(allow_any_output_path)  # DAG code only: not templated
         self._cancel: threading.Event | None = None
 
     # -- parameters resolved at run time ----------------------------------------------------------
@@ -177,7 +213,7 @@ class BatchJobOperator(BaseOperator):
 
     def job_folder(self, context: Context) -> str:
         if self.output_path:
-            return str(self.output_path)
+            return self.checked_output_path()
         ti = context["ti"]
         segments = [_segment(ti.dag_id), _segment(ti.run_id), _segment(ti.task_id), _segment(ti.map_index)]
         base = base_path().rstrip("/")
@@ -186,22 +222,37 @@ class BatchJobOperator(BaseOperator):
             raise BatchInputFailure(f"refusing to write outside the base path {base!r}: {folder!r}")
         return folder
 
+    def checked_output_path(self) -> str:
+        """The explicit ``output_path``, checked against the allowed output roots (``operators.roots``)."""
+        from airflow_batch_provider.operators.roots import confined_output_path
+
+        return confined_output_path(
+            self.output_path, allow_any=self.allow_any_output_path, task=self.task_id, logger=self.log
+        )
+
+    def source_target(self) -> Any:
+        """The source as the engine opens it, checked against ``[batch_provider] allowed_source_roots``."""
+        from airflow_batch_provider.operators.roots import confined_source
+
+        return storage_target(confined_source(self.source, task=self.task_id), self.source_conn_id)
+
     def process_kwargs(self, context: Context) -> dict[str, Any]:
         """Parameters for the processor (subclasses add their own typed ones)."""
         return dict(self.processor_kwargs)
 
     # -- run -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_batch_provider.engine import run_batch_job
         from airflow_batch_provider.exceptions import BatchInputError
+        from airflow_batch_provider.jobs import run_batch_job
 
+        apply_log_row_values()
         folder = self.job_folder(context)
         reporter = _TaskReporter(context, self.log, folder)
         self._cancel = threading.Event()
         try:
             config = self.resolve_config()
             result = run_batch_job(
-                storage_target(self.source, self.source_conn_id),
+                self.source_target(),
                 self.processor,
                 config=config,
                 output_path=storage_target(folder, conn_id(self.output_conn_id)),

@@ -54,7 +54,8 @@ class BatchCleanupOperator(BaseOperator):
         self.output_retention_days = output_retention_days
         self.work_retention_days = work_retention_days
         self.records_retention_days = records_retention_days
-        self.dry_run = dry_run
+        # shadows BaseOperator.dry_run() (render-only, which Airflow 3.3 never calls); kept: a public parameter
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.live_grace_minutes = live_grace_minutes
         self.conn_id = conn_id
 

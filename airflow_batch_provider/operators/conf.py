@@ -31,10 +31,24 @@ def conn_id(explicit: str | None = None) -> str | None:
     return explicit or provider_setting("conn_id") or None
 
 
-def shared_storage() -> bool:
+def provider_boolean(key: str) -> bool:
+    """A boolean ``[batch_provider]`` option from Airflow's configuration, else its default."""
     from airflow.sdk import conf
 
-    return conf.getboolean(settings.SECTION, "shared_storage", fallback=False)
+    default = settings.option(key).default.strip().lower() == "true"
+    return conf.getboolean(settings.SECTION, key, fallback=default)
+
+
+def shared_storage() -> bool:
+    return provider_boolean("shared_storage")
+
+
+def apply_log_row_values() -> None:
+    """Tell the engine (and the chunk workers it forks) whether logs may show row values:
+    ``[batch_provider] log_row_values``. Set for the task's process, which runs one task."""
+    from airflow_batch_provider.engine.redaction import configure_row_values
+
+    configure_row_values(provider_boolean("log_row_values"))
 
 
 def storage_target(uri: Any, conn_id: str | None = None) -> Any:

@@ -76,7 +76,7 @@ class DataProfilingOperator(BatchJobOperator):
         summary = super().execute(context)
         report = summary.get("report")
         if report is None:  # too large to inline: read the committed report
-            from airflow_batch_provider.engine.storage import Location
+            from airflow_batch_provider.storage import Location
 
             target = storage_target(summary["output_uri"], resolve_conn_id(self.output_conn_id))
             report = Location.of(target).child("_report.json").read_json()

@@ -86,7 +86,7 @@ class DataQualityOperator(BatchJobOperator):
 
     def _read_report(self, folder: str) -> dict[str, Any]:
         """The full report when it was too large for the XCom summary."""
-        from airflow_batch_provider.engine.storage import Location
+        from airflow_batch_provider.storage import Location
 
         target = storage_target(folder, resolve_conn_id(self.output_conn_id))
         return Location.of(target).child("_report.json").read_json() or {}

@@ -2,8 +2,8 @@
 
 Inside one try the engine already retries, splits and quarantines (see ``engine/failures.py``); this policy
 decides what Airflow does once a try has failed. It uses the engine's classifier, so the classes are the
-same: ``data_corruption`` (and every ``BatchInputError``) fails the task now, because a retry would read the
-same bytes; ``network`` retries with an exponential, jittered delay; every other class follows the task's
+same: ``data_corruption`` (and every ``BatchInputError``, ``DeterministicProcessorError`` included: a bug in
+the processor) fails the task now, because a retry would read the same bytes or run the same code; ``network`` retries with an exponential, jittered delay; every other class follows the task's
 own ``retries`` and ``retry_delay``. A policy can fail early or change the delay, never add retries.
 """
 
@@ -28,8 +28,9 @@ def _seconds(value: timedelta | float) -> float:
 
 def jittered_delay(try_number: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
     """``base * 2^(try-1)`` capped at ``max``, then a random point in its upper half (never below half)."""
-    ceiling = min(max_s, base_s * 2 ** max(0, try_number - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
+    from airflow_batch_provider.storage import backoff_delay
+
+    return backoff_delay(try_number, base_s, max_s, jitter=0.5, rng=rng)
 
 
 class BatchRetryPolicy(RetryPolicy):

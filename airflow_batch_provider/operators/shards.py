@@ -41,8 +41,8 @@ from airflow_batch_provider.operators.batch import (
     base_path,
     storage_target,
 )
+from airflow_batch_provider.operators.conf import apply_log_row_values, records_target
 from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
-from airflow_batch_provider.operators.conf import records_target
 from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class _ShardedJobPart(BatchJobOperator):
         self.job_key = job_key or (self.task_id.rsplit(".", 1)[0] if "." in self.task_id else self.task_id)
 
     def job_folder(self, context: Context) -> str:
-        return str(self.output_path) if self.output_path else sharded_job_folder(context, self.job_key)
+        return self.checked_output_path() if self.output_path else sharded_job_folder(context, self.job_key)
 
     def output_target(self, folder: str) -> Any:
         return storage_target(folder, resolve_conn_id(self.output_conn_id))
@@ -149,12 +149,13 @@ class ShardPlanOperator(_ShardedJobPart):
             raise ValueError(f"{self.task_id}: shards must be >= 1, got {shards!r}")
         self.shards = int(shards)
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> list[dict[str, Any]]:  # type: ignore[override] # the shard specs
         from airflow_batch_provider.engine.shards import plan_shards
         from airflow_batch_provider.exceptions import BatchInputError
 
+        apply_log_row_values()
         folder = self.job_folder(context)
-        source = storage_target(self.source, self.source_conn_id)
+        source = self.source_target()
         output = self.output_target(folder)
         check_shared_storage({"output_path": output, "source": source}, executor_name(self.executor))
         cap = conf.getint("core", "max_map_length", fallback=1024)
@@ -211,14 +212,14 @@ class ShardOperator(_ShardedJobPart):
         self.spec = spec
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_batch_provider.engine.shards import run_shard, shard_folder
-        from airflow_batch_provider.engine.storage import Location
         from airflow_batch_provider.exceptions import BatchInputError
+        from airflow_batch_provider.jobs import run_shard
 
         if not isinstance(self.spec, Mapping) or "shard_fingerprint" not in self.spec:
             raise BatchInputFailure(
                 f"{self.task_id}: spec must be a shard spec from the plan task, got {self.spec!r}"
             )
+        apply_log_row_values()
         folder = self.job_folder(context)
         output = self.output_target(folder)
         ti = context["ti"]
@@ -228,9 +229,10 @@ class ShardOperator(_ShardedJobPart):
             config = self.resolve_config()
             result = run_shard(
                 self.spec,
-                storage_target(self.source, self.source_conn_id),
+                self.source_target(),
                 self.processor,
                 output_path=output,
+                shard=ti.map_index if ti.map_index is not None and ti.map_index >= 0 else None,
                 config=config,
                 csv_options=self.csv_options,
                 job_id=reporter.job_id,
@@ -255,8 +257,8 @@ class ShardOperator(_ShardedJobPart):
         summary = result.to_dict()
         summary.update(
             output_uri=folder,
-            shard_uri=shard_folder(Location.of(folder), self.spec).uri,
-            shard=int(self.spec["shard"]),
+            shard_uri=result.output_uri,
+            shard=int(result.extra["shard"]),
             try_number=ti.try_number,
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -298,6 +300,7 @@ class ShardMergeOperator(_ShardedJobPart):
         from airflow_batch_provider.engine.shards import merge_shards
         from airflow_batch_provider.exceptions import BatchInputError
 
+        apply_log_row_values()
         folder = self.job_folder(context)
         reporter = _reporter(context, self.log, folder)
         try:
@@ -371,7 +374,7 @@ class ShardedBatchJob(TaskGroup):
     :param kwargs: every other ``BatchJobOperator`` / ``BaseOperator`` argument, applied to all three tasks:
         ``config``, ``output_path``, ``retries``, ``pool``, ``pool_slots``, ``queue``, ``executor``,
         ``executor_config`` (e.g. a KubernetesExecutor ``pod_override``), ``max_active_tis_per_dagrun`` /
-        ``max_active_tis_per_dag`` (limit how many shards run at once) ...; unknown keywords go to the processor.
+        ``max_active_tis_per_dag`` (limit how many shards run at once) ...; other keywords go to the processor (checked as for ``BatchJobOperator``).
 
     Attributes: ``plan``, ``shard`` (the mapped operator), ``merge``, ``output`` (``merge.output``).
     """

@@ -77,8 +77,8 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
-from airflow_batch_provider.processors.registry import _REGISTRY, import_object
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
+from airflow_batch_provider.processors.registry import import_object
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,13 @@ class AnomalyDetectionProcessor(BaseProcessor):
             and not pd.api.types.is_bool_dtype(empty[c].dtype)
         ] or None
 
+    def validate(self, schema: Any) -> None:
+        """The parameters, and the ``features`` exist in the source and are numeric."""
+        self._validate()
+        if self.features is not None:
+            check_columns(self.name, "features", self.features, schema)
+        self._select_features(schema.empty_table().to_pandas())  # numeric columns, at least one
+
     def _validate(self) -> None:
         if not isinstance(self.algorithm, str) or not self.algorithm:
             raise ConfigError(f"algorithm must be one of {BUILTIN} or an import path, got {self.algorithm!r}")
@@ -259,14 +266,16 @@ class AnomalyDetectionProcessor(BaseProcessor):
                 and not pd.api.types.is_bool_dtype(sample[c].dtype)
             ]
             if not chosen:
-                raise ConfigError(f"features: the source has no numeric column; columns: {list(names)}")
+                raise ConfigError(
+                    f"anomaly_detection: features: the source has no numeric column; columns: {list(names)}"
+                )
             return chosen
-        missing = [f for f in self.features if str(f) not in names]
-        if missing:
-            raise ConfigError(f"features: unknown column(s) {missing}; columns: {list(names)}")
+        check_columns(self.name, "features", self.features, list(names))
         bad = [f for f in self.features if not pd.api.types.is_numeric_dtype(sample[names[str(f)]].dtype)]
         if bad:
-            raise ConfigError(f"features: column(s) {bad} are not numeric; give numeric columns only")
+            raise ConfigError(
+                f"anomaly_detection: features: column(s) {bad} are not numeric; give numeric columns only"
+            )
         return [str(f) for f in self.features]
 
     def _matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -475,6 +484,3 @@ class AnomalyDetectionProcessor(BaseProcessor):
                 for k, v in model.get_params().items()
             }
         return {}
-
-
-_REGISTRY.setdefault(AnomalyDetectionProcessor.name, AnomalyDetectionProcessor)

@@ -2,6 +2,8 @@
 
 A processor is a plain object whose ``__init__`` only stores parameters:
 
+- ``validate(schema)`` (optional): checks against the source's schema, once per job, after the plan and
+  before any chunk (column names, expressions); raise a ``ConfigError``.
 - ``fit(sample)`` (optional): learn global state from a deterministic, chunking-independent sample.
 - ``process(chunk, ctx) -> ChunkResult(rows=DataFrame | None, state=JSON-safe partial | None)``.
 - ``merge(states) -> state`` and ``finalize(state) -> report`` for aggregations; ``merge`` receives
@@ -21,6 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pandas as pd
+
+from airflow_batch_provider.exceptions import ConfigError
+from airflow_batch_provider.processors.catalog import did_you_mean
+from airflow_batch_provider.processors.frames import check_input_format
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,9 @@ class ChunkResult:
     """A chunk's output: rows to write (a part file), a small JSON-safe partial state, and rows to
     quarantine (written under ``quarantine/``, listed apart, never read by a downstream job)."""
 
-    rows: pd.DataFrame | None = None
+    rows: Any = None  # a pandas or polars DataFrame or a pyarrow Table
     state: Any = None
-    quarantine: pd.DataFrame | None = None
+    quarantine: Any = None
 
 
 class BaseProcessor:
@@ -83,6 +89,15 @@ class BaseProcessor:
     #: order, then ``fit_stats(merged)`` (exact global statistics, e.g. scaler moments, histogram edges).
     stats_pass: bool = False
     profile: ClassVar[ProcessingProfile | None] = None
+    #: the frame ``process``/``partial_stats`` receive: ``"pandas"`` (a DataFrame), ``"arrow"`` (a
+    #: ``pyarrow.Table``, no conversion at all) or ``"polars"`` (a ``polars.DataFrame`` built from Arrow, no
+    #: pandas copy). Row outputs may be any of the three.
+    input_format: str = "pandas"
+
+    def validate(self, schema: Any) -> None:
+        """Pre-flight checks against the source's ``pyarrow.Schema``: called once per job, after the plan and
+        before any chunk (statistics pass, fit sample or main pass). Raise ``ConfigError`` (no retry), naming the
+        processor, the parameter and what is wrong. The default checks nothing."""
 
     def fit(self, sample: pd.DataFrame) -> None:  # pragma: no cover - optional hook
         """Learn global state from a chunking-independent sample."""
@@ -125,6 +140,22 @@ class BaseProcessor:
     def identity(self) -> dict[str, Any]:
         """What identifies this processor in a job fingerprint (batch size never does)."""
         return {"name": self.name, "version": self.version, "params": self.get_params()}
+
+
+def check_columns(processor: str, parameter: str, columns: Any, schema: Any) -> None:
+    """``ConfigError`` unless every name in ``columns`` is a column of ``schema`` (a ``pyarrow.Schema`` or a list
+    of names); the message names the processor, the parameter, the missing columns, a close match and the
+    columns there are."""
+    available = [str(n) for n in getattr(schema, "names", schema)]
+    missing = [str(c) for c in columns if str(c) not in set(available)]
+    if not missing:
+        return
+    what = f"unknown column {missing[0]!r}" if len(missing) == 1 else f"unknown columns {missing}"
+    listed = available[:50] + (["..."] if len(available) > 50 else [])
+    raise ConfigError(
+        f"{processor}: {parameter}: {what} (not in the source){did_you_mean(missing[0], available)}; "
+        f"the source has {listed}"
+    )
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
@@ -187,29 +218,38 @@ class CallableProcessor(BaseProcessor):
     name = "callable"
 
     def __init__(
-        self, fn: Callable[..., Any], params: Mapping[str, Any] | None = None, name: str | None = None
+        self,
+        fn: Callable[..., Any],
+        params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        input_format: str | None = None,
     ):
         self.fn = fn
         self.params = dict(params or {})
         self.label = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
         self.chunk_invariant = bool(getattr(fn, "chunk_invariant", False))
+        fmt = input_format or getattr(fn, "input_format", None) or "pandas"
+        self.input_format = check_input_format(fmt, f"processor {self.label}: input_format")
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.label, "version": code_hash(self.fn), "params": self.params}
+        out = {"name": self.label, "version": code_hash(self.fn), "params": self.params}
+        if self.input_format != "pandas":  # the frame type changes what fn computes
+            out["input_format"] = self.input_format
+        return out
 
-    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
         out = self.fn(chunk, ctx, **self.params)
         if inspect.isawaitable(out):
             out = asyncio.run(_await(out))
         if out is None or isinstance(out, ChunkResult):
             return out or ChunkResult()
-        if isinstance(out, pd.DataFrame):
+        if isinstance(out, pd.DataFrame) or _is_frame(out):
             return ChunkResult(rows=out)
         if isinstance(out, Mapping):
             return ChunkResult(state=dict(out))
         raise TypeError(
-            f"processor {self.label} returned {type(out).__name__}; "
-            "return a pandas DataFrame (rows), a dict (report values), a ChunkResult or None"
+            f"processor {self.label} returned {type(out).__name__}; return a DataFrame (pandas or polars) or a "
+            "pyarrow Table (rows), a dict (report values), a ChunkResult or None"
         )
 
     def merge(self, states: list[Any]) -> Any:
@@ -220,6 +260,14 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def _is_frame(out: Any) -> bool:
+    """A pyarrow Table or a polars DataFrame (checked without importing either)."""
+    kind = type(out)
+    return (kind.__module__.startswith("pyarrow") and kind.__name__ == "Table") or (
+        kind.__module__.startswith("polars") and kind.__name__ == "DataFrame"
+    )
+
+
 class StatsPass(BaseProcessor):
     """Runs a processor's statistics pass as a job of its own (checkpointed and resumable like any job)."""
 
@@ -227,6 +275,7 @@ class StatsPass(BaseProcessor):
 
     def __init__(self, processor: BaseProcessor) -> None:
         self.processor = processor
+        self.input_format = getattr(processor, "input_format", "pandas")
 
     def identity(self) -> dict[str, Any]:
         return {"stats_pass_of": self.processor.identity()}

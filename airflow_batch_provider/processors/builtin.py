@@ -1,11 +1,10 @@
-"""Built-in processors registered under their names (the standard processors add themselves here)."""
+"""The two small built-in processors (``passthrough``, ``count``); the catalog names every built-in."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
-from airflow_batch_provider.processors.registry import _REGISTRY
 
 
 class PassthroughProcessor(BaseProcessor):
@@ -40,15 +39,3 @@ class CountProcessor(BaseProcessor):
             for k, v in s["nulls"].items():
                 out["nulls"][k] = out["nulls"].get(k, 0) + v
         return out
-
-
-for _cls in (PassthroughProcessor, CountProcessor):
-    _REGISTRY.setdefault(_cls.name, _cls)
-
-# The standard processors register themselves when imported.
-from airflow_batch_provider.processors import (  # noqa: E402, F401
-    anomaly_detection,
-    data_profiling,
-    data_quality,
-    feature_engineering,
-)

@@ -349,6 +349,22 @@ class Distribution:
         out.values, out.counts = as_float(values), np.asarray(counts, dtype=np.int64)
         return out._normalise()
 
+    def _merge_sorted_runs(self) -> Distribution:
+        """:meth:`_normalise` of concatenated sorted runs (the parts' distinct values): a stable sort merges
+        the runs in about linear time and equal values are summed per run of equals (no ``np.add.at``)."""
+        keep = np.isfinite(self.values) & (self.counts > 0)
+        v, c = self.values[keep] + 0.0, self.counts[keep]
+        order = np.argsort(v, kind="stable")
+        v, c = v[order], c[order]
+        if len(v):
+            starts = np.empty(len(v), dtype=bool)
+            starts[0] = True
+            np.not_equal(v[1:], v[:-1], out=starts[1:])
+            idx = np.flatnonzero(starts)
+            v, c = v[idx], np.add.reduceat(c, idx)
+        self.values, self.counts = v, c.astype(np.int64)
+        return self._maybe_bucket()
+
     def _normalise(self) -> Distribution:
         keep = np.isfinite(self.values) & (self.counts > 0)
         v, c = self.values[keep] + 0.0, self.counts[keep]
@@ -359,8 +375,23 @@ class Distribution:
 
     def _maybe_bucket(self) -> Distribution:
         if self.exact and len(self.values) > self.limit:
-            self._to_buckets(bucket_keys(self.values, self.bits), self.counts, self.values, self.values)
+            self._sorted_to_buckets()
         return self
+
+    def _sorted_to_buckets(self) -> None:
+        """:meth:`_to_buckets` of sorted, distinct values: their keys are already in order, so the buckets are
+        runs of equal keys (the same arrays, without the sort)."""
+        keys = bucket_keys(self.values, self.bits)
+        starts = np.empty(len(keys), dtype=bool)
+        starts[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+        idx = np.flatnonzero(starts)
+        ends = np.append(idx[1:], len(keys)) - 1
+        self.keys = keys[idx]
+        self.counts = np.add.reduceat(self.counts, idx) if len(keys) else self.counts
+        self.mins, self.maxs = self.values[idx], self.values[ends]
+        self.exact = False
+        self.values = np.empty(0, np.float64)
 
     def _to_buckets(self, keys: np.ndarray, counts: np.ndarray, mins: np.ndarray, maxs: np.ndarray) -> None:
         order = np.lexsort((mins, keys))
@@ -382,7 +413,7 @@ class Distribution:
             if items:
                 out.values = np.concatenate([i.values for i in items])
                 out.counts = np.concatenate([i.counts for i in items])
-            return out._normalise()
+            return out._merge_sorted_runs()
         parts = [i._bucket_arrays() for i in items]
         out._to_buckets(*(np.concatenate([p[k] for p in parts]) for k in range(4)))
         return out
@@ -429,39 +460,78 @@ class Distribution:
         i = int(np.argmax(self.counts))
         return float(self.values[i] if self.exact else self.mins[i])
 
-    def to_state(self) -> dict[str, Any]:
+    def _arrays(self) -> dict[str, tuple[np.ndarray, str]]:
         if self.exact:
-            return {
-                "exact": True,
-                "bits": self.bits,
-                "limit": self.limit,
-                "v": pack(self.values, "<f8"),
-                "c": pack(self.counts, "<i8"),
-            }
+            return {"v": (self.values, "<f8"), "c": (self.counts, "<i8")}
         return {
-            "exact": False,
-            "bits": self.bits,
-            "limit": self.limit,
-            "k": pack(self.keys, "<i8"),
-            "c": pack(self.counts, "<i8"),
-            "lo": pack(self.mins, "<f8"),
-            "hi": pack(self.maxs, "<f8"),
+            "k": (self.keys, "<i8"),
+            "c": (self.counts, "<i8"),
+            "lo": (self.mins, "<f8"),
+            "hi": (self.maxs, "<f8"),
         }
+
+    def to_state(self, spill_to: str | None = None) -> dict[str, Any]:
+        """JSON-safe state: arrays inline (base64), or, with ``spill_to`` (a local path without suffix) and more
+        than ``SPILL_MIN_VALUES`` entries, in raw little-endian side files ``{spill_to}.<array>.bin`` (written
+        atomically) referenced as ``{"file": spill_to, "n": entries}``."""
+        state: dict[str, Any] = {"exact": self.exact, "bits": self.bits, "limit": self.limit}
+        arrays = self._arrays()
+        if spill_to and len(self.counts) > SPILL_MIN_VALUES:
+            write_side_files(spill_to, {k: np.ascontiguousarray(a, dtype=d) for k, (a, d) in arrays.items()})
+            state.update(file=spill_to, n=int(len(self.counts)))
+            return state
+        state.update({k: pack(a, d) for k, (a, d) in arrays.items()})
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Distribution:
         out = cls(state["bits"], state["limit"])
         out.exact = bool(state["exact"])
-        out.counts = unpack(state["c"], "<i8")
-        if out.exact:
-            out.values = unpack(state["v"], "<f8")
+        dtypes = {"v": "<f8", "c": "<i8", "k": "<i8", "lo": "<f8", "hi": "<f8"}
+        names = ("v", "c") if out.exact else ("k", "c", "lo", "hi")
+        if "file" in state:
+            arrays = read_side_files(state["file"], {k: dtypes[k] for k in names}, int(state["n"]))
         else:
-            out.keys, out.mins, out.maxs = (
-                unpack(state["k"], "<i8"),
-                unpack(state["lo"], "<f8"),
-                unpack(state["hi"], "<f8"),
-            )
+            arrays = {k: unpack(state[k], dtypes[k]) for k in names}
+        out.counts = arrays["c"]
+        if out.exact:
+            out.values = arrays["v"]
+        else:
+            out.keys, out.mins, out.maxs = arrays["k"], arrays["lo"], arrays["hi"]
         return out
+
+
+#: distributions with more entries than this go to side files when a local folder is known
+SPILL_MIN_VALUES = 4096
+
+
+def write_side_files(base: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write each array raw to ``{base}.{name}.bin`` atomically (temp file + ``os.replace``)."""
+    import os
+    import uuid
+
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    for name, values in arrays.items():
+        tmp = f"{base}.{name}.bin.{uuid.uuid4().hex}.tmp"
+        values.tofile(tmp)
+        os.replace(tmp, f"{base}.{name}.bin")
+
+
+def read_side_files(base: str, dtypes: dict[str, str], n: int) -> dict[str, np.ndarray]:
+    """The arrays :func:`write_side_files` wrote, each checked to hold ``n`` entries."""
+    import os
+
+    out = {}
+    for name, dtype in dtypes.items():
+        path = f"{base}.{name}.bin"
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        if size != n * np.dtype(dtype).itemsize:
+            raise RuntimeError(
+                f"distribution side file {path} is missing or does not hold {n} values; the job folder was "
+                "changed or moved: rerun the job in a new output folder"
+            )
+        out[name] = np.fromfile(path, dtype=dtype)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 Two passes. The statistics pass finds each numeric column's exact finite min and max, from which the
 histogram edges are fixed (``bins`` equal-width bins); the main pass computes everything else. Per chunk
-the state is compact (moments, value or bucket counts, 8-byte hashes), merged exactly in source order.
+the state is compact (moments, value or bucket counts, 8-byte keys), merged exactly in source order; key sets
+and value distributions that grow with the data go to binary side files under the job folder (``_keys/``).
+Chunks are read as Arrow tables (``input_format = "arrow"``) and computed with pyarrow.compute and numpy over
+the Arrow buffers (:mod:`~airflow_batch_provider.processors.profiling_kernels`); column types without an
+Arrow kernel there (decimals, lists, dates, ...) go through the pandas kernels of this module.
 
 Report (``format_version`` 1), also written to ``_report.json`` in the job folder:
 
@@ -29,10 +33,11 @@ key                       meaning
 ========================  ================================================================================
 ``type``                  ``integer``, ``float``, ``boolean``, ``datetime``, ``text``, ``categorical``,
                           ``other``
-``dtype``                 the pandas dtype
+``dtype``                 the pandas dtype of the source column (from the schema, the same for every chunk)
 ``count``                 non-null values
 ``nulls``                 null values (NaN/None/NaT); ``null_ratio`` = nulls / rows
-``distinct``              distinct non-null values, exact (64-bit hashes)
+``distinct``              distinct non-null values, exact: numbers, timestamps and booleans by their own
+                          64 bits, text by a 64-bit hash of its bytes (exact up to hash collisions)
 ``min``, ``max``          numeric: finite min/max (ints exact); datetime: ISO timestamps; else null
 ``mean``, ``std``         numeric, over finite values; std with ddof=1, null below 2 values, 0 when
                           constant
@@ -59,7 +64,6 @@ NaN and infinities in the report are written as null. No Airflow imports.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -68,7 +72,9 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
+from airflow_batch_provider.machine import usable_cpus
+from airflow_batch_provider.processors import profiling_kernels as pk
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
     Distribution,
     Histogram,
@@ -76,14 +82,13 @@ from airflow_batch_provider.processors.column_stats import (
     TopValues,
     equal_width_edges,
 )
+from airflow_batch_provider.processors.frames import to_arrow
 from airflow_batch_provider.processors.hashing import (
     HashSet,
-    hash_rows,
     hash_strings,
     hash_values,
     spill_folder,
 )
-from airflow_batch_provider.processors.registry import _REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +153,13 @@ class DataProfilingProcessor(BaseProcessor):
     """
 
     name = "data_profiling"
-    version = "1"
+    version = (
+        "2"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes (a v1 checkpoint restarts)
+    )
     chunk_invariant = True
     stats_pass = True
+    #: chunks arrive as Arrow tables: the kernels read Arrow buffers (numpy views, polars), never a pandas copy
+    input_format = "arrow"
 
     def __init__(
         self,
@@ -199,6 +208,12 @@ class DataProfilingProcessor(BaseProcessor):
         ):
             raise ConfigError(f"data_profiling: columns={self.columns!r} must be a list of column names")
 
+    def validate(self, schema: Any) -> None:
+        """The parameters, and the ``columns`` asked for exist in the source."""
+        self._validate()
+        if self.columns is not None:
+            check_columns(self.name, "columns", self.columns, schema)
+
     def _select(self, chunk: pd.DataFrame) -> pd.DataFrame:
         self._validate()
         if self.columns is None:
@@ -210,6 +225,27 @@ class DataProfilingProcessor(BaseProcessor):
                 f"{[str(c) for c in chunk.columns][:50]!r}"
             )
         return chunk[list(self.columns)]
+
+    def _select_table(self, table: Any) -> Any:
+        """The profiled columns of an Arrow table (``ConfigError`` naming the missing ones)."""
+        self._validate()
+        if self.columns is None:
+            return table
+        missing = [c for c in self.columns if c not in table.column_names]
+        if missing:
+            raise ConfigError(
+                f"data_profiling: columns={missing!r} not in the source; it has {table.column_names[:50]!r}"
+            )
+        return table.select(list(self.columns))
+
+    def _kinds(self, schema: Any) -> list[tuple[str, Any]]:
+        """``(kind, pandas dtype)`` per field of ``schema`` (cached: every chunk of a job has one schema)."""
+        cached = self.__dict__.get("_kinds_cache")
+        if cached is not None and cached[0].equals(schema, check_metadata=True):
+            return cached[1]
+        kinds = pk.arrow_kinds(schema, column_type)
+        self.__dict__["_kinds_cache"] = (schema, kinds)
+        return kinds
 
     @staticmethod
     def _numeric(frame: pd.DataFrame) -> list[Any]:
@@ -229,12 +265,22 @@ class DataProfilingProcessor(BaseProcessor):
             return [str(frame.columns[0])] if len(frame.columns) else None
         return cols
 
-    def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
-        frame = self._select(chunk)
-        cols = self._numeric(frame)
-        if not cols:
-            return {"ranges": {}}
-        return {"ranges": finite_ranges(frame[cols].to_numpy(dtype="float64", na_value=np.nan), cols)}
+    def partial_stats(self, chunk: Any, ctx: ChunkContext) -> Any:
+        import pyarrow as pa
+
+        table = self._select_table(to_arrow(chunk))
+        ranges: dict[str, Any] = {}
+        for name, col, (kind, _) in zip(
+            table.column_names, table.columns, self._kinds(table.schema), strict=True
+        ):
+            if kind not in NUMERIC:
+                continue
+            if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+                ranges[name] = pk.finite_range(col)
+            else:  # a numeric pandas dtype over another Arrow type: through pandas, as the main pass
+                block = col.to_pandas().to_numpy(dtype="float64", na_value=np.nan).reshape(-1, 1)
+                ranges.update(finite_ranges(block, [name]))
+        return {"ranges": ranges}
 
     def merge_stats(self, states: list[Any]) -> Any:
         ranges: dict[str, Any] = {}
@@ -263,12 +309,70 @@ class DataProfilingProcessor(BaseProcessor):
         self.edges_ = (state or {}).get("edges")
 
     # -- main pass ---------------------------------------------------------------------------------
-    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
-        frame = self._select(chunk)
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
+        """The chunk's state from its Arrow columns (numpy views and polars); column types the Arrow kernels do
+        not cover (decided by the schema, so for every chunk alike) go through the pandas kernels below."""
+        table = self._select_table(to_arrow(chunk))
         folder = spill_folder(getattr(ctx, "work_uri", "") or getattr(ctx, "output_uri", None), "profile")
         self._spill = (
             f"{folder}/f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}" if folder else None
         )
+        rows = table.num_rows
+        kinds = self._kinds(table.schema)
+        names = list(table.column_names)
+        cols: dict[str, Any] = {}
+        legacy = []
+        self._row_parts: dict[int, np.ndarray] = {}  # per-row value hashes the text kernels computed
+        for j, (name, col, (kind, dtype)) in enumerate(zip(names, table.columns, kinds, strict=True)):
+            state = self._arrow_state(j, name, col, kind, dtype, rows)
+            if state is None:
+                legacy.append(j)
+            else:
+                cols[name] = state
+        if legacy:
+            cols.update(self._pandas_states(table.select(legacy).to_pandas()))
+        for name, (kind, dtype) in zip(names, kinds, strict=True):
+            cols[name].setdefault("mem", memory_estimate(dtype, kind, rows))
+        state: dict[str, Any] = {"rows": rows, "cols": {name: cols[name] for name in names}}
+        if self.duplicates:
+            hashes = pk.row_hashes(table, self._row_parts)
+            state["rowset"] = hash_set(hashes).to_state(spill_to=self._spill_to("rows"))
+        return ChunkResult(state=state)
+
+    def _arrow_state(
+        self, j: int, name: str, col: Any, kind: str, dtype: Any, rows: int
+    ) -> dict[str, Any] | None:
+        """One column's state by the Arrow kernels, or None when its Arrow type has none."""
+        import pyarrow as pa
+
+        t, spill = col.type, self._spill_to(f"a{j}")
+        if kind in NUMERIC and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            edges = (getattr(self, "edges_", None) or {}).get(name)
+            return pk.numeric_state(
+                col, kind, dtype, edges, self.quantile_bits, self.exact_quantile_limit, spill
+            )
+        if kind == "datetime" and pa.types.is_timestamp(t):
+            return pk.datetime_state(col, dtype, spill)
+        if kind == "boolean" and pa.types.is_boolean(t):
+            return pk.boolean_state(col, dtype, spill, self.top_values_capacity)
+        if kind in ("text", "categorical", "other"):
+            text = pk.as_text(col)
+            if text is None:
+                return None
+            memory = None
+            if kind == "categorical":
+                size = len(pk._single(col).dictionary) if pa.types.is_dictionary(t) else 1
+                memory = int(np.min_scalar_type(-max(size, 1)).itemsize * rows)
+            state, self._row_parts[j] = pk.text_state(
+                text, kind, dtype, rows, spill, self.top_values_capacity, memory
+            )
+            if memory is not None:
+                state["mem"] = memory
+            return state
+        return None
+
+    def _pandas_states(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """The pandas kernels (column types without an Arrow kernel here, e.g. decimals, lists, dates)."""
         kinds = {str(c): kind_of(d) for c, d in frame.dtypes.items()}
         names = [str(c) for c in frame.columns]
         cols: dict[str, Any] = {}
@@ -286,10 +390,7 @@ class DataProfilingProcessor(BaseProcessor):
             if kinds[name] == "datetime":
                 cols[name] = self._datetime_state(frame.iloc[:, j], f"d{j}")
             cols[name].setdefault("mem", memory_estimate(dtype, kinds[name], len(frame)))
-        state: dict[str, Any] = {"rows": len(frame), "cols": {name: cols[name] for name in names}}
-        if self.duplicates:
-            state["rowset"] = hash_set(hash_rows(frame)).to_state(spill_to=self._spill_to("rows"))
-        return ChunkResult(state=state)
+        return cols
 
     def _numeric_states(self, frame: pd.DataFrame) -> dict[str, Any]:
         """All numeric columns at once: one float64 block, sorted per column (NaN last)."""
@@ -471,7 +572,7 @@ class DataProfilingProcessor(BaseProcessor):
 
 def merge_threads() -> int:
     """Threads for the final merge: one per usable core, at most 4."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cpus()
     return max(1, min(4, cores))
 
 
@@ -679,6 +780,3 @@ def compact_summary(report: dict[str, Any] | None, limit: int = 20) -> dict[str,
         "all_null_columns": sum(1 for c in cols.values() if c.get("count") == 0),
         "most_nulls": {name: c.get("nulls") for name, c in by_nulls if c.get("nulls")},
     }
-
-
-_REGISTRY.setdefault(DataProfilingProcessor.name, DataProfilingProcessor)

@@ -79,9 +79,9 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors import hashing
-from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
-from airflow_batch_provider.processors.registry import _REGISTRY
+from airflow_batch_provider.processors import arrow_hashing, hashing
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
+from airflow_batch_provider.processors.frames import kind_of_frame, like, to_arrow
 
 FORMAT_VERSION = 1
 STATE_VERSION = 2  # fitted state: distinct counts + repeated keys (v1: every key's first position)
@@ -122,13 +122,15 @@ class SafeExpression:
     True/False/None), ``+ - * / // % **``, comparisons (``== != < <= > >=``, chained ``0 <= x < 1``,
     ``in``/``not in`` a list of literals), ``and``/``or``/``not``, and the functions ``col``, ``isnull``,
     ``notnull``, ``abs``, ``length``, ``lower``, ``upper``. Anything else (attributes, subscripts, lambdas,
-    other calls, comprehensions) is refused at parse time. A comparison with a null value is False (as in
-    pandas), so ``amount > 0`` fails rows where ``amount`` is null; write ``isnull(amount) or amount > 0`` to
-    accept them.
+    other calls, comprehensions) is refused at parse time, and so is nesting deeper than ``MAX_DEPTH``.
+    :meth:`check_types` checks it against the column types before any row is read. A comparison with a null
+    value is False (as in pandas), so ``amount > 0`` fails rows where ``amount`` is null; write
+    ``isnull(amount) or amount > 0`` to accept them.
     """
 
     MAX_LENGTH = 4000
     MAX_NODES = 500
+    MAX_DEPTH = 100
     _BIN: dict[type, Callable[[Any, Any], Any]] = {
         ast.Add: op.add,
         ast.Sub: op.sub,
@@ -166,9 +168,13 @@ class SafeExpression:
             self.tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as err:
             raise ConfigError(f"{where}: cannot parse {text!r}: {err.msg}") from None
+        except (RecursionError, MemoryError):
+            raise ConfigError(f"{where}: the expression is nested too deeply to parse") from None
         nodes = list(ast.walk(self.tree))
         if len(nodes) > self.MAX_NODES:
             raise ConfigError(f"{where}: the expression is too complex (> {self.MAX_NODES} syntax nodes)")
+        if _depth(self.tree.body) > self.MAX_DEPTH:
+            raise ConfigError(f"{where}: the expression is nested more than {self.MAX_DEPTH} levels deep")
         self.columns: set[str] = set()
         self._check(self.tree.body)
 
@@ -228,6 +234,75 @@ class SafeExpression:
             self.columns.add(arg.value)
             return
         self._check(arg)
+
+    # static types ------------------------------------------------------------------------------------------
+    def check_types(self, kinds: Mapping[str, str]) -> None:
+        """Refuse, before any row is read, what evaluating would refuse on every row: arithmetic other than
+        ``+`` on text, text ``+`` a number, ``-``/``abs`` of text, ordering text against a number. ``kinds``
+        maps column -> ``number``/``text``/``bool``/``datetime``/``other`` (see :func:`column_kinds`)."""
+        self._kind(self.tree.body, kinds)
+
+    def _kind(self, node: ast.AST, kinds: Mapping[str, str]) -> str | None:
+        """The kind of ``node``'s value (None: unknown); raises ConfigError where the types cannot work."""
+        if isinstance(node, ast.Constant):
+            return _literal_kind(node.value)
+        if isinstance(node, ast.Name):
+            return kinds.get(node.id)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):  # the literals right of 'in'
+            return None
+        if isinstance(node, ast.BinOp):
+            return self._binop_kind(node, self._kind(node.left, kinds), self._kind(node.right, kinds))
+        if isinstance(node, ast.Call):
+            return self._call_kind(node, kinds)
+        return self._logic_kind(node, kinds)
+
+    def _logic_kind(self, node: ast.AST, kinds: Mapping[str, str]) -> str | None:
+        """Comparisons, and/or/not, and unary signs."""
+        if isinstance(node, ast.Compare):
+            self._check_order(node, [self._kind(c, kinds) for c in (node.left, *node.comparators)])
+            return "bool"
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self._kind(value, kinds)
+            return "bool"
+        assert isinstance(node, ast.UnaryOp)  # _check allowed nothing else
+        operand = self._kind(node.operand, kinds)
+        if isinstance(node.op, ast.Not):
+            return "bool"
+        self._refuse_text(node, operand, "a sign")
+        return operand if operand == "number" else None
+
+    def _call_kind(self, node: ast.Call, kinds: Mapping[str, str]) -> str | None:
+        assert isinstance(node.func, ast.Name)
+        name = node.func.id
+        if name == "col":
+            return kinds.get(node.args[0].value)  # type: ignore[attr-defined]
+        arg = self._kind(node.args[0], kinds)
+        if name == "abs":
+            self._refuse_text(node, arg, "abs()")
+        return {"isnull": "bool", "notnull": "bool", "abs": "number", "length": "number"}.get(name, "text")
+
+    def _binop_kind(self, node: ast.BinOp, left: str | None, right: str | None) -> str | None:
+        if not isinstance(node.op, ast.Add):
+            self._refuse_text(node, "text" if "text" in (left, right) else None, "arithmetic other than '+'")
+        elif {left, right} == {"text", "number"}:
+            raise ConfigError(f"{self.where}: {ast.unparse(node)!r}: cannot add text and a number")
+        if left == right and left in ("number", "text"):
+            return left
+        return None
+
+    def _check_order(self, node: ast.Compare, operands: list[str | None]) -> None:
+        for cmp, left, right in zip(node.ops, operands, operands[1:], strict=False):
+            ordering = isinstance(cmp, (ast.Lt, ast.LtE, ast.Gt, ast.GtE))
+            if ordering and {left, right} == {"text", "number"}:
+                raise ConfigError(
+                    f"{self.where}: {ast.unparse(node)!r}: cannot order text against a number; "
+                    "compare like with like, e.g. length(x) < 5"
+                )
+
+    def _refuse_text(self, node: ast.AST, kind: str | None, what: str) -> None:
+        if kind == "text":
+            raise ConfigError(f"{self.where}: {ast.unparse(node)!r}: {what} does not work on text")
 
     # evaluation --------------------------------------------------------------------------------------------
     def evaluate(self, frame: pd.DataFrame) -> np.ndarray:
@@ -297,6 +372,43 @@ class SafeExpression:
             out = out & result
             left = right
         return out
+
+
+def _depth(node: ast.AST) -> int:
+    """How deeply expressions nest under ``node`` (iterative: a deep tree must not exhaust the stack)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in ast.iter_child_nodes(current) if isinstance(c, ast.expr))
+    return deepest
+
+
+def _literal_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "text" if isinstance(value, str) else None
+
+
+def column_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """Column -> the kind :meth:`SafeExpression.check_types` reasons about (text as evaluation sees it)."""
+    types = pd.api.types
+    out = {}
+    for name, dtype in frame.dtypes.items():
+        if types.is_bool_dtype(dtype):
+            kind = "bool"
+        elif types.is_numeric_dtype(dtype):
+            kind = "number"
+        elif types.is_datetime64_any_dtype(dtype):
+            kind = "datetime"
+        elif types.is_string_dtype(dtype) or types.is_object_dtype(dtype):
+            kind = "text"
+        else:
+            kind = "other"
+        out[str(name)] = kind
+    return out
 
 
 def _is_text(value: Any) -> bool:
@@ -604,8 +716,12 @@ class DataQualityProcessor(BaseProcessor):
     """
 
     name = "data_quality"
-    version = "2"  # 2: spilled, repeated-keys-only unique state (a v1 checkpoint restarts clean)
+    # 2: spilled, repeated-keys-only unique state; 3: Arrow kernels and Arrow-buffer key hashes (an older
+    # checkpoint restarts clean)
+    version = "3"
     chunk_invariant = True
+    #: chunks arrive as Arrow tables; rules without an Arrow kernel convert only their own columns to pandas
+    input_format = "arrow"
 
     def __init__(
         self, rules: Sequence[Mapping[str, Any]] | None = None, quarantine_values: bool = True
@@ -629,6 +745,21 @@ class DataQualityProcessor(BaseProcessor):
             self.__dict__["_parsed"] = parsed
         return parsed
 
+    def validate(self, schema: Any) -> None:
+        """The rules parse; every column a rule (or its expression) names exists in the source; expressions'
+        operations fit the column types."""
+        rules = self._validate()
+        kinds: dict[str, str] | None = None
+        for i, rule in enumerate(rules):
+            columns = sorted(rule.expression.columns) if rule.expression is not None else rule.columns
+            check_columns(self.name, f"rules[{i}] ({rule.name})", columns, schema)
+            if rule.expression is not None:
+                kinds = kinds if kinds is not None else column_kinds(schema.empty_table().to_pandas())
+                try:
+                    rule.expression.check_types(kinds)
+                except ConfigError as err:
+                    raise ConfigError(f"{self.name}: {err}") from None
+
     def _unique_rules(self) -> list[Rule]:
         return [r for r in self._validate() if r.type == "unique"]
 
@@ -640,22 +771,25 @@ class DataQualityProcessor(BaseProcessor):
         return list(dict.fromkeys(str(c) for r in rules for c in r.columns))
 
     @staticmethod
-    def _key_columns(rule: Rule, chunk: pd.DataFrame) -> list[Any]:
+    def _key_columns(rule: Rule, table: Any) -> list[str]:
         if not rule.columns:
-            return list(chunk.columns)
-        return [_column(chunk, c, rule.name) for c in rule.columns]
+            return list(table.column_names)
+        return [_arrow_column(table, c, rule.name) for c in rule.columns]
+
+    def _key_hashes(self, rule: Rule, table: Any) -> np.ndarray:
+        """One uint64 per row: the hash of the rule's key (numpy over the Arrow buffers, the same in both passes)."""
+        return arrow_hashing.row_hashes(table, self._key_columns(rule, table))
 
     # statistics pass (unique rules) -------------------------------------------------------------------------
     def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
         """Per unique rule, a run of (distinct key hash, first position, repeated in this chunk); runs of more
         than ``hashing.SPILL_MIN_KEYS`` keys go to binary side files under ``{output_uri}/_keys/``."""
         out = {}
-        pos = global_positions(ctx, len(chunk))
+        table = to_arrow(chunk)
+        pos = global_positions(ctx, table.num_rows)
         folder = hashing.spill_folder(ctx.work_uri or ctx.output_uri)
         for i, rule in enumerate(self._unique_rules()):
-            h, p, rep = hashing.first_positions_run(
-                hashing.hash_rows(chunk, self._key_columns(rule, chunk)), pos
-            )
+            h, p, rep = hashing.first_positions_run(self._key_hashes(rule, table), pos)
             where = f"{folder}/u{i}-f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}"
             out[rule.name] = hashing.run_state(h, p, rep, spill_to=where if folder else None)
         return out
@@ -688,36 +822,69 @@ class DataQualityProcessor(BaseProcessor):
         self.fit_stats((state or {}).get("unique"))
 
     # main pass -----------------------------------------------------------------------------------------------
-    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
+        """Rules on the chunk's Arrow columns (``not_null``, numeric bounds and ``unique`` by Arrow kernels; the
+        others on a pandas copy of their own columns only). Clean rows and quarantine come back in the form the
+        chunk came in (an Arrow table from the engine)."""
+        import pyarrow as pa
+
         rules = self._validate()
-        n = len(chunk)
+        view = _Chunk(chunk)
+        n = view.table.num_rows
         row_rules = [r for r in rules if r.type != "row_count"]
         failed = np.zeros((n, len(row_rules)), dtype=bool)
         counts: dict[str, list[int]] = {}
         for j, rule in enumerate(row_rules):
-            evaluated, fail = self._check(rule, chunk, ctx)
+            evaluated, fail = self._check(rule, view, ctx)
             failed[:, j] = fail
-            counts[rule.name] = [int(evaluated.sum()), int(fail.sum())]
+            counts[rule.name] = [int(np.count_nonzero(evaluated)), int(np.count_nonzero(fail))]
         broke = failed.any(axis=1)
         bad = np.flatnonzero(broke)
         state = {"rows": n, "rows_failed": len(bad), "rules": counts}
-        clean = chunk if not len(bad) else chunk.iloc[np.flatnonzero(~broke)]
-        return ChunkResult(
-            rows=clean, quarantine=self._quarantine(chunk, ctx, failed, bad, row_rules), state=state
-        )
+        if view.kind == "pandas":
+            clean = chunk if not len(bad) else chunk.iloc[np.flatnonzero(~broke)]
+            quarantine = self._quarantine(chunk, ctx, failed, bad, row_rules)
+        else:
+            clean = like(view.table if not len(bad) else view.table.filter(pa.array(~broke)), chunk)
+            table = self._arrow_quarantine(view.table, ctx, failed, bad, row_rules)
+            quarantine = None if table is None else like(table, chunk)
+        return ChunkResult(rows=clean, quarantine=quarantine, state=state)
 
-    def _check(self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
+    def _check(self, rule: Rule, view: _Chunk, ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
         if rule.type == "unique":
-            return self._duplicates(rule, chunk, ctx)
+            return self._duplicates(rule, view.table, ctx)
         if rule.type == "expression":
             assert rule.expression is not None
-            holds = rule.expression.evaluate(chunk)
-            return np.ones(len(chunk), dtype=bool), ~holds
-        return _VALUE_CHECKS[rule.type](chunk[_column(chunk, rule.column, rule.name)], rule)
+            holds = rule.expression.evaluate(view.pandas(sorted(rule.expression.columns)))
+            return np.ones(view.table.num_rows, dtype=bool), ~holds
+        name = _arrow_column(view.table, rule.column, rule.name)
+        fast = _arrow_check(rule, view.table.column(name))
+        if fast is not None:
+            return fast
+        return _VALUE_CHECKS[rule.type](view.series(name), rule)
 
-    def _duplicates(
-        self, rule: Rule, chunk: pd.DataFrame, ctx: ChunkContext
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _arrow_quarantine(
+        self, table: Any, ctx: ChunkContext, failed: np.ndarray, bad: np.ndarray, row_rules: list[Rule]
+    ) -> Any:
+        """:meth:`_quarantine` as an Arrow table: the failing rows (or none of their values), their source
+        position and the names of the rules they broke."""
+        import pyarrow as pa
+
+        if not len(bad):
+            return None
+        lists, inverse = _reason_patterns(failed[bad], [r.name for r in row_rules])
+        reasons = pa.array(lists, type=pa.list_(pa.large_string())).take(pa.array(inverse))
+        base = table.take(pa.array(bad)) if self.quarantine_values else pa.table({})
+        extra = {
+            "_source_file_index": pa.array(np.full(len(bad), ctx.file_index, dtype=np.int64)),
+            "_source_row": pa.array((ctx.start_row + bad).astype(np.int64)),
+            "_failed_rules": reasons,
+        }
+        columns = [*base.columns, *extra.values()]
+        names = [*base.column_names, *extra]
+        return pa.Table.from_arrays(columns, names=names)
+
+    def _duplicates(self, rule: Rule, table: Any, ctx: ChunkContext) -> tuple[np.ndarray, np.ndarray]:
         """A row is a duplicate iff its key hash occurs more than once in the source and its global first
         position is below the row's own (keys that occur once are never looked up beyond one search)."""
         repeated = getattr(self, "repeated_", None)
@@ -726,14 +893,14 @@ class DataQualityProcessor(BaseProcessor):
                 "data_quality: unique rules need the statistics pass (fit_stats) before process"
             )
         hashes, first_pos = repeated[rule.name]
-        h = hashing.hash_rows(chunk, self._key_columns(rule, chunk))
+        h = self._key_hashes(rule, table)
         dup = np.zeros(len(h), dtype=bool)
         if len(hashes) and len(h):
-            pos = global_positions(ctx, len(chunk))
+            pos = global_positions(ctx, len(h))
             idx = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
             hit = np.flatnonzero(hashes[idx] == h)
             dup[hit] = first_pos[idx[hit]] < pos[hit]
-        return np.ones(len(chunk), dtype=bool), dup
+        return np.ones(len(h), dtype=bool), dup
 
     def _quarantine(
         self,
@@ -815,19 +982,107 @@ class DataQualityProcessor(BaseProcessor):
         return entry
 
 
-def _reason_lists(failed: np.ndarray, names: list[str]) -> np.ndarray:
-    """One list of broken rule names per row of the boolean matrix ``failed`` (rows x rules), as an object
-    array. Rows break few distinct combinations: one list is built per combination, not per row."""
+def _reason_patterns(failed: np.ndarray, names: list[str]) -> tuple[list[list[str]], np.ndarray]:
+    """The distinct combinations of broken rules in the boolean matrix ``failed`` (rows x rules) as lists of
+    rule names, and each row's combination (an index into them). Rows break few distinct combinations."""
     if len(names) < 63:  # a row's combination as one integer (bit j: rule j)
-        codes = failed.astype(np.int64) @ (np.int64(1) << np.arange(len(names), dtype=np.int64))
+        codes = np.zeros(len(failed), dtype=np.int64)
+        for j in range(len(names)):
+            codes |= failed[:, j].astype(np.int64) << j
         first, inverse = np.unique(codes, return_index=True, return_inverse=True)[1:]
         patterns = failed[first]
     else:
         patterns, inverse = np.unique(failed, axis=0, return_inverse=True)
+    lists = [[name for name, hit in zip(names, pattern.tolist(), strict=True) if hit] for pattern in patterns]
+    return lists, np.asarray(inverse).reshape(-1)
+
+
+def _reason_lists(failed: np.ndarray, names: list[str]) -> np.ndarray:
+    """One list of broken rule names per row of the boolean matrix ``failed`` (rows x rules), as an object
+    array (one list built per combination, not per row)."""
+    patterns, inverse = _reason_patterns(failed, names)
     lists = np.empty(len(patterns), dtype=object)
     for i, pattern in enumerate(patterns):
-        lists[i] = [name for name, hit in zip(names, pattern.tolist(), strict=True) if hit]
-    return lists[np.asarray(inverse).reshape(-1)]
+        lists[i] = pattern
+    return lists[inverse]
+
+
+class _Chunk:
+    """A chunk as an Arrow table, with pandas copies of single columns made only when a rule needs them (the
+    chunk's own columns when it came as pandas)."""
+
+    def __init__(self, chunk: Any) -> None:
+        self.original = chunk
+        self.kind = kind_of_frame(chunk)
+        self.table = to_arrow(chunk)
+        self._series: dict[str, pd.Series] = {}
+
+    def series(self, name: str) -> pd.Series:
+        if name not in self._series:
+            if self.kind == "pandas":
+                self._series[name] = self.original[_column(self.original, name, name)]
+            else:
+                self._series[name] = self.table.select([name]).to_pandas()[name]
+        return self._series[name]
+
+    def pandas(self, names: list[str]) -> pd.DataFrame:
+        missing = [c for c in names if c not in self.table.column_names]
+        if missing:  # the expression names the unknown columns itself
+            return self.original if self.kind == "pandas" else self.table.to_pandas()
+        return pd.DataFrame({name: self.series(name) for name in names}, index=self.series(names[0]).index)
+
+
+def _arrow_column(table: Any, name: str, rule: str) -> str:
+    if name in table.column_names:
+        return name
+    raise ConfigError(f"rule {rule!r}: unknown column {name!r}; columns: {list(table.column_names)}")
+
+
+def _numeric_bound(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _arrow_check(rule: Rule, col: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``not_null`` and numeric ``between``/``min``/``max`` by Arrow kernels (nulls and NaN are null, as in
+    pandas); None when the rule or the column type has no Arrow kernel here (the pandas check runs)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(col, nan_is_null=True)
+    if rule.type == "not_null":
+        return np.ones(len(col), dtype=bool), _flags(missing)
+    if rule.type not in ("between", "min", "max"):
+        return None
+    t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return None
+    opts = rule.options
+    lo, hi = opts.get("min"), opts.get("max")
+    if rule.type == "min":
+        lo, hi = opts["value"], None
+    elif rule.type == "max":
+        lo, hi = None, opts["value"]
+    if not all(b is None or _numeric_bound(b) for b in (lo, hi)):
+        return None
+    inclusive = opts.get("inclusive", True)
+    present = pc.invert(missing)
+    ok = present
+    try:
+        if lo is not None:
+            ok = pc.and_(ok, (pc.greater_equal if inclusive else pc.greater)(col, pa.scalar(lo)))
+        if hi is not None:
+            ok = pc.and_(ok, (pc.less_equal if inclusive else pc.less)(col, pa.scalar(hi)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    valid = _flags(present)
+    return valid, valid & ~_flags(ok)
+
+
+def _flags(mask: Any) -> np.ndarray:
+    """A boolean Arrow array (or chunked array) as numpy, nulls as False."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
 def _column(chunk: pd.DataFrame, name: str, rule: str) -> Any:
@@ -888,6 +1143,3 @@ def fail_on_message(report: Mapping[str, Any], fail_on: Any) -> str | None:
     return (
         f"{head}: {details}{more}. {report.get('rows_failed', 0)} of {report.get('rows', 0)} rows quarantined"
     )
-
-
-_REGISTRY.setdefault(DataQualityProcessor.name, DataQualityProcessor)

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult
+from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
     Distribution,
     ExactMoments,
@@ -57,7 +57,6 @@ from airflow_batch_provider.processors.column_stats import (
     bin_index,
     equal_width_edges,
 )
-from airflow_batch_provider.processors.registry import _REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +240,14 @@ class FeatureEngineeringProcessor(BaseProcessor):
                 col: _parts_rule(col, p) for col, p in _as_map("date_parts", self.date_parts).items()
             },
         }
+
+    def validate(self, schema: Any) -> None:
+        """The parameters; every column they name exists in the source, with a type its steps accept."""
+        plan = self._plan()
+        for param, rules in self._rules().items():
+            check_columns(self.name, param, list(rules), schema)
+        if plan:
+            self._check_columns(plan, schema.empty_table().to_pandas())
 
     @staticmethod
     def _check_columns(plan: dict[str, dict[str, Any]], chunk: pd.DataFrame) -> dict[str, str]:
@@ -516,7 +523,7 @@ def _fit_scaler(
 def load_spec(spec: Mapping[str, Any] | str | Any) -> dict[str, Any]:
     """A spec from a dict (a spec or a report holding one) or a path/URI of such a JSON file."""
     if not isinstance(spec, Mapping):
-        from airflow_batch_provider.engine.storage import Location
+        from airflow_batch_provider.storage import Location
 
         loc = Location.of(spec)
         doc = loc.read_json()
@@ -633,6 +640,3 @@ def _date_outputs(col: str, series: pd.Series, parts: list[str]) -> list[tuple[s
             value = getattr(dt, _ACCESSORS.get(part, part))
         out.append((f"{col}_{part}", value.astype("Int64")))
     return out
-
-
-_REGISTRY.setdefault(FeatureEngineeringProcessor.name, FeatureEngineeringProcessor)

@@ -187,7 +187,7 @@ def spill_folder(output_uri: str | None, *parts: str) -> str | None:
     when there is none (no ``output_uri``, or object storage): callers then keep states inline."""
     if not output_uri:
         return None
-    from airflow_batch_provider.engine.storage import Location
+    from airflow_batch_provider.storage import Location
 
     loc = Location.of(output_uri)
     if not loc.is_local:

@@ -1,7 +1,9 @@
 """Processor registry: names -> processor classes or callables, plus third-party entry points.
 
-Other packages register processors through the ``airflow_batch_provider.processors`` entry-point
-group (``name = "package.module:attr"``). No Airflow imports here.
+A name resolves to, in order: a processor registered with :func:`register_processor`, a built-in (the static
+table in :mod:`~airflow_batch_provider.processors.catalog`: only that one module is imported, so ``"count"``
+never loads the standard processors), an entry point of the ``airflow_batch_provider.processors`` group
+(``name = "package.module:attr"``), or an import path. No Airflow imports here.
 """
 
 from __future__ import annotations
@@ -13,18 +15,25 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from airflow_batch_provider.exceptions import ProcessorNotFoundError
+from airflow_batch_provider.exceptions import ProcessorNotFoundError, ProcessorParameterError
+from airflow_batch_provider.processors import catalog
 from airflow_batch_provider.processors.base import BaseProcessor, CallableProcessor
+from airflow_batch_provider.processors.frames import check_input_format
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "airflow_batch_provider.processors"
-_REGISTRY: dict[str, Any] = {}
+_REGISTRY: dict[str, Any] = {}  # registered names (and loaded entry points); built-ins live in the catalog
 _entry_points_loaded = False
 
 
 def register_processor(
-    name: str, processor: Any = None, *, replace: bool = False, chunk_invariant: bool | None = None
+    name: str,
+    processor: Any = None,
+    *,
+    replace: bool = False,
+    chunk_invariant: bool | None = None,
+    input_format: str | None = None,
 ) -> Any:
     """Register a processor class or a (sync or ``async``) callable under ``name``.
 
@@ -33,17 +42,27 @@ def register_processor(
     :param chunk_invariant: True declares that results do not depend on how rows are split into chunks,
         which lets ``auto_optimize`` resize chunks while the job runs (sets the ``chunk_invariant``
         attribute of the function or class; None leaves it as it is).
+    :param input_format: the frame the function or class is given: ``"pandas"`` (default), ``"arrow"`` (a
+        ``pyarrow.Table``) or ``"polars"`` (a ``polars.DataFrame`` from Arrow, no pandas copy); sets the
+        ``input_format`` attribute (None leaves it as it is).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("register_processor: name must be a non-empty string")
+    if input_format is not None:
+        check_input_format(input_format, f"register_processor({name!r}): input_format")
 
     def _register(obj: Any) -> Any:
         if not (inspect.isclass(obj) or callable(obj)):
             raise TypeError(f"register_processor({name!r}): expected a class or a callable, got {obj!r}")
         if name in _REGISTRY and _REGISTRY[name] is not obj and not replace:
             raise ValueError(f"processor {name!r} is already registered; pass replace=True to override it")
+        if name not in _REGISTRY and name in catalog.BUILTIN and not replace:
+            if _builtin(name) is not obj:
+                raise ValueError(f"processor {name!r} is a built-in; pass replace=True to override it")
         if chunk_invariant is not None:
             obj.chunk_invariant = bool(chunk_invariant)
+        if input_format is not None:
+            obj.input_format = input_format
         _REGISTRY[name] = obj
         return obj
 
@@ -60,7 +79,7 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
+        if ep.name in _REGISTRY or ep.name in catalog.BUILTIN:
             continue
         try:
             _REGISTRY[ep.name] = ep.load()
@@ -69,13 +88,13 @@ def _load_entry_points() -> None:
 
 
 def registered_processors() -> list[str]:
-    _load_builtins()
     _load_entry_points()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(catalog.BUILTIN))
 
 
-def _load_builtins() -> None:
-    importlib.import_module("airflow_batch_provider.processors.builtin")
+def _builtin(name: str) -> Any:
+    """The built-in processor class ``name`` (imports its module only)."""
+    return import_object(catalog.BUILTIN[name].path)
 
 
 def import_object(spec: str) -> Any:
@@ -99,9 +118,10 @@ def _import_path(spec: str) -> Any:
 
 
 def lookup(spec: str) -> Any:
-    _load_builtins()
     if spec in _REGISTRY:
         return _REGISTRY[spec]
+    if spec in catalog.BUILTIN:
+        return _builtin(spec)
     _load_entry_points()
     if spec in _REGISTRY:
         return _REGISTRY[spec]
@@ -114,12 +134,30 @@ def lookup(spec: str) -> Any:
     )
 
 
-def resolve_processor(spec: Any, params: Mapping[str, Any] | None = None) -> BaseProcessor:
-    """Turn a name, import path, class, instance or callable into a processor instance."""
+def resolve_processor(
+    spec: Any, params: Mapping[str, Any] | None = None, *, input_format: str | None = None
+) -> BaseProcessor:
+    """Turn a name, import path, class, instance or callable into a processor instance.
+
+    Keywords are checked against the class's or the callable's signature first (callables taking ``**kwargs``
+    accept any): a mismatch raises :class:`ProcessorParameterError` (a ``BatchInputError``) before any chunk.
+    ``input_format`` (``"pandas"``, ``"arrow"``, ``"polars"``) sets the frame a callable is given; a processor
+    class or instance declares its own (``input_format`` class attribute), which this overrides when given.
+    """
+    if input_format is not None:
+        check_input_format(input_format)
+    processor = _resolve(spec, params, input_format)
+    if input_format is not None and not isinstance(processor, CallableProcessor):
+        processor.input_format = input_format
+    return processor
+
+
+def _resolve(spec: Any, params: Mapping[str, Any] | None, input_format: str | None) -> BaseProcessor:
     params = dict(params or {})
     label = spec if isinstance(spec, str) else None
     obj = lookup(spec) if isinstance(spec, str) else spec
     if inspect.isclass(obj):
+        catalog.check_keywords(obj, params, label or obj.__name__)
         try:
             return obj(**params)
         except TypeError as err:
@@ -128,13 +166,15 @@ def resolve_processor(spec: Any, params: Mapping[str, Any] | None = None) -> Bas
             ) from err
     if isinstance(obj, BaseProcessor) or (hasattr(obj, "process") and not _is_plain_function(obj)):
         if params:
-            raise TypeError(
+            raise ProcessorParameterError(
                 f"processor {obj!r} is already an instance; pass its parameters to its constructor, "
                 f"not as keyword arguments ({sorted(params)})"
             )
         return obj
     if callable(obj):
-        return CallableProcessor(obj, params, name=label)
+        processor = CallableProcessor(obj, params, name=label, input_format=input_format)
+        catalog.check_keywords(obj, params, processor.label)
+        return processor
     raise ProcessorNotFoundError(f"{spec!r} is not a processor: expected a name, class, instance or callable")
 
 

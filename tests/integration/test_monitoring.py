@@ -21,7 +21,7 @@ from airflow_batch_provider.monitoring import (
     ResourceSampler,
     get_monitoring_dashboard_data,
 )
-from airflow_batch_provider.monitoring.notifier import BatchAlertNotifier
+from airflow_batch_provider.notifications.alert import BatchAlertNotifier
 from airflow_batch_provider.operators.batch import BatchJobOperator
 from tests.conftest import sample_frame
 from tests.unit.operators.task_context import FakeTI, context

@@ -9,8 +9,8 @@ import pytest
 
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output, run_batch_job
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.operators.batch import BatchJobOperator, storage_target
+from airflow_batch_provider.storage import Location
 from tests.conftest import sample_frame
 from tests.s3.conftest import CONN_ID, s3_keys
 from tests.unit.operators.task_context import FakeTI, StateStore, context

@@ -26,8 +26,8 @@ import pytest
 
 from airflow_batch_provider.engine import read_output, run_batch_job
 from airflow_batch_provider.engine.checkpoints import CheckpointStore, Fence
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import StaleAttemptError
+from airflow_batch_provider.storage import Location
 from tests.conftest import sample_frame
 from tests.s3.conftest import BUCKET, CONN_ID, conn_json, s3_keys
 from tests.s3.faultproxy import FAILING_FAULTS, FaultProxy
@@ -232,7 +232,7 @@ def flaky(moto_endpoint, monkeypatch, tmp_path):
     )
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
     handler = _RetryLog(tmp_path / "retries.log")
-    logger = logging.getLogger("airflow_batch_provider.engine.storage")
+    logger = logging.getLogger("airflow_batch_provider.storage")
     logger.addHandler(handler)
     try:
         yield proxy, handler, conn_id
@@ -339,7 +339,7 @@ def _as_another_process(loc: Location, endpoint: str) -> Location:
     """The same S3 folder through a filesystem instance of its own, as another process (or host) has it."""
     import s3fs
 
-    from airflow_batch_provider.engine.storage import ResilientFileSystem
+    from airflow_batch_provider.storage import ResilientFileSystem
 
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
     return Location(ResilientFileSystem(fs), loc.path, loc.uri)

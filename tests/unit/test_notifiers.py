@@ -12,7 +12,7 @@ from airflow.sdk import DAG, BaseNotifier
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import run_batch_job
 from airflow_batch_provider.engine.position import claim_notice, job_position
-from airflow_batch_provider.notifiers import BatchFailureNotifier
+from airflow_batch_provider.notifications.failure import BatchFailureNotifier
 from airflow_batch_provider.operators.batch import BatchJobOperator
 from tests.conftest import sample_frame
 from tests.unit.operators.task_context import FakeTI, StateStore

@@ -14,6 +14,7 @@ import pytest
 
 from airflow_batch_provider import tuning
 from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.engine import sizing
 from airflow_batch_provider.exceptions import ConfigError, SourceError
 from airflow_batch_provider.processors.base import ProcessingProfile
 
@@ -27,7 +28,7 @@ FIXED_MACHINE = tuning.MachineInfo(
 @pytest.fixture
 def machine(monkeypatch):
     """A fixed machine, so sizes do not depend on the host's load."""
-    monkeypatch.setattr(tuning, "machine_info", lambda: FIXED_MACHINE)
+    monkeypatch.setattr(sizing, "machine_info", lambda: FIXED_MACHINE)
     return FIXED_MACHINE
 
 
@@ -188,8 +189,8 @@ def test_bad_inputs(tmp_path):
 
 def test_cgroup_limit(monkeypatch, tmp_path, shapes):
     limit_file = tmp_path / "memory.max"
-    monkeypatch.setattr(tuning, "CGROUP_MEMORY_MAX", str(limit_file))
-    monkeypatch.setattr(tuning, "CGROUP_MEMORY_CURRENT", str(tmp_path / "memory.current"))
+    monkeypatch.setattr(sizing, "CGROUP_MEMORY_MAX", str(limit_file))
+    monkeypatch.setattr(sizing, "CGROUP_MEMORY_CURRENT", str(tmp_path / "memory.current"))
     limit_file.write_text("max\n")
     assert tuning.machine_info().cgroup_limit_bytes is None
     limit_file.write_text(f"{64 * 2**20}\n")

@@ -16,10 +16,10 @@ import pytest
 from airflow_batch_provider.engine import adaptive, read_output, run_batch_job, workers
 from airflow_batch_provider.engine.adaptive import BatchSizeAdapter
 from airflow_batch_provider.engine.runner import JobRunner
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import JobCancelledError
 from airflow_batch_provider.processors import register_processor
 from airflow_batch_provider.processors.registry import unregister_processor
+from airflow_batch_provider.storage import Location
 
 MB = 2**20
 FILES, ROWS = 4, 20_000

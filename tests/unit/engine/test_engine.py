@@ -20,10 +20,12 @@ import pytest
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output, run_batch_job
 from airflow_batch_provider.exceptions import (
+    BatchInputError,
     ChunkFailedError,
     ConfigError,
     DataCorruptionError,
     ProcessorNotFoundError,
+    ProcessorParameterError,
     SchemaMismatchError,
     SourceError,
 )
@@ -358,8 +360,10 @@ def test_glob_source_and_memory_filesystem(two_files, tmp_path):
 
 
 def test_processor_kwarg_that_the_processor_rejects_is_clear(two_files, tmp_path):
-    with pytest.raises(TypeError, match="bad parameters"):
+    with pytest.raises(ProcessorParameterError, match=r"\['columnz'\]; did you mean 'column'") as info:
         run_batch_job(two_files, Moments, output_path=tmp_path / "o", columnz="x")
+    assert isinstance(info.value, TypeError) and isinstance(info.value, BatchInputError)
+    assert not (tmp_path / "o").exists()  # refused before the plan
 
 
 def test_engine_imports_nothing_from_airflow():

@@ -171,8 +171,18 @@ def test_progress_events_reach_callbacks_as_objects_and_mappings(two_files, tmp_
 
 
 def test_preserve_order_false_lists_parts_in_completion_order(two_files, tmp_path):
+    marker = tmp_path / "chunk1-done"
+
     def reverse_speed(batch, ctx):
-        time.sleep(0.02 * (10 - ctx.chunk_index % 10))
+        # chunk 0 finishes only after chunk 1 has (a barrier, not a race of sleeps on a loaded machine)
+        if ctx.chunk_index == 1:
+            marker.write_text("x")
+        elif ctx.chunk_index == 0:
+            for _ in range(3000):
+                if marker.exists():
+                    break
+                time.sleep(0.01)
+            time.sleep(0.3)
         return batch
 
     run_batch_job(

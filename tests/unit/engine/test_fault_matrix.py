@@ -30,8 +30,8 @@ import pandas as pd
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from airflow_batch_provider import cli
-from airflow_batch_provider.engine import read_output, run_batch_job, storage
+from airflow_batch_provider import cli, storage
+from airflow_batch_provider.engine import read_output, run_batch_job
 from airflow_batch_provider.engine.checkpoints import part_name
 from airflow_batch_provider.engine.records import (
     FailureRecords,

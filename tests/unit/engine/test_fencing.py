@@ -13,8 +13,8 @@ import pytest
 from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output, run_batch_job
 from airflow_batch_provider.engine.checkpoints import Fence
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import StaleAttemptError
+from airflow_batch_provider.storage import Location
 
 SLOW_JOB = """
 import sys, time

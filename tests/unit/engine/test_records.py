@@ -62,7 +62,7 @@ def test_add_fills_time_and_scrubs_the_error(tmp_path):
     store.add({"class": "data_corruption", "error": "could not convert string to float: 'Alice Smith'"})
     (doc,) = store.iter_records()
     assert doc["ts"] >= before and doc["time"]
-    assert "Alice" not in doc["error"] and doc["error"].endswith("<value>")
+    assert "Alice" not in doc["error"] and doc["error"].endswith("<text:11>")
 
 
 def test_iter_records_is_chronological_and_honours_since_and_skips_junk(tmp_path):
@@ -188,12 +188,15 @@ def test_cleanup_rejects_negative_days(tmp_path):
 @pytest.mark.parametrize(
     "raw, expected",
     [
-        ("could not convert string to float: 'Alice Smith'", "could not convert string to float: <value>"),
-        ('invalid literal for int() with base 10: "12ab"', "invalid literal for int() with base 10: <value>"),
-        ("KeyError: b'\\x00\\xff'", "KeyError: <value>"),
-        ("value 1234567 out of range 3.14159", "value <value> out of range <value>"),
+        ("could not convert string to float: 'Alice Smith'", "could not convert string to float: <text:11>"),
+        (
+            'invalid literal for int() with base 10: "12ab"',
+            "invalid literal for int() with base 10: <text:4>",
+        ),
+        ("KeyError: b'\\x00\\xff'", "KeyError: <bytes:8>"),
+        ("value 1234567 out of range 3.14159", "value <number:7> out of range <number:7>"),
         ("chunk 53/84 failed after 3 attempts", "chunk 53/84 failed after 3 attempts"),
-        ("row {'name': 'Bob', 'ssn': '123-45-6789'}", "row {<value>: <value>, <value>: <value>}"),
+        ("row {'name': 'Bob', 'ssn': '123-45-6789'}", "row {<text:4>: <text:3>, <text:3>: <text:11>}"),
         ("multi\nline\t message", "multi line message"),
         ("column x_2026 is bad", "column x_2026 is bad"),
         (None, ""),

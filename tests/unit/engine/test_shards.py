@@ -18,8 +18,8 @@ from airflow_batch_provider.engine.shards import (
     split_chunks,
 )
 from airflow_batch_provider.engine.sources import SourceFile
-from airflow_batch_provider.engine.storage import Location
 from airflow_batch_provider.exceptions import BatchInputError, ShardIncompleteError
+from airflow_batch_provider.storage import Location
 from tests.unit.processors.test_conformance import CASES, _frame, _strip
 from tests.unit.processors.test_conformance import source as source  # noqa: F401 - the module fixture
 
@@ -34,7 +34,7 @@ def tag_rows(batch, context, label):
 def _sharded(source, processor, out, shards, **params):
     specs = plan_shards(source, processor, output_path=out, shards=shards, config=CONFIG, **params)
     for spec in reversed(specs):  # order of execution must not matter
-        run_shard(spec, source, processor, config=CONFIG, **params)
+        run_shard(spec, source, processor, output_path=out, config=CONFIG, **params)
     return specs, merge_shards(out, processor, **params)
 
 
@@ -73,11 +73,11 @@ def test_callable_processor_sharded_equals_single(source, tmp_path):  # noqa: F8
 def test_fit_runs_once_in_the_plan(source, tmp_path):  # noqa: F811
     params, _ = CASES["anomaly_detection"]
     specs = plan_shards(source, "anomaly_detection", output_path=tmp_path, shards=2, config=CONFIG, **params)
-    plan = tmp_path / specs[0]["plan"]
+    plan = tmp_path / "_shards" / f"g{specs[0]['generation']:04d}"
     assert (plan / "fit_state.json").exists()
     for spec in specs:
-        run_shard(spec, source, "anomaly_detection", config=CONFIG, **params)
-        assert not (tmp_path / spec["plan"] / f"s{spec['shard']:04d}" / "g0001" / "fit_state.json").exists()
+        run_shard(spec, source, "anomaly_detection", output_path=tmp_path, config=CONFIG, **params)
+        assert not (plan / f"s{spec['shard']:04d}" / "g0001" / "fit_state.json").exists()
 
 
 def test_shards_are_contiguous_balanced_and_capped(source, tmp_path):  # noqa: F811
@@ -101,8 +101,8 @@ def test_split_chunks_never_makes_an_empty_group():
 
 def test_merge_fails_clearly_when_a_shard_has_not_finished(source, tmp_path):  # noqa: F811
     specs = plan_shards(source, "count", output_path=tmp_path, shards=3, config=CONFIG)
-    run_shard(specs[0], source, "count", config=CONFIG)
-    run_shard(specs[2], source, "count", config=CONFIG)
+    run_shard(specs[0], source, "count", output_path=tmp_path, config=CONFIG)
+    run_shard(specs[2], source, "count", output_path=tmp_path, config=CONFIG)
     with pytest.raises(ShardIncompleteError, match="shard 1 of 3 has not finished"):
         merge_shards(tmp_path, "count")
     assert not (tmp_path / "_manifest.json").exists()
@@ -116,7 +116,7 @@ def test_merge_without_a_plan_fails(tmp_path):
 def test_shard_with_other_parameters_than_the_plan_is_refused(source, tmp_path):  # noqa: F811
     specs = plan_shards(source, tag_rows, output_path=tmp_path, shards=2, config=CONFIG, label="a")
     with pytest.raises(BatchInputError, match="differ from the plan"):
-        run_shard(specs[0], source, tag_rows, config=CONFIG, label="b")
+        run_shard(specs[0], source, tag_rows, output_path=tmp_path, config=CONFIG, label="b")
 
 
 class Flaky:
@@ -139,23 +139,22 @@ def test_a_failed_shard_resumes_from_its_own_checkpoint(source, tmp_path):  # no
     flaky = Flaky(str(tmp_path / "marker"), fail_at)
     specs = plan_shards(source, flaky, output_path=tmp_path / "out2", shards=2, config=config)
     assert any(f == 0 and s <= fail_at < e for f, s, e in specs[0]["ranges"])
-    run_shard(specs[1], source, flaky, config=config)
+    out = tmp_path / "out2"
+    run_shard(specs[1], source, flaky, output_path=out, config=config)
     with pytest.raises(Exception, match="injected shard failure"):
-        run_shard(specs[0], source, flaky, config=config)
-    resumed = run_shard(specs[0], source, flaky, config=config)
+        run_shard(specs[0], source, flaky, output_path=out, config=config)
+    resumed = run_shard(specs[0], source, flaky, output_path=out, config=config)
     assert resumed.chunks_resumed == 7 and resumed.chunks_processed == resumed.chunks_total - 7
     merged = merge_shards(tmp_path / "out2", flaky)
     pd.testing.assert_frame_equal(read_output(merged.output_uri), _frame(), check_exact=True)
-    other = Location.of(str(tmp_path / "out2"))
-    assert (
-        json.loads((Path(shard_folder(other, specs[1]).path) / "_shard.json").read_text())["generation"] == 1
-    )
+    plan = Location.of(str(tmp_path / "out2")).child("_shards", "g0001")
+    assert json.loads((Path(shard_folder(plan, 1).path) / "_shard.json").read_text())["generation"] == 1
 
 
 def test_replanning_after_a_merge_starts_a_new_plan(source, tmp_path):  # noqa: F811
     _sharded(source, "count", tmp_path, 2)
     specs, merged = _sharded(source, "count", tmp_path, 3)
-    assert specs[0]["plan"] == "_shards/g0002" and merged.generation == 2
+    assert specs[0]["generation"] == 2 and merged.generation == 2
     assert sorted(p.name for p in (tmp_path / "_shards").glob("g*")) == ["g0002"]
     assert merged.report == run_batch_job(source, "count", config=CONFIG, output_path=tmp_path / "s").report
 
@@ -171,6 +170,14 @@ def test_a_shard_runs_inside_a_job_monitor_when_it_has_a_records_path(source, tm
         if event.event_type == "started":
             seen.append([p.name for p in (records / "active").glob("*.json")])
 
-    run_shard(specs[0], source, "count", config=CONFIG, records_path=records, progress_callbacks=[look])
+    run_shard(
+        specs[0],
+        source,
+        "count",
+        output_path=tmp_path / "out",
+        config=CONFIG,
+        records_path=records,
+        progress_callbacks=[look],
+    )
     assert len(seen) == 1 and len(seen[0]) == 1 and "shard-0" in seen[0][0], seen
     assert not list((records / "active").glob("*.json"))

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from airflow_batch_provider.engine import storage
-from airflow_batch_provider.engine.storage import Location, RetryPolicy, is_transient, with_retries
+from airflow_batch_provider import storage
 from airflow_batch_provider.exceptions import StorageNetworkError
+from airflow_batch_provider.storage import Location, RetryPolicy, is_transient, with_retries
 
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.002)
 

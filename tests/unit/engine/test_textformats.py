@@ -226,8 +226,14 @@ def test_unconvertible_value_suggests_declaring_the_type(tmp_path):
     path = _write(tmp_path, "conv.csv", "a,b\n" + "".join(f"{i},{i}\n" for i in range(10)) + "10,oops\n")
     index = index_text_file(FS, path, "csv", OPTS)
     schema = pa.schema([("a", pa.int64()), ("b", pa.int64())])
-    with pytest.raises(DataCorruptionError, match=r"conv\.csv.*data row 11.*'oops'.*'column_types': \{'b'"):
+    expected = r"conv\.csv.*data row 11.*<text:4>.*'column_types': \{'b'"
+    with pytest.raises(DataCorruptionError, match=expected) as info:
         read_text_rows(FS, path, index, 0, 11, schema, OPTS)
+    assert "oops" not in str(info.value) and "oops" not in str(info.value.__cause__)  # values never shown
+    from airflow_batch_provider.engine.redaction import log_row_values
+
+    with log_row_values(True), pytest.raises(DataCorruptionError, match=r"data row 11.*'oops'"):
+        read_text_rows(FS, path, index, 0, 11, schema, OPTS)  # unless the deployment asks for them
 
 
 def test_stray_quote_is_never_a_silent_shift(tmp_path):

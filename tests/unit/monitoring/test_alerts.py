@@ -14,7 +14,7 @@ from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import run_batch_job
 from airflow_batch_provider.exceptions import JobTimeoutError
 from airflow_batch_provider.monitoring import Alert, AlertRules, JobMonitor, ResourceSampler
-from airflow_batch_provider.monitoring.notifier import BatchAlertNotifier
+from airflow_batch_provider.notifications.alert import BatchAlertNotifier
 from tests.conftest import sample_frame
 
 

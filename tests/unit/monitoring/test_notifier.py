@@ -8,7 +8,7 @@ from airflow.sdk import BaseNotifier
 
 from airflow_batch_provider.get_provider_info import get_provider_info
 from airflow_batch_provider.monitoring import Alert
-from airflow_batch_provider.monitoring.notifier import BatchAlertNotifier
+from airflow_batch_provider.notifications.alert import BatchAlertNotifier
 
 
 class CollectingNotifier(BaseNotifier):
@@ -61,6 +61,18 @@ def test_a_failing_target_does_not_raise():
 
 def test_registered_in_provider_info():
     assert (
-        "airflow_batch_provider.monitoring.notifier.BatchAlertNotifier"
+        "airflow_batch_provider.notifications.alert.BatchAlertNotifier"
         in get_provider_info()["notifications"]
+    )
+
+
+def test_the_old_module_paths_are_the_new_modules():
+    import airflow_batch_provider.monitoring.notifier as old_alert
+    import airflow_batch_provider.notifiers as old_failure
+    from airflow_batch_provider.notifications import BatchFailureNotifier, alert, failure
+
+    assert old_alert is alert and old_failure is failure
+    assert (
+        old_alert.BatchAlertNotifier is BatchAlertNotifier
+        and old_failure.BatchFailureNotifier is BatchFailureNotifier
     )

@@ -26,12 +26,16 @@ def source(make_parquet, tmp_path):
     return tmp_path / "src"
 
 
+def _scale(batch, context, factor=1):
+    return batch.assign(x=batch["x"] * factor)
+
+
 def test_defaults_priority_and_processor_kwargs():
     with DAG("d", schedule=None):
         op = BatchJobOperator(
             task_id="t",
             source="/x",
-            processor="count",
+            processor=_scale,
             priority=BatchPriority.HIGH,
             factor=3,
             pool="default_pool",

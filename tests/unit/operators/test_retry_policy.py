@@ -88,3 +88,12 @@ def test_batch_operators_use_it_by_default_and_respect_the_users_choice():
     assert isinstance(quality.retry_policy, BatchRetryPolicy)
     assert given.retry_policy is custom and from_default_args.retry_policy is custom
     assert dag_with_default.task_dict["a"] is from_default_args
+
+
+def test_a_deterministic_processor_error_is_not_retried():
+    from airflow_batch_provider.exceptions import DeterministicProcessorError
+
+    err = DeterministicProcessorError("processor p failed on f rows 0-10", chunk="f rows 0-10", processor="p")
+    err.__cause__ = TypeError("helper() got an unexpected keyword argument 'vat_rate'")
+    decision = BatchRetryPolicy().evaluate(err, try_number=1, max_tries=3)
+    assert decision.action is RetryAction.FAIL and "DeterministicProcessorError" in decision.reason

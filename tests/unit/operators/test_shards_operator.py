@@ -204,8 +204,14 @@ def test_group_wires_plan_mapped_shards_merge():
 
 def test_processor_kwargs_and_extra_keywords_merge():
     with DAG("sharded_kwargs", schedule=None):
-        job = ShardedBatchJob("job", source="/in", processor="count", processor_kwargs={"a": 1}, b=2)
-    assert job.shard.partial_kwargs["processor_kwargs"] == {"a": 1, "b": 2} == job.merge.processor_kwargs
+        job = ShardedBatchJob(
+            "job", source="/in", processor="data_profiling", processor_kwargs={"bins": 5}, top_k=3
+        )
+    assert (
+        job.shard.partial_kwargs["processor_kwargs"] == {"bins": 5, "top_k": 3} == job.merge.processor_kwargs
+    )
+    with DAG("sharded_typo", schedule=None), pytest.raises(TypeError, match="did you mean 'top_k'"):
+        ShardedBatchJob("job", source="/in", processor="data_profiling", topk=3)
 
 
 def test_dag_default_args_reach_the_mapped_shards():

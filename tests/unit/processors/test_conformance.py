@@ -239,7 +239,7 @@ def test_sigkill_and_resume_gives_the_same_result(name, source, reference, tmp_p
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_mutation_dropping_one_chunk_state_is_caught(name, source, tmp_path, monkeypatch):
-    original = JobRunner._load_state
+    original = JobRunner.load_state
     dropped = []
 
     def drop_second(self, record):

@@ -1,0 +1,585 @@
+"""Batch sizes and concurrency estimated from a real data sample, the processor's profile and the machine.
+
+The engine sizes auto-tuned jobs with :func:`recommend_for_sample`; ``calculate_optimal_batch_config`` reads
+up to :data:`SAMPLE_ROWS` rows of the source's first non-empty file (or takes the given DataFrame), measures
+the in-memory bytes per row, and sizes chunks so that ``concurrency x rows x bytes/row x
+memory_overhead_factor`` stays under a memory target (default: half of the memory available to this
+process, container limits included). ``create_optimized_config`` turns the result into a
+:class:`~airflow_batch_provider.config.BatchConfig`. User-facing advice lives in
+:mod:`airflow_batch_provider.tuning`, which re-exports all of this.
+
+No Airflow imports; pandas, pyarrow and psutil load on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_batch_provider.exceptions import ConfigError
+from airflow_batch_provider.machine import usable_cpus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_batch_provider.config import BatchConfig
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+SAMPLE_ROWS = 10_000
+MIN_BATCH_SIZE = 1_000
+MAX_BATCH_SIZE = 4_000_000
+#: chunks past about this much data in memory were no faster in ``benchmarks/bench_tuning.py`` (best fixed sizes:
+#: 64-128 MB of rows on all three shapes; 405 MB chunks ran at 0.78x of 64 MB ones) and leave fewer chunks to
+#: overlap reading, processing and writing; the online adapter may still grow past it when throughput improves
+MAX_CHUNK_MB = 128
+ENCODED_COPIES = 2.3  # encoded (file) bytes a chunk holds: read buffers, the part being written and its copy
+STRING_COPIES = (
+    1.25  # string columns cost this much more again (dictionary pages decoded, the writer's hashing)
+)
+DEFAULT_TARGET_FRACTION = 0.5  # of the memory available to this process
+HIGH_LOAD_FRACTION = 0.75  # load average above this fraction of the CPUs counts as busy
+CGROUP_MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2
+CGROUP_MEMORY_CURRENT = "/sys/fs/cgroup/memory.current"
+DEFAULT_PROFILE_NAME = "default"
+_MB = 2**20
+
+# name -> profile; built-in defaults are added on first use (ProcessingProfile lives next to pandas)
+_PROFILES: dict[str, ProcessingProfile] = {}
+
+
+def _builtin_profiles() -> dict[str, ProcessingProfile]:
+    from airflow_batch_provider.processors.base import ProcessingProfile as P
+
+    return {
+        "data_profiling": P("data_profiling", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
+                            memory_overhead_factor=3.0),
+        "data_quality": P("data_quality", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
+                          memory_overhead_factor=2.5),
+        "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
+                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=4.0),
+        "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
+                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=4.0),
+        "passthrough": P("passthrough", cpu_intensive=False, io_intensive=True,
+                         estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=1.6),
+        "count": P("count", cpu_intensive=False, io_intensive=True,
+                   estimated_processing_time_per_row_ms=0.0001, memory_overhead_factor=1.5),
+        DEFAULT_PROFILE_NAME: P(DEFAULT_PROFILE_NAME),
+    }  # fmt: skip
+
+
+def _profiles() -> dict[str, ProcessingProfile]:
+    if DEFAULT_PROFILE_NAME not in _PROFILES:
+        for name, profile in _builtin_profiles().items():
+            _PROFILES.setdefault(name, profile)
+    return _PROFILES
+
+
+def register_processing_profile(profile: ProcessingProfile) -> ProcessingProfile:
+    """Register (or replace) the cost profile of a processor, by ``profile.processor_name``."""
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    if not isinstance(profile, ProcessingProfile):
+        raise ConfigError(f"register_processing_profile expects a ProcessingProfile, got {profile!r}")
+    if not profile.processor_name:
+        raise ConfigError("ProcessingProfile.processor_name must not be empty")
+    if profile.memory_overhead_factor <= 0 or profile.estimated_processing_time_per_row_ms < 0:
+        raise ConfigError(
+            f"ProcessingProfile {profile.processor_name!r}: memory_overhead_factor must be > 0 and "
+            "estimated_processing_time_per_row_ms >= 0"
+        )
+    _profiles()[profile.processor_name] = profile
+    return profile
+
+
+def get_processing_profile(name: str) -> ProcessingProfile:
+    """The registered profile, else the processor class's own ``profile``, else the generic default."""
+    profiles = _profiles()
+    if name in profiles:
+        return profiles[name]
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    try:
+        from airflow_batch_provider.processors.registry import lookup
+
+        declared = getattr(lookup(name), "profile", None)
+    except Exception:  # unknown name or import path: the generic default
+        declared = None
+    if isinstance(declared, ProcessingProfile):
+        return declared
+    return dataclasses.replace(profiles[DEFAULT_PROFILE_NAME], processor_name=name)
+
+
+# --------------------------------------------------------------------------------------------- machine
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineInfo:
+    """The machine as this process sees it."""
+
+    cpus: int
+    load_1min: float
+    available_bytes: int
+    total_bytes: int
+    memory_percent: float
+    cgroup_limit_bytes: int | None = None
+    cgroup_usage_bytes: int | None = None
+
+    @property
+    def usable_bytes(self) -> int:
+        """Available memory, capped by what the cgroup limit still allows."""
+        if self.cgroup_limit_bytes is None:
+            return self.available_bytes
+        room = self.cgroup_limit_bytes - (self.cgroup_usage_bytes or 0)
+        return max(0, min(self.available_bytes, room))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if not text or text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _cpus() -> int:
+    return usable_cpus()
+
+
+def machine_info() -> MachineInfo:
+    """CPUs, load, memory (psutil) and the cgroup v2 memory limit when one is set."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    try:
+        load = float(psutil.getloadavg()[0])
+    except (AttributeError, OSError):
+        load = 0.0
+    limit = _read_int(CGROUP_MEMORY_MAX)
+    return MachineInfo(
+        cpus=_cpus(),
+        load_1min=load,
+        available_bytes=int(vm.available),
+        total_bytes=int(vm.total),
+        memory_percent=float(vm.percent),
+        cgroup_limit_bytes=limit,
+        cgroup_usage_bytes=_read_int(CGROUP_MEMORY_CURRENT) if limit is not None else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- sample
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSample:
+    """What a real sample says about the rows."""
+
+    label: str
+    sample_rows: int
+    total_rows: int
+    bytes_per_row: float
+    column_types: dict[str, int]
+    mean_string_width: float | None
+    read_seconds_per_row: float = 0.0
+    #: bytes per row in the source files (Parquet after compression, CSV text): a chunk also holds about
+    #: ``ENCODED_COPIES`` times this (page buffers read, the part written and its copy)
+    encoded_bytes_per_row: float = 0.0
+    #: the part of ``bytes_per_row`` in string columns (counted ``STRING_COPIES`` more times)
+    string_bytes_per_row: float = 0.0
+    #: the largest Parquet row group: a chunk decodes whole row groups, and the last ones it used only in
+    #: part stay cached in its worker, so up to about this many rows more than the chunk are in memory
+    row_group_rows: int = 0
+
+
+def _describe(
+    label: str,
+    df: pd.DataFrame,
+    total_rows: int,
+    read_s: float,
+    row_group_rows: int = 0,
+    encoded_bytes_per_row: float = 0.0,
+) -> DataSample:
+    import pandas as pd
+
+    n = len(df)
+    usage = df.memory_usage(deep=True, index=True)
+    bpr = float(usage.sum()) / n if n else 0.0
+    string_bytes = 0.0
+    kinds: dict[str, int] = {}
+    widths: list[float] = []
+    for name in df.columns:
+        col = df[name]
+        dtype = col.dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            kind = "bool"
+        elif pd.api.types.is_numeric_dtype(dtype):
+            kind = "numeric"
+        elif pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.DatetimeTZDtype):
+            kind = "datetime"
+        elif pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+            kind = "string"
+            string_bytes += float(usage[name])
+            values = col.dropna()
+            values = values[values.map(lambda v: isinstance(v, str))]
+            if len(values):
+                widths.append(float(values.str.len().mean()))
+        else:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return DataSample(
+        label=label,
+        sample_rows=n,
+        total_rows=total_rows,
+        bytes_per_row=bpr,
+        column_types=kinds,
+        mean_string_width=sum(widths) / len(widths) if widths else None,
+        read_seconds_per_row=read_s / n if n else 0.0,
+        encoded_bytes_per_row=encoded_bytes_per_row,
+        string_bytes_per_row=string_bytes / n if n else 0.0,
+        row_group_rows=row_group_rows,
+    )
+
+
+def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
+    """Read up to ``rows`` rows of the first non-empty file of a source (DataFrame / Arrow table: head)."""
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return _describe("DataFrame", source.head(rows), len(source), 0.0)
+    if type(source).__module__.startswith("pyarrow") and hasattr(source, "to_pandas"):
+        return _describe("Arrow table", source.slice(0, rows).to_pandas(), source.num_rows, 0.0)
+
+    from airflow_batch_provider.engine import sources
+    from airflow_batch_provider.engine.textformats import TextOptions
+    from airflow_batch_provider.storage import Location
+
+    loc = Location.of(source)
+    options = TextOptions()
+    files = sources.stat_files(loc.fs, sources.list_source_files(loc))
+    planned: list[Any] = []
+    schema, unknown_bytes = None, 0
+    for f in files:
+        if schema is not None and f.format != "parquet":
+            unknown_bytes += f.size  # CSV / JSON Lines: rows extrapolated, not indexed here
+            continue
+        metas, file_schema = sources.build_plan(loc.fs, [f], options)  # Parquet: footer only
+        planned.append(metas[0])
+        if schema is None and metas[0].rows:
+            schema = file_schema  # the schema of the file sample_files reads
+    sample = sample_files(loc.fs, planned, schema, options, rows=rows, label=loc.uri)
+    known_rows, known_bytes = sample.total_rows, sum(f.size for f in planned)
+    if unknown_bytes and known_bytes:
+        sample = dataclasses.replace(
+            sample, total_rows=known_rows + int(unknown_bytes * known_rows / known_bytes)
+        )
+    return sample
+
+
+def sample_files(
+    fs: Any,
+    files: list[Any],
+    schema: Any,
+    options: Any,
+    *,
+    columns: list[str] | None = None,
+    rows: int = SAMPLE_ROWS,
+    label: str = "",
+) -> DataSample:
+    """Read up to ``rows`` rows of the first non-empty file of a planned source (``sources.SourceFile``
+    list, as the engine has it) and describe them; ``columns``: only these columns are read."""
+    from airflow_batch_provider.engine import sources
+
+    label = label or (files[0].path if files else "the source")
+    total = sum(f.rows for f in files)
+    row_group_rows = max((n for f in files for n in f.row_groups), default=0)
+    first = next((f for f in files if f.rows), None)
+    if first is None:
+        return DataSample(label, 0, 0, 0.0, {}, None)
+    started = time.perf_counter()
+    table = sources.read_rows(fs, first, 0, min(rows, first.rows), schema, options, columns)
+    sources.clear_row_group_cache()  # the sample's row group is not needed again in this process
+    df = table.to_pandas()
+    encoded = sum(f.size for f in files if f.rows) / total
+    return _describe(label, df, total, time.perf_counter() - started, row_group_rows, encoded)
+
+
+# ------------------------------------------------------------------------------------- recommendation
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRecommendation:
+    """A batch size and concurrency, what they should cost, and why."""
+
+    recommended_batch_size: int
+    recommended_concurrency: int
+    estimated_memory_usage_mb: float
+    estimated_duration_s: float
+    reasons: list[str]
+    processor_name: str = ""
+    target_memory_usage_mb: float = 0.0
+    bytes_per_row: float = 0.0
+    total_rows: int = 0
+    row_group_rows: int = 0
+    row_cost_bytes: float = 0.0  # memory per row of a chunk in its worker, as estimated
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _floor_2_significant(n: int) -> int:
+    if n < 100:
+        return n
+    step = 10 ** (len(str(n)) - 2)
+    return n // step * step
+
+
+def _target_bytes(target_mb: float | None, machine: MachineInfo, reasons: list[str]) -> float:
+    usable = machine.usable_bytes
+    cg = machine.cgroup_limit_bytes
+    cg_text = f", cgroup limit {cg / _MB:,.0f} MB" if cg is not None else ", no cgroup memory limit"
+    reasons.append(
+        f"machine: {machine.cpus} CPU(s), load {machine.load_1min:.2f}, "
+        f"{machine.available_bytes / _MB:,.0f} MB available{cg_text}"
+    )
+    if target_mb is None:
+        target = max(64 * _MB, DEFAULT_TARGET_FRACTION * usable)
+        reasons.append(
+            f"memory target {target / _MB:,.0f} MB: {DEFAULT_TARGET_FRACTION:.0%} of the "
+            f"{usable / _MB:,.0f} MB this process may still use"
+        )
+        return target
+    target = float(target_mb) * _MB
+    if cg is not None and target > cg:
+        reasons.append(f"memory target {target_mb:,.0f} MB capped to the cgroup limit {cg / _MB:,.0f} MB")
+        return float(cg)
+    reasons.append(f"memory target {target_mb:,.0f} MB (given)")
+    return target
+
+
+def _base_concurrency(profile: ProcessingProfile, machine: MachineInfo, reasons: list[str]) -> int:
+    cpus = max(1, machine.cpus)
+    if profile.cpu_intensive:
+        conc, why = cpus, "one worker per CPU (cpu-intensive)"
+    elif profile.io_intensive:
+        conc, why = min(2 * cpus, 32), "two workers per CPU (io-intensive)"
+    else:
+        conc, why = max(1, cpus // 2), "one worker per two CPUs"
+    if machine.load_1min > HIGH_LOAD_FRACTION * cpus:
+        free = max(1, int(cpus - machine.load_1min + 0.5))
+        if free < conc:
+            reasons.append(
+                f"concurrency {conc} -> {free}: load {machine.load_1min:.2f} on {cpus} CPU(s) is high"
+            )
+            return free
+    reasons.append(f"concurrency {conc}: {why}")
+    return conc
+
+
+def _throughput_cap(size: int, bytes_per_row: float, reasons: list[str]) -> int:
+    """``size``, or fewer rows when a chunk would hold more than about ``MAX_CHUNK_MB`` in memory."""
+    fast = int(MAX_CHUNK_MB * _MB / bytes_per_row)
+    if size > fast >= MIN_BATCH_SIZE:
+        reasons.append(
+            f"batch size {size:,} -> {fast:,}: about {MAX_CHUNK_MB} MB of rows per chunk is as fast as bigger "
+            "chunks and leaves memory free"
+        )
+        return fast
+    return size
+
+
+def _sample_bytes_per_row(data: DataSample, reasons: list[str]) -> float:
+    """In-memory bytes per row from the sample (100 when there is nothing to sample), with the reason."""
+    if not data.sample_rows:
+        reasons.append(f"{data.label} has no rows to sample; assuming 100 bytes per row")
+        return 100.0
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(data.column_types.items())) or "no"
+    width = (
+        "" if data.mean_string_width is None else f", mean string width {data.mean_string_width:.1f} chars"
+    )
+    reasons.append(
+        f"sample of {data.sample_rows:,} rows of {data.label}: {data.bytes_per_row:,.0f} bytes per row in memory "
+        f"({kinds} columns{width}); {data.total_rows:,} rows in total"
+    )
+    if data.encoded_bytes_per_row:
+        reasons.append(f"{data.encoded_bytes_per_row:,.0f} bytes per row in the source files")
+    return max(1.0, data.bytes_per_row)
+
+
+def _profile_reason(profile: ProcessingProfile) -> str:
+    traits = [t for t, on in (("cpu", profile.cpu_intensive), ("memory", profile.memory_intensive),
+                              ("io", profile.io_intensive)) if on]  # fmt: skip
+    return (
+        f"processor {profile.processor_name!r}: memory overhead x{profile.memory_overhead_factor:g}, "
+        f"{profile.estimated_processing_time_per_row_ms:g} ms/row"
+        + "".join(f", {t}-intensive" for t in traits)
+    )
+
+
+def _clamp(size: int, reasons: list[str]) -> int:
+    if size < MIN_BATCH_SIZE or size > MAX_BATCH_SIZE:
+        size = min(MAX_BATCH_SIZE, max(MIN_BATCH_SIZE, size))
+        reasons.append(f"batch size clamped to {size:,} (range {MIN_BATCH_SIZE:,}-{MAX_BATCH_SIZE:,})")
+    return _floor_2_significant(size)
+
+
+def _balance(size: int, total: int, conc: int, reasons: list[str]) -> int:
+    """The same number of equal chunks for every worker, and never more rows than the source has."""
+    if total and conc > 1:
+        balanced = math.ceil(math.ceil(total / size) / conc) * conc
+        spread = max(MIN_BATCH_SIZE, math.ceil(total / balanced))
+        if spread < size and total > MIN_BATCH_SIZE * conc:
+            reasons.append(
+                f"batch size {size:,} -> {spread:,}: {balanced} equal chunk(s), the same number for each of "
+                f"{conc} workers"
+            )
+            size = spread
+    if total and size > total:
+        reasons.append(f"batch size capped to the {total:,} rows of the source")
+        size = total
+    return max(1, size)
+
+
+def _recommend(
+    data: DataSample,
+    profile: ProcessingProfile,
+    machine: MachineInfo,
+    target_mb: float | None,
+    concurrency: int | None = None,
+) -> BatchRecommendation:
+    reasons: list[str] = []
+    bpr = _sample_bytes_per_row(data, reasons)
+    overhead = profile.memory_overhead_factor
+    # what one row of a chunk costs in its worker: the processor's copies of the DataFrame plus the encoded
+    # bytes (read buffers, the part written and its copy)
+    strings = data.string_bytes_per_row if data.sample_rows else 0.0
+    row_cost = overhead * bpr + ENCODED_COPIES * data.encoded_bytes_per_row + STRING_COPIES * strings
+    reasons.append(_profile_reason(profile))
+    target = _target_bytes(target_mb, machine, reasons)
+    if concurrency:
+        conc = int(concurrency)
+        reasons.append(f"concurrency {conc}: configured (max_concurrent_batches)")
+    else:
+        conc = _base_concurrency(profile, machine, reasons)
+    extra = data.row_group_rows  # rows decoded beyond the chunk: row-group edges and the worker's cache
+    if extra:
+        reasons.append(f"up to {extra:,} more rows per worker decoded at row-group edges (cached)")
+
+    def rows_for(c: int) -> int:
+        return int(target / (c * row_cost) - extra)
+
+    if conc > 1 and rows_for(conc) < MIN_BATCH_SIZE and not concurrency:
+        fitted = max(1, min(conc, int(target / ((MIN_BATCH_SIZE + extra) * row_cost))))
+        reasons.append(
+            f"concurrency {conc} -> {fitted}: {conc} chunks of {MIN_BATCH_SIZE:,} rows would not fit "
+            f"in {target / _MB:,.0f} MB"
+        )
+        conc = fitted
+    size = rows_for(conc)
+    reasons.append(
+        f"{conc} x (rows{f' + {extra:,}' if extra else ''}) x {row_cost:,.0f} bytes per row ({overhead:g} x "
+        f"{bpr:,.0f} + {ENCODED_COPIES:g} x {data.encoded_bytes_per_row:,.0f} encoded"
+        f"{f' + {STRING_COPIES:g} x {strings:,.0f} in strings' if strings else ''}) <= {target / _MB:,.0f} MB "
+        f"gives {size:,} rows per chunk"
+    )
+    total = data.total_rows
+    size = _balance(_clamp(_throughput_cap(size, bpr, reasons), reasons), total, conc, reasons)
+    chunks = math.ceil(total / size) if total else 1
+    if chunks < conc and not concurrency:
+        reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")
+        conc = max(1, chunks)
+    busy = min(conc, chunks)  # workers holding a chunk at once
+    memory_mb = busy * (size + min(extra, total)) * row_cost / _MB
+    per_row_s = data.read_seconds_per_row + profile.estimated_processing_time_per_row_ms / 1000
+    duration = total * per_row_s / conc
+    return BatchRecommendation(
+        recommended_batch_size=int(size),
+        recommended_concurrency=int(conc),
+        estimated_memory_usage_mb=round(memory_mb, 3),
+        estimated_duration_s=round(duration, 3),
+        reasons=reasons,
+        processor_name=profile.processor_name,
+        target_memory_usage_mb=round(target / _MB, 3),
+        bytes_per_row=round(bpr, 3),
+        total_rows=total,
+        row_group_rows=extra,
+        row_cost_bytes=round(row_cost, 3),
+    )
+
+
+def _check_target(target_memory_usage_mb: Any) -> None:
+    if target_memory_usage_mb is not None and (
+        isinstance(target_memory_usage_mb, bool)
+        or not isinstance(target_memory_usage_mb, (int, float))
+        or not target_memory_usage_mb > 0
+    ):
+        raise ConfigError(f"target_memory_usage_mb must be a number > 0, got {target_memory_usage_mb!r}")
+
+
+def calculate_optimal_batch_config(
+    source_or_dataframe: Any, processor_name: str, target_memory_usage_mb: float | None = None
+) -> BatchRecommendation:
+    """Recommend a batch size and concurrency for a source (path, URI, ObjectStoragePath) or a DataFrame.
+
+    Raises :class:`~airflow_batch_provider.exceptions.SourceError` for a missing or unreadable source and
+    :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
+    """
+    _check_target(target_memory_usage_mb)
+    data = sample_source(source_or_dataframe)
+    return _recommend(data, get_processing_profile(processor_name), machine_info(), target_memory_usage_mb)
+
+
+def profile_of(processor: Any) -> ProcessingProfile:
+    """The profile of a processor instance: one registered under its name (a callable's registered name),
+    else its class's ``profile``, else the generic default."""
+    from airflow_batch_provider.processors.base import ProcessingProfile
+
+    for name in (getattr(processor, "label", None), getattr(processor, "name", None)):
+        if isinstance(name, str) and name in _profiles():
+            return _profiles()[name]
+    declared = getattr(processor, "profile", None)
+    if isinstance(declared, ProcessingProfile):
+        return declared
+    name = str(getattr(processor, "label", None) or getattr(processor, "name", "processor"))
+    return dataclasses.replace(_profiles()[DEFAULT_PROFILE_NAME], processor_name=name)
+
+
+def recommend_for_sample(
+    data: DataSample,
+    processor: Any,
+    target_memory_usage_mb: float | None = None,
+    concurrency: int | None = None,
+) -> BatchRecommendation:
+    """What the engine calls (``auto_optimize`` without ``batch_size``): the recommendation for a sample
+    it already read (:func:`sample_files`), a processor name or instance, and a fixed ``concurrency``
+    when ``max_concurrent_batches`` is set (None: chosen here)."""
+    _check_target(target_memory_usage_mb)
+    profile = get_processing_profile(processor) if isinstance(processor, str) else profile_of(processor)
+    return _recommend(data, profile, machine_info(), target_memory_usage_mb, concurrency)
+
+
+def create_optimized_config(
+    source_or_dataframe: Any,
+    processor_name: str,
+    base: BatchConfig | None = None,
+    target_memory_usage_mb: float | None = None,
+) -> BatchConfig:
+    """``base`` (default ``BatchConfig()``) with ``batch_size``, ``max_concurrent_batches`` and
+    ``memory_limit_mb`` set from :func:`calculate_optimal_batch_config`."""
+    from airflow_batch_provider.config import BatchConfig
+
+    rec = calculate_optimal_batch_config(source_or_dataframe, processor_name, target_memory_usage_mb)
+    base = base if base is not None else BatchConfig()
+    return base.with_overrides(
+        {
+            "batch_size": rec.recommended_batch_size,
+            "max_concurrent_batches": rec.recommended_concurrency,
+            "memory_limit_mb": max(16, math.ceil(rec.target_memory_usage_mb)),
+        }
+    )
