@@ -53,6 +53,7 @@ def run_batch_job(
     alert_callbacks: Iterable[Callable[[Any], Any]] | None = None,
     alert_rules: Any = None,
     monitor: bool = True,
+    input_format: str | None = None,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
@@ -83,6 +84,10 @@ def run_batch_job(
     :param monitor: sample resources, evaluate the alert rules and keep a heartbeat under
         ``{records_path}/active`` while the job runs (what ``get_monitoring_dashboard_data()`` reads from any
         process). Off when ``records_path=False``.
+    :param input_format: the frame each chunk is handed as: ``"pandas"`` (a DataFrame, the default for
+        callables), ``"arrow"`` (the ``pyarrow.Table`` as read, no conversion) or ``"polars"`` (a
+        ``polars.DataFrame`` from Arrow, no pandas copy). ``None``: the processor's own ``input_format`` (the
+        standard processors read Arrow). A function may return rows in any of the three.
     :param processor_kwargs: everything else goes to the processor, checked against its signature before the
         plan (``ProcessorParameterError``, no retry). After the plan and before any chunk, ``processor.validate``
         checks them against the source schema. A processor that fails deterministically (see
@@ -90,36 +95,14 @@ def run_batch_job(
         ``DeterministicProcessorError``, once the finished chunks are checkpointed.
     """
     config = as_config(config)
-    proc = resolve_processor(processor, processor_kwargs)
+    proc = resolve_processor(processor, processor_kwargs, input_format=input_format)
     if output_path is None:
         job_id = job_id or new_job_id()
         output_path = os.path.join(default_base_path(), job_id)
     out = Location.of(output_path)
     if records_path is None:
         records_path = default_records_path()
-    runner = build_runner(
-        JobRunner,
-        source,
-        proc,
-        config,
-        out,
-        job_id or out.name,
-        csv_options=csv_options,
-        progress_callbacks=progress_callbacks,
-        cancel_event=cancel_event,
-        recovery=recovery,
-        records_path=records_path,
-        epoch=epoch,
-        task_info=task_info,
-    )
-    return run_monitored(
-        runner,
-        monitor=monitor,
-        records_path=records_path,
-        task_info=task_info,
-        alert_rules=alert_rules,
-        alert_callbacks=alert_callbacks,
-    )
+    return _run(JobRunner, source, proc, config, out, job_id or out.name, _options(locals()))
 
 
 def run_shard(
@@ -159,31 +142,36 @@ def run_shard(
     out = Location.of(output_path)
     plan, spec = frozen_spec(out, spec, shard)
     config = as_config(config).with_overrides({"batch_size": int(spec["batch_size"])})
+    proc = resolve_processor(processor, processor_kwargs)
+    folder, label = shard_folder(plan, spec["shard"]), job_id or f"{out.name}/shard-{spec['shard']}"
+    return _run(ShardRunner, source, proc, config, folder, label, _options(locals()), spec=spec, plan=plan)
+
+
+#: the keywords ``run_batch_job`` and ``run_shard`` share, handed on by name (one list, not two copies)
+_RUNNER_OPTIONS = ("csv_options", "progress_callbacks", "cancel_event", "recovery", "records_path", "epoch",
+                   "task_info")  # fmt: skip
+_MONITOR_OPTIONS = ("monitor", "records_path", "task_info", "alert_rules", "alert_callbacks")
+
+
+def _options(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: args[k] for k in {*_RUNNER_OPTIONS, *_MONITOR_OPTIONS}}
+
+
+def _run(
+    cls: type[JobRunner],
+    source: Any,
+    proc: Any,
+    config: BatchConfig,
+    out: Location,
+    job_id: str,
+    options: Mapping[str, Any],
+    **extra: Any,
+) -> JobResult:
+    """Make the runner and run it monitored: the one path of single jobs and shards."""
     runner = build_runner(
-        ShardRunner,
-        source,
-        resolve_processor(processor, processor_kwargs),
-        config,
-        shard_folder(plan, spec["shard"]),
-        job_id or f"{out.name}/shard-{spec['shard']}",
-        csv_options=csv_options,
-        progress_callbacks=progress_callbacks,
-        cancel_event=cancel_event,
-        recovery=recovery,
-        records_path=records_path,
-        spec=spec,
-        plan=plan,
-        epoch=epoch,
-        task_info=task_info,
+        cls, source, proc, config, out, job_id, **{k: options[k] for k in _RUNNER_OPTIONS}, **extra
     )
-    return run_monitored(
-        runner,
-        monitor=monitor,
-        records_path=records_path,
-        task_info=task_info,
-        alert_rules=alert_rules,
-        alert_callbacks=alert_callbacks,
-    )
+    return run_monitored(runner, **{k: options[k] for k in _MONITOR_OPTIONS})
 
 
 def run_monitored(

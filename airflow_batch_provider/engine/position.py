@@ -78,9 +78,8 @@ def job_position(folder: Any) -> JobPosition:
     except ValueError:  # a torn or foreign file: report what we know
         checkpoint = {}
     checkpoint = checkpoint if isinstance(checkpoint, dict) else {}
-    counters: dict[str, Any] = (
-        checkpoint.get("counters") if isinstance(checkpoint.get("counters"), dict) else {}
-    )
+    raw = checkpoint.get("counters")
+    counters: dict[str, Any] = raw if isinstance(raw, dict) else {}
 
     def pick(key: str) -> int | None:
         return _int(counters.get(key, checkpoint.get(key)))

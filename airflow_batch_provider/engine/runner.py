@@ -116,9 +116,11 @@ def default_records_path() -> str:
 
 
 @functools.cache
-def _versions() -> dict[str, str]:
+def _versions(*extra: str) -> dict[str, str]:
+    """Versions of the libraries results depend on: the provider itself (its kernels), numpy, pyarrow, pandas,
+    scikit-learn, and the ``extra`` distributions."""
     out = {}
-    for dist in ("pyarrow", "pandas", "scikit-learn"):
+    for dist in ("airflow-batch-provider", "numpy", "pyarrow", "pandas", "scikit-learn", *extra):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -126,12 +128,21 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _versions_for(processor: Any) -> dict[str, str]:
+    """:func:`_versions`, plus polars' when the processor is handed polars frames (polars' hashes and kernels
+    are only stable within one polars version)."""
+    wants = getattr(processor, "input_format", "pandas") == "polars" or getattr(
+        processor, "uses_polars", False
+    )
+    return _versions("polars") if wants else _versions()
+
+
 def fingerprint_of(files: list[sources.SourceFile], processor: BaseProcessor, options: TextOptions) -> str:
     doc = {
         "files": [(f.path, f.size, f.version) for f in files],
         "processor": processor.identity(),
         "text_options": options.to_dict(),
-        "versions": _versions(),
+        "versions": _versions_for(processor),
     }
     raw = json.dumps(doc, sort_keys=True, default=repr, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
@@ -176,8 +187,8 @@ def plan_chunks(
 ) -> list[workers.ChunkTask]:
     """Chunks covering every unfinished row range, in source order; finished ranges are skipped."""
     finished: dict[int, list[tuple[int, int]]] = {}
-    for f, s, e in done:
-        finished.setdefault(f, []).append((s, e))
+    for file_index, s, e in done:
+        finished.setdefault(file_index, []).append((s, e))
     tasks: list[workers.ChunkTask] = []
     for fi, f in enumerate(files):
         pos = 0
@@ -285,14 +296,19 @@ class JobRunner:
         self.scrubber = Scrubber.for_job(processor=processor, paths=(self.source, out))  # no row values
 
     # -- set-up --------------------------------------------------------------------------------
-    def prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
-        paths = sources.list_source_files(self.source)
-        stats = sources.stat_files(self.source.fs, paths)
-        fingerprint = fingerprint_of(stats, self.processor, self.text_options)
+    def open_generation(self, fingerprint: str) -> tuple[Decision, CheckpointStore]:
+        """Take the job folder (fencing epoch) and decide: resume the previous generation or start a new one."""
         if self.fence is None:
             self.fence = Fence.acquire(self.out, self.epoch)
         decision = decide_generation(self.out, fingerprint, resume=self.recovery.enable_checkpointing)
-        store = CheckpointStore(self.out, decision.generation, fingerprint, self.job_id, fence=self.fence)
+        return decision, CheckpointStore(
+            self.out, decision.generation, fingerprint, self.job_id, fence=self.fence
+        )
+
+    def prepare(self) -> tuple[Decision, CheckpointStore, list[sources.SourceFile], Any]:
+        paths = sources.list_source_files(self.source)
+        stats = sources.stat_files(self.source.fs, paths)
+        decision, store = self.open_generation(fingerprint_of(stats, self.processor, self.text_options))
         if decision.resume and decision.previous:
             store.load(decision.previous)
             files, schema = store.load_plan()
@@ -447,7 +463,7 @@ class JobRunner:
             max_size=min(
                 self.row_cap or sizing.MAX_BATCH_SIZE, sizing.MAX_BATCH_SIZE, _fast_rows(rec, batch_size)
             ),
-            extra_rows=self.recommendation.row_group_rows,
+            extra_rows=rec.row_group_rows,
         )
 
     def set_memory_target(self, target_mb: float) -> None:
@@ -587,7 +603,7 @@ class JobRunner:
         exits = workers.exit_codes(q.seen_workers())
         crumbs = q.job.crumbs.read()
         lost = [(task, started)] + q.restart(self.concurrency)
-        culprits = {}
+        culprits: dict[tuple[int, int, int], tuple[int | None, int | None]] = {}
         for pid, code in exits.items():
             if code not in (None, 0, -signal.SIGTERM) and pid in crumbs:
                 culprits[crumbs[pid]] = (pid, code)
@@ -597,15 +613,15 @@ class JobRunner:
             if hit is None and culprits:
                 q.pending.appendleft(t)  # an innocent bystander: run it again, no attempt counted
                 continue
-            pid, code = hit or (None, None)
+            dead_pid, code = hit or (None, None)
             killed = code == -signal.SIGKILL
             how = (
                 "killed by the memory watchdog"
-                if pid in self.watchdog_kills
+                if dead_pid in self.watchdog_kills
                 else ("killed (SIGKILL: out of memory?)" if killed else f"exit code {code}")
             )
             kind = "memory" if killed else "system"
-            err = WorkerDiedError(f"chunk worker {pid or '?'} died ({how})", failure_class=kind)
+            err = WorkerDiedError(f"chunk worker {dead_pid or '?'} died ({how})", failure_class=kind)
             self._handle_failure(t, err, q, t_started)
 
     def _handle_failure(

@@ -39,8 +39,6 @@ from airflow_batch_provider.engine.checkpoints import (
     FORMAT_VERSION,
     CheckpointStore,
     Decision,
-    Fence,
-    decide_generation,
     schema_from_text,
 )
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
@@ -194,11 +192,7 @@ class ShardRunner(JobRunner):
                 f"versions on this worker differ from the plan's (fingerprint {expected} != "
                 f"{self.spec['fingerprint']}); every shard must run the same job as the plan"
             )
-        fingerprint = self.spec["shard_fingerprint"]
-        if self.fence is None:
-            self.fence = Fence.acquire(self.out, self.epoch)
-        decision = decide_generation(self.out, fingerprint, resume=self.recovery.enable_checkpointing)
-        store = CheckpointStore(self.out, decision.generation, fingerprint, self.job_id, fence=self.fence)
+        decision, store = self.open_generation(self.spec["shard_fingerprint"])
         if decision.resume and decision.previous:
             store.load(decision.previous)
         else:
@@ -363,7 +357,10 @@ def merge_shards(
     fit_state = plan.child("fit_state.json").read_json()
     if fit_state is not None:
         proc.set_state(fit_state)
-    states, parts, quarantine, skipped = [], [], [], []
+    states: list[Any] = []
+    parts: list[Any] = []
+    quarantine: list[Any] = []
+    skipped: list[Any] = []
     totals = {"rows_out": 0, "rows_quarantined": 0, "chunks": 0}
     for spec in specs:
         gen, records = _shard_records(plan, spec)

@@ -185,12 +185,13 @@ class AlertRules:
             return None
         pss = sample.get("pss_mb")
         used = pss or sample.get("rss_mb") or 0.0
-        limit = self.memory_limit_mb * self.memory_fraction
+        limit_mb = float(self.memory_limit_mb)
+        limit = limit_mb * self.memory_fraction
         return self._check(
             "memory",
             used > limit,
             lambda: self._alert(
-                CRITICAL if used > self.memory_limit_mb else WARNING,
+                CRITICAL if used > limit_mb else WARNING,
                 "memory near the limit",
                 f"process tree uses {used:,.0f} MB ({'PSS' if pss else 'RSS'}), over {self.memory_fraction:.0%} of "
                 f"memory_limit_mb={self.memory_limit_mb:,.0f}",

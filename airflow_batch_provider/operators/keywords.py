@@ -44,7 +44,7 @@ def operator_arguments(cls: type) -> frozenset[str]:
 
 @cache
 def _defaults(cls: type) -> dict[str, Any]:
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc] # a class, not an instance
     return {p.name: p.default for p in params if p.default is not p.empty}
 
 
@@ -94,7 +94,7 @@ def check_processor_keywords(
     if isinstance(operator.processor, str) and not any_keyword:
         unknown = sorted((set(extra) | set(explicit)) - params)
         if unknown:
-            candidates = params | operator_arguments(type(operator))
+            candidates = params | operator_arguments(type(operator))  # type: ignore[arg-type] # classes hash
             raise ProcessorParameterError(
                 f"{where}: unknown keyword argument {unknown[0]!r} (neither an operator argument nor a parameter "
                 f"of processor {label!r}, which takes {sorted(params) or 'no parameters'})"
