@@ -263,7 +263,9 @@ class CheckpointStore:
         self.out.child("_report.json").write_json(report)
         self.out.child("_SUCCESS").write_bytes(b"")
 
-    def remove_stale(self, keep_parts: set[str], keep_quarantine: set[str] | frozenset[str] = frozenset()) -> None:
+    def remove_stale(
+        self, keep_parts: set[str], keep_quarantine: set[str] | frozenset[str] = frozenset()
+    ) -> None:
         """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
         self._check()
         for folder, keep in (("parts", keep_parts), ("quarantine", keep_quarantine)):

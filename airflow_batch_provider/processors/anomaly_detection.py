@@ -379,7 +379,7 @@ class AnomalyDetectionProcessor(BaseProcessor):
                 z = np.abs(x - center) / scale
             z[(x == center) & (scale == 0)] = 0.0
             return z.max(axis=1) if z.shape[1] else np.zeros(len(x))
-        score = getattr(self.model_, "score_samples", None) or self.model_.decision_function
+        score = getattr(self.model_, "score_samples", None) or self.model_.decision_function  # type: ignore[union-attr]
         with _one_thread():
             return -np.asarray(score(x), dtype=np.float64)
 
@@ -390,7 +390,7 @@ class AnomalyDetectionProcessor(BaseProcessor):
             )
         x, imputed = self._matrix(chunk)
         scores = self._scores(x) if len(x) else np.empty(0)
-        flags = scores > self.threshold_
+        flags = scores > self.threshold_  # type: ignore[operator]  # set by fit / set_state
         rows = chunk.assign(anomaly_score=scores, is_anomaly=flags)
         state = {"rows": len(chunk), "anomalies": int(flags.sum()), "imputed": [int(v) for v in imputed]}
         return ChunkResult(rows=rows, state=state)
@@ -425,7 +425,7 @@ class AnomalyDetectionProcessor(BaseProcessor):
         threshold = state["threshold"]
         if "robust" in state:
             self.model_ = {k: np.asarray(v, dtype=np.float64) for k, v in state["robust"].items()}
-            self.sample_, self.threshold_ = None, threshold
+            self.sample_, self.threshold_ = None, threshold  # type: ignore[assignment]
             return
         x = _decode_matrix(state["sample"])
         self._fit_matrix(x, threshold=threshold)

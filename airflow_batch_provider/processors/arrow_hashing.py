@@ -63,6 +63,7 @@ def _text_bytes(arr: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(offsets int64, data uint8)`` of a string array (a slice's offset applied; string views cast)."""
     import pyarrow as pa
 
+    width: type[np.signedinteger[Any]]
     if pa.types.is_string(arr.type):
         width = np.int32
     else:

@@ -227,7 +227,7 @@ class CallableProcessor(BaseProcessor):
         self.fn = fn
         self.params = dict(params or {})
         self.label = name or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-        self.chunk_invariant = bool(getattr(fn, "chunk_invariant", False))
+        self.chunk_invariant = bool(getattr(fn, "chunk_invariant", False))  # type: ignore[misc]
         fmt = input_format or getattr(fn, "input_format", None) or "pandas"
         self.input_format = check_input_format(fmt, f"processor {self.label}: input_format")
 

@@ -121,7 +121,7 @@ class Moments:
     def pin_constant(self) -> Moments:
         """A constant column: mean is exactly the value and M2 exactly 0."""
         if self.n and self.min == self.max:
-            self.mean, self.m2 = self.min, 0.0
+            self.mean, self.m2 = float(self.min), 0.0  # type: ignore[arg-type]  # n > 0: min is set
         return self
 
     @classmethod
@@ -245,8 +245,8 @@ class ExactMoments:
             q,
             base,
             min(i.min for i in items),  # type: ignore[type-var]
-            max(i.max for i in items),
-        )  # type: ignore[type-var]
+            max(i.max for i in items),  # type: ignore[type-var]
+        )
 
     def _scaled(self, num: int, den: int, power: int) -> Fraction:
         return Fraction(num * 2 ** max(power, 0), den * 2 ** max(-power, 0))

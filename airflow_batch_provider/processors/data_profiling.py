@@ -306,7 +306,7 @@ class DataProfilingProcessor(BaseProcessor):
         return {"edges": self.edges_}
 
     def set_state(self, state: Any) -> None:
-        self.edges_ = (state or {}).get("edges")
+        self.edges_ = (state or {}).get("edges") or {}
 
     # -- main pass ---------------------------------------------------------------------------------
     def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
@@ -324,11 +324,11 @@ class DataProfilingProcessor(BaseProcessor):
         legacy = []
         self._row_parts: dict[int, np.ndarray] = {}  # per-row value hashes the text kernels computed
         for j, (name, col, (kind, dtype)) in enumerate(zip(names, table.columns, kinds, strict=True)):
-            state = self._arrow_state(j, name, col, kind, dtype, rows)
-            if state is None:
+            col_state = self._arrow_state(j, name, col, kind, dtype, rows)
+            if col_state is None:
                 legacy.append(j)
             else:
-                cols[name] = state
+                cols[name] = col_state
         if legacy:
             cols.update(self._pandas_states(table.select(legacy).to_pandas()))
         for name, (kind, dtype) in zip(names, kinds, strict=True):
@@ -673,7 +673,7 @@ def top_values_of(values: np.ndarray, counts: np.ndarray, capacity: int, arrow: 
 def merge_column(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge one column's chunk states (in source order) into one state of the same shape."""
     first = parts[0]
-    out = {k: first[k] for k in ("t", "dtype", "unit", "tz") if k in first}
+    out: dict[str, Any] = {k: first[k] for k in ("t", "dtype", "unit", "tz") if k in first}
     out["nulls"] = sum(p["nulls"] for p in parts)
     out["mem"] = sum(p.get("mem", 0) for p in parts)
     out["hs"] = {"n": HashSet.count_distinct_runs([p["hs"] for p in parts])}
@@ -749,7 +749,7 @@ def _numeric_report(col: dict[str, Any], qs: list[float]) -> dict[str, Any]:
 
 
 def _timestamp(value: int, unit: str, tz: str | None) -> pd.Timestamp:
-    ts = pd.Timestamp(np.datetime64(int(value), unit))
+    ts = pd.Timestamp(np.datetime64(int(value), unit))  # type: ignore[call-overload]
     return ts.tz_localize("UTC").tz_convert(tz) if tz else ts
 
 

@@ -549,7 +549,7 @@ def _check_regex(kind: str, options: dict[str, Any], where: str) -> None:
     if options.get("match", "full") not in ("full", "search"):
         raise ConfigError(f"{where}: match must be 'full' or 'search'")
     try:
-        re.compile(options.get("pattern"))  # type: ignore[arg-type]
+        re.compile(options.get("pattern"))  # type: ignore[type-var]
     except (re.error, TypeError) as err:
         raise ConfigError(
             f"{where}: pattern {options.get('pattern')!r} is not a valid regex: {err}"

@@ -193,8 +193,8 @@ class FeatureEngineeringProcessor(BaseProcessor):
         self.exact_quantile_limit = exact_quantile_limit
         self.quantile_bits = quantile_bits
 
-    @property  # type: ignore[override]
-    def stats_pass(self) -> bool:
+    @property
+    def stats_pass(self) -> bool:  # type: ignore[override]
         """A statistics pass runs unless a fitted ``spec`` is given."""
         return self.spec is None
 
@@ -509,7 +509,7 @@ def _fit_scaler(
         center, scale = med, (None if q25 is None else q75 - q25)  # type: ignore[operator]
     else:
         em = ExactMoments.from_state(stats.get("pre" if logged else "raw"))
-        em = ExactMoments.merge([em, ExactMoments.of_constant(fill, extra)]) if extra else em
+        em = ExactMoments.merge([em, ExactMoments.of_constant(fill, extra)]) if extra else em  # type: ignore[arg-type]
         if method == "standard":
             center, scale = em.mean(), em.std(ddof=0)
         else:

@@ -159,7 +159,7 @@ def _resolve(spec: Any, params: Mapping[str, Any] | None, input_format: str | No
     if inspect.isclass(obj):
         catalog.check_keywords(obj, params, label or obj.__name__)
         try:
-            return obj(**params)
+            return obj(**params)  # type: ignore[return-value]
         except TypeError as err:
             raise TypeError(
                 f"processor {label or obj.__name__}: bad parameters {sorted(params)}: {err}"
