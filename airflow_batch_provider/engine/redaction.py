@@ -210,10 +210,17 @@ class Scrubber:
     def exception(self, err: BaseException) -> BaseException:
         """Scrub ``err`` and its causes in place (messages, a worker's formatted traceback), unless
         ``log_row_values`` is on; returns ``err``. Attributes (``errno``, ``failure_class`` ...) are kept, so
-        classification is unchanged; exceptions whose text is not their message (``OSError``) are left alone."""
+        classification is unchanged; exceptions whose text is not their message (``OSError``) are left alone, and
+        so is a :class:`~airflow_batch_provider.exceptions.ConfigError`: our own message about the job's
+        configuration (DAG code: parameter names, rule options), never about row values (its causes are still
+        scrubbed). Failure records are scrubbed whatever the class (:meth:`record`)."""
+        from airflow_batch_provider.exceptions import ConfigError
+
         if row_values_logged():
             return err
         for e in _chain(err):
+            if isinstance(e, ConfigError):
+                continue
             tb = getattr(e, "tb", None)
             if type(e).__name__ == "_RemoteTraceback" and isinstance(tb, str):
                 e.tb = scrub_traceback(tb, self.known)  # type: ignore[attr-defined]

@@ -372,12 +372,14 @@ def _base_concurrency(profile: ProcessingProfile, machine: MachineInfo, reasons:
     else:
         conc, why = max(1, cpus // 2), "one worker per two CPUs"
     if machine.load_1min > HIGH_LOAD_FRACTION * cpus:
-        free = max(1, int(cpus - machine.load_1min + 0.5))
-        if free < conc:
-            reasons.append(
-                f"concurrency {conc} -> {free}: load {machine.load_1min:.2f} on {cpus} CPU(s) is high"
-            )
-            return free
+        # never fewer workers than usable CPUs because of the load alone: other processes' load comes and goes
+        # while the job runs, and one worker on a 2-CPU machine halves the job for the whole run. On a shared
+        # machine max_concurrent_batches and Airflow pools are the controls (docs/tuning.md).
+        reasons.append(
+            f"concurrency {conc}: {why} (load {machine.load_1min:.2f} on {cpus} CPU(s) is high; not reduced: "
+            "set max_concurrent_batches or use an Airflow pool to share the machine)"
+        )
+        return conc
     reasons.append(f"concurrency {conc}: {why}")
     return conc
 
@@ -429,15 +431,26 @@ def _clamp(size: int, reasons: list[str]) -> int:
     return _floor_2_significant(size)
 
 
-def _balance(size: int, total: int, conc: int, reasons: list[str]) -> int:
-    """The same number of equal chunks for every worker, and never more rows than the source has."""
-    if total and conc > 1:
+#: a job's plan has at least this many chunks per worker when the source has enough rows
+#: (``CHUNKS_PER_WORKER x workers x MIN_BATCH_SIZE``): with fewer, the last chunks leave workers idle (3 chunks
+#: on 2 workers: one worker idle for the last third). The engine's sizing applies it (:func:`recommend_for_sample`);
+#: the advice functions (``calculate_optimal_batch_config``) give the memory-bound size.
+CHUNKS_PER_WORKER = 4
+
+
+def _balance(size: int, total: int, conc: int, reasons: list[str], per_worker: int = 1) -> int:
+    """The same number of equal chunks for every worker, at least ``per_worker`` each when the source has
+    ``per_worker x conc x MIN_BATCH_SIZE`` rows, and never more rows than the source has."""
+    if total and (conc > 1 or per_worker > 1):
         balanced = math.ceil(math.ceil(total / size) / conc) * conc
+        if total >= per_worker * conc * MIN_BATCH_SIZE:
+            balanced = max(balanced, per_worker * conc)
         spread = max(MIN_BATCH_SIZE, math.ceil(total / balanced))
         if spread < size and total > MIN_BATCH_SIZE * conc:
+            least = f", at least {per_worker} each" if per_worker > 1 else ""
             reasons.append(
                 f"batch size {size:,} -> {spread:,}: {balanced} equal chunk(s), the same number for each of "
-                f"{conc} workers"
+                f"{conc} worker(s){least}"
             )
             size = spread
     if total and size > total:
@@ -452,6 +465,7 @@ def _recommend(
     machine: MachineInfo,
     target_mb: float | None,
     concurrency: int | None = None,
+    per_worker: int = 1,
 ) -> BatchRecommendation:
     reasons: list[str] = []
     bpr = _sample_bytes_per_row(data, reasons)
@@ -489,7 +503,7 @@ def _recommend(
         f"gives {size:,} rows per chunk"
     )
     total = data.total_rows
-    size = _balance(_clamp(_throughput_cap(size, bpr, reasons), reasons), total, conc, reasons)
+    size = _balance(_clamp(_throughput_cap(size, bpr, reasons), reasons), total, conc, reasons, per_worker)
     chunks = math.ceil(total / size) if total else 1
     if chunks < conc and not concurrency:
         reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")
@@ -561,7 +575,7 @@ def recommend_for_sample(
     when ``max_concurrent_batches`` is set (None: chosen here)."""
     _check_target(target_memory_usage_mb)
     profile = get_processing_profile(processor) if isinstance(processor, str) else profile_of(processor)
-    return _recommend(data, profile, machine_info(), target_memory_usage_mb, concurrency)
+    return _recommend(data, profile, machine_info(), target_memory_usage_mb, concurrency, CHUNKS_PER_WORKER)
 
 
 def create_optimized_config(

@@ -27,10 +27,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_batch_provider.engine import sources
+from airflow_batch_provider.engine import polars_fork, sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
 from airflow_batch_provider.engine.failures import FailureClass, classify, mark_processor_frames
 from airflow_batch_provider.exceptions import BatchInputError, DataCorruptionError
+from airflow_batch_provider.processors import frames
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
 from airflow_batch_provider.storage import Location
 
@@ -198,11 +199,15 @@ class ChunkTask:
         return f"{where} rows {self.start}-{self.stop}"
 
 
-def _init_worker(parent_pid: int, job: JobState, arrow_threads: int | None) -> None:
+def _init_worker(
+    parent_pid: int, job: JobState, arrow_threads: int | None, polars_copy: str | None = None
+) -> None:
     global _JOB
     _JOB = job
     if arrow_threads:  # as many workers as cores: Arrow's own decode threads would only oversubscribe
         pa.set_cpu_count(arrow_threads)
+    # polars' thread pool does not survive fork: a fresh runtime when the parent imported polars
+    polars_fork.fresh_polars(polars_copy, single_thread=bool(arrow_threads))
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
@@ -250,7 +255,7 @@ def new_pool(workers: int, job: JobState) -> ProcessPoolExecutor:
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(os.getpid(), job, 1 if workers >= cores else None),
+        initargs=(os.getpid(), job, 1 if workers >= cores else None, polars_fork.runtime_copy()),
     )
 
 
@@ -375,13 +380,14 @@ _NOT_CORRUPTION = {FailureClass.NETWORK, FailureClass.MEMORY, FailureClass.SYSTE
 
 
 def _read(job: JobState, task: ChunkTask) -> Any:
-    """The chunk as a DataFrame; bytes that cannot be decoded raise ``DataCorruptionError`` naming the rows."""
+    """The chunk in the form the processor asks for (``input_format``: a pandas DataFrame, the Arrow table as
+    read, or a polars DataFrame from it); bytes that cannot be decoded raise ``DataCorruptionError``."""
     f = job.files[task.file_index]
     try:
         table = sources.read_rows(
             job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
         )
-        return table.to_pandas()
+        return frames.convert(table, getattr(job.processor, "input_format", "pandas"))
     except BatchInputError:
         raise
     except Exception as err:
@@ -452,7 +458,7 @@ def _store_state(job: JobState, record: dict[str, Any], state: Any) -> None:
 def write_part(loc: Location, frame: Any) -> None:
     import pyarrow.parquet as pq
 
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    table = frames.to_arrow(frame)  # a pandas or polars DataFrame or an Arrow table
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="snappy")
     loc.write_bytes(buf.getvalue())

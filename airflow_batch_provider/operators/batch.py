@@ -102,6 +102,9 @@ class BatchJobOperator(BaseOperator):
     :param csv_options: CSV/JSON Lines options (``delimiter``, ``quote_char``, ``encoding``, ``column_types``).
     :param allow_any_output_path: let ``output_path`` point outside ``[batch_provider] base_path`` and
         ``allowed_output_roots`` (not templated: only DAG code can set it; see ``docs/security.md``).
+    :param input_format: the frame a callable processor is handed per chunk: ``"pandas"`` (default),
+        ``"arrow"`` (a ``pyarrow.Table``) or ``"polars"`` (a ``polars.DataFrame`` from Arrow, no pandas copy).
+        ``None``: the processor's own (the standard processors read Arrow). Not templated.
     :param processor_kwargs: parameters of the processor. Every other keyword argument that is not an operator
         argument is added to them. For the built-in processors (``"count"``, ``"data_quality"`` ...) the
         parameters are known from a static table, so an unknown keyword fails when the DAG is parsed, naming the
@@ -150,6 +153,7 @@ class BatchJobOperator(BaseOperator):
         retry_exponential_backoff: float | None = None,
         max_retry_delay: timedelta | float | None = None,
         retry_policy: Any = None,
+        input_format: str | None = None,
         **kwargs: Any,
     ) -> None:
         given = keywords.given_arguments(BatchJobOperator, locals()) | set(kwargs)
@@ -195,6 +199,11 @@ class BatchJobOperator(BaseOperator):
         keywords.check_processor_keywords(self, BatchJobOperator, extra, dict(processor_kwargs or {}), given)
         self.recovery = recovery
         self.allow_any_output_path = bool(allow_any_output_path)  # DAG code only: not templated
+        if input_format is not None:  # a bad value fails when the DAG is parsed
+            from airflow_batch_provider.processors.frames import check_input_format
+
+            check_input_format(input_format)
+        self.input_format = input_format  # DAG code only: not templated
         self._cancel: threading.Event | None = None
 
     # -- parameters resolved at run time ----------------------------------------------------------
@@ -272,6 +281,7 @@ class BatchJobOperator(BaseOperator):
                     "map_index": context["ti"].map_index,
                     "try_number": context["ti"].try_number,
                 },
+                input_format=self.input_format,
                 **self.process_kwargs(context),
             )
         except BatchInputError as err:

@@ -19,6 +19,14 @@ def check_input_format(value: Any, where: str = "input_format") -> str:
     """``value`` if it is one of :data:`INPUT_FORMATS`, else ``ValueError`` naming them."""
     if value not in INPUT_FORMATS:
         raise ValueError(f"{where}={value!r}: use one of {', '.join(repr(f) for f in INPUT_FORMATS)}")
+    if value == "polars":
+        import importlib.util
+
+        if importlib.util.find_spec("polars") is None:  # found without importing it (parse time stays light)
+            raise ValueError(
+                f"{where}='polars' needs polars, which is not installed: "
+                "pip install 'airflow-batch-provider[polars]'"
+            )
     return str(value)
 
 

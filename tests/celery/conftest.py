@@ -267,7 +267,9 @@ def create_broker_tables(broker_url: str) -> None:
     from kombu import Connection
 
     with Connection(broker_url) as conn:
-        conn.default_channel  # noqa: B018 - opening the channel runs metadata.create_all
+        channel = conn.default_channel
+        channel.session  # noqa: B018 - the first session runs kombu's metadata.create_all (opening a channel does not)
+        channel.session.close()
 
 
 def wait_for_workers(af: Any, timeout: float) -> None:

@@ -248,7 +248,7 @@ def test_mutation_dropping_one_chunk_state_is_caught(name, source, tmp_path, mon
             return None
         return original(self, record)
 
-    monkeypatch.setattr(JobRunner, "_load_state", drop_second)
+    monkeypatch.setattr(JobRunner, "load_state", drop_second)
     _, oracle = CASES[name]
     try:
         result = _run(source, name, tmp_path / "out", 97, 1)

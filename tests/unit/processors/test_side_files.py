@@ -71,7 +71,7 @@ def test_mutation_a_damaged_side_file_is_caught(name, source, tmp_path, monkeypa
                         damaged.append(path)
         return state
 
-    monkeypatch.setattr(JobRunner, "_load_state", truncate_second)
+    monkeypatch.setattr(JobRunner, "load_state", truncate_second)
     try:
         result = _run(source, name, tmp_path / "out", 97, 1)
     except Exception as err:  # noqa: BLE001 - whatever the engine wraps it in, it must name the side file
