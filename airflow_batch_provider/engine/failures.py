@@ -42,6 +42,9 @@ class FailureClass(str, enum.Enum):
     NETWORK = "network"
     DATA_CORRUPTION = "data_corruption"
     SYSTEM = "system"
+    #: a :class:`~airflow_batch_provider.exceptions.ConfigError`: the job's own configuration is wrong (a rule,
+    #: an option, a parameter); nothing about the data, so it is never quarantined and never retried
+    CONFIGURATION = "configuration"
 
     @classmethod
     def parse(cls, value: Any) -> FailureClass:
@@ -78,6 +81,7 @@ DEFAULT_STRATEGIES: dict[FailureClass, Strategy] = {
     FailureClass.TIMEOUT: Strategy.RETRY,
     FailureClass.DATA_CORRUPTION: Strategy.QUARANTINE,
     FailureClass.SYSTEM: Strategy.CHECKPOINT_AND_FAIL,
+    FailureClass.CONFIGURATION: Strategy.FAIL,
 }
 
 _SYSTEM_ERRNOS = {
@@ -119,6 +123,8 @@ def _builtin_class(exc: BaseException) -> FailureClass:
             return FailureClass.parse(declared)
         if isinstance(err, MemoryError):
             return FailureClass.MEMORY
+        if isinstance(err, ConfigError):  # before BatchInputError: a bad setting is not bad data
+            return FailureClass.CONFIGURATION
         # bad input, a name too long for the filesystem included: retrying cannot fix it
         if isinstance(err, BatchInputError) or (isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG):
             return FailureClass.DATA_CORRUPTION
@@ -141,8 +147,8 @@ class FailureClassifier:
 
     A rule is ``(match, failure_class)`` where ``match`` is an exception type, a tuple of types, or a
     predicate ``fn(exc) -> bool``. The built-in rules honour a ``failure_class`` attribute on the exception or
-    any exception in its ``__cause__`` chain, then: ``MemoryError`` -> memory, our input errors -> data
-    corruption, connection errors / socket timeouts / HTTP transport errors -> network, disk full and
+    any exception in its ``__cause__`` chain, then: ``MemoryError`` -> memory, ``ConfigError`` -> configuration,
+    our other input errors -> data corruption, connection errors / socket timeouts / HTTP transport errors -> network, disk full and
     permission errors -> system, anything else -> processing.
     """
 

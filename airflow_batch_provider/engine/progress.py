@@ -10,8 +10,6 @@ from typing import Any
 
 log = logging.getLogger("airflow_batch_provider.progress")
 
-EVENT_TYPES = ("started", "progress", "checkpoint", "retry", "completed", "failed")
-
 
 class RecordView:
     """Dataclass records readable as attributes or, for dict-minded callbacks, as ``record["key"]``."""

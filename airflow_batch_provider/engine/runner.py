@@ -466,11 +466,6 @@ class JobRunner:
             extra_rows=rec.row_group_rows,
         )
 
-    def set_memory_target(self, target_mb: float) -> None:
-        """Change the memory target of a running auto-tuned job (see ``docs/tuning.md``)."""
-        if self.adapter is not None:
-            self.adapter.set_target_mb(target_mb)
-
     def _stop_failed(self, err: BaseException) -> None:
         """Checkpoint (unless a newer attempt owns the folder), record the failure, tell the callbacks."""
         self.scrubber.exception(err)
@@ -478,7 +473,7 @@ class JobRunner:
         if not isinstance(err, StaleAttemptError):
             try:
                 self._checkpoint("failed", error=message[:2000])
-                if not self.recovery.preserve_partial_results and not self.tracker_nested:
+                if not self.recovery.preserve_partial_results and not self.is_statistics_pass:
                     self.store.gen.remove(recursive=True)
             except StaleAttemptError:
                 log.warning("job %s: a newer attempt owns %s; not checkpointing", self.job_id, self.out.uri)
@@ -495,8 +490,9 @@ class JobRunner:
         self.tracker.emit("failed", message[:500], error_type=type(err).__name__)
 
     @property
-    def tracker_nested(self) -> bool:
-        return self.job_id.endswith("/fit")
+    def is_statistics_pass(self) -> bool:
+        """Whether this runner is a job's statistics pass (its processor is the :class:`StatsPass` wrapper)."""
+        return isinstance(self.processor, StatsPass)
 
     def plan_tasks(
         self, files: list[sources.SourceFile], batch_size: int, done: list[tuple[int, int, int]]

@@ -2,7 +2,7 @@
 
 Inside one try the engine already retries, splits and quarantines (see ``engine/failures.py``); this policy
 decides what Airflow does once a try has failed. It uses the engine's classifier, so the classes are the
-same: ``data_corruption`` (and every ``BatchInputError``, ``DeterministicProcessorError`` included: a bug in
+same: ``data_corruption`` and ``configuration`` (and every ``BatchInputError``, ``DeterministicProcessorError`` included: a bug in
 the processor) fails the task now, because a retry would read the same bytes or run the same code; ``network`` retries with an exponential, jittered delay; every other class follows the task's
 own ``retries`` and ``retry_delay``. A policy can fail early or change the delay, never add retries.
 """
@@ -19,7 +19,7 @@ from airflow.sdk import RetryDecision, RetryPolicy
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-FAIL_FAST = ("data_corruption",)
+FAIL_FAST = ("data_corruption", "configuration")
 
 
 def _seconds(value: timedelta | float) -> float:

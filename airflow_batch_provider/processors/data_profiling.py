@@ -602,11 +602,6 @@ def hash_set(hashes: np.ndarray) -> HashSet:
     return out
 
 
-def union_sets(sets: list[HashSet]) -> HashSet:
-    parts = [s.values for s in sets if len(s)]
-    return hash_set(np.concatenate(parts)) if parts else HashSet()
-
-
 def hashes_by_group(groups: list[np.ndarray]) -> list[np.ndarray]:
     """Hash the values of several arrays with one call per dtype (keeps wide frames fast)."""
     out: list[np.ndarray] = [np.empty(0, np.uint64)] * len(groups)

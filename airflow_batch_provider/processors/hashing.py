@@ -143,25 +143,6 @@ class HashSet:
         return self.values[idx] == hashes
 
 
-def first_positions(hashes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each distinct hash, the smallest position where it occurs: ``(sorted unique hashes, first position)``."""
-    if not len(hashes):
-        return _EMPTY, np.empty(0, dtype=np.int64)
-    order = np.lexsort((positions, hashes))
-    h, p = hashes[order], positions[order]
-    keep = np.ones(len(h), dtype=bool)
-    keep[1:] = h[1:] != h[:-1]
-    return h[keep], p[keep].astype(np.int64)
-
-
-def merge_first_positions(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Merge ``first_positions`` results of several chunks (in any order): the global first position per hash."""
-    parts = [p for p in parts if len(p[0])]
-    if not parts:
-        return _EMPTY, np.empty(0, dtype=np.int64)
-    return first_positions(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-
-
 # -- spilling: key runs in binary side files and a streaming k-way merge -------------------------------------
 #
 # A *run* is a sorted, duplicate-free array of uint64 hashes with, optionally, one int64 first position and

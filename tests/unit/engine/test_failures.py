@@ -195,3 +195,33 @@ def test_preserve_order_false_lists_parts_in_completion_order(two_files, tmp_pat
     assert sorted(parts) != parts and len(parts) == 9
     got = read_output(tmp_path / "out").sort_values("id", ignore_index=True)
     pd.testing.assert_frame_equal(got, expected(two_files))
+
+
+def test_a_config_error_in_a_chunk_fails_the_job_and_quarantines_nothing(two_files, tmp_path):
+    """A ConfigError is the job's configuration, not its data: class ``configuration``, strategy ``fail``, even
+    when ``max_skipped_fraction`` would let corrupt chunks be skipped (it was ``data_corruption`` -> quarantine)."""
+    from airflow_batch_provider.engine.failures import DEFAULT_STRATEGIES, FailureClass, Strategy, classify
+    from airflow_batch_provider.exceptions import ConfigError
+
+    assert classify(ConfigError("x")) is FailureClass.CONFIGURATION
+    assert DEFAULT_STRATEGIES[FailureClass.CONFIGURATION] is Strategy.FAIL
+    calls = tmp_path / "calls"
+
+    def misconfigured(batch, ctx):
+        with open(calls, "a") as fh:
+            fh.write(f"{ctx.file_index}:{ctx.start_row}\n")
+        if ctx.file_index == 0 and ctx.start_row == 200:
+            raise ConfigError("rule 'positive': option 'threshold' must be a number")
+        return batch
+
+    with pytest.raises(Exception, match="option 'threshold' must be a number") as info:
+        run_batch_job(
+            two_files,
+            misconfigured,
+            config=BatchConfig(batch_size=200, retry_delay_seconds=0, max_concurrent_batches=1),
+            recovery={"max_skipped_fraction": 0.5},
+            output_path=tmp_path / "out",
+        )
+    assert "configuration" in str(info.value) or classify(info.value) is FailureClass.CONFIGURATION
+    assert calls.read_text().splitlines().count("0:200") == 1  # one attempt, no retry
+    assert not list((tmp_path / "out").rglob("skipped/*"))  # nothing quarantined

@@ -9,10 +9,8 @@ import pytest
 from airflow_batch_provider.processors import hashing
 from airflow_batch_provider.processors.hashing import (
     HashSet,
-    first_positions,
     hash_rows,
     hash_values,
-    merge_first_positions,
 )
 
 
@@ -33,16 +31,10 @@ def test_hashes_are_stable_and_typed():
     )
 
 
-def test_first_positions_find_earlier_duplicates_across_chunks():
-    keys = pd.Series([5, 3, 5, 9, 3, 3, 1])
-    h = hash_values(keys)
-    pos = np.arange(len(keys))
-    parts = [first_positions(h[i : i + 3], pos[i : i + 3]) for i in (3, 0, 6)]  # any order
-    uniq, first = merge_first_positions(parts)
-    idx = np.searchsorted(uniq, h)
-    is_dup = first[idx] < pos
-    assert is_dup.tolist() == keys.duplicated().tolist()
-    assert HashSet(uniq).contains(hash_values(pd.Series([9, 4]))).tolist() == [True, False]
+def test_hash_set_contains_exactly_its_values():
+    h = hash_values(pd.Series([5, 3, 5, 9, 3, 3, 1]))
+    assert HashSet(np.unique(h)).contains(hash_values(pd.Series([9, 4, 1]))).tolist() == [True, False, True]
+    assert HashSet().contains(h).tolist() == [False] * len(h)
 
 
 # -- spilling: side files and the streaming k-way merge ---------------------------------------------------
