@@ -116,28 +116,44 @@ _NETWORK_NAMES = {
 Match = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
+#: exception types and their class, in order (a ``ConfigError`` before ``BatchInputError``: a bad setting is
+#: not bad data); ``OSError`` is decided by its errno (:func:`_os_error_class`)
+_TYPE_CLASSES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], FailureClass], ...] = (
+    (MemoryError, FailureClass.MEMORY),
+    (ConfigError, FailureClass.CONFIGURATION),
+    (BatchInputError, FailureClass.DATA_CORRUPTION),  # bad input: retrying cannot fix it
+    (ConnectionError, FailureClass.NETWORK),
+    # a socket timeout; the engine's own timeouts declare their class
+    ((TimeoutError, concurrent.futures.TimeoutError), FailureClass.NETWORK),
+    (concurrent.futures.process.BrokenProcessPool, FailureClass.SYSTEM),
+)
+
+
+def _os_error_class(err: OSError) -> FailureClass | None:
+    if err.errno == errno.ENAMETOOLONG:  # a name too long for the filesystem: bad input
+        return FailureClass.DATA_CORRUPTION
+    if err.errno in NETWORK_ERRNOS:
+        return FailureClass.NETWORK
+    return FailureClass.SYSTEM if err.errno in _SYSTEM_ERRNOS else None
+
+
+def _one_class(err: BaseException) -> FailureClass | None:
+    declared = getattr(err, "failure_class", None)
+    if declared:
+        return FailureClass.parse(declared)
+    if type(err).__name__ in _NETWORK_NAMES:
+        return FailureClass.NETWORK
+    for kind, cls in _TYPE_CLASSES:
+        if isinstance(err, kind):
+            return cls
+    return _os_error_class(err) if isinstance(err, OSError) else None
+
+
 def _builtin_class(exc: BaseException) -> FailureClass:
     for err in exception_chain(exc):
-        declared = getattr(err, "failure_class", None)
-        if declared:
-            return FailureClass.parse(declared)
-        if isinstance(err, MemoryError):
-            return FailureClass.MEMORY
-        if isinstance(err, ConfigError):  # before BatchInputError: a bad setting is not bad data
-            return FailureClass.CONFIGURATION
-        # bad input, a name too long for the filesystem included: retrying cannot fix it
-        if isinstance(err, BatchInputError) or (isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG):
-            return FailureClass.DATA_CORRUPTION
-        if isinstance(err, ConnectionError) or type(err).__name__ in _NETWORK_NAMES:
-            return FailureClass.NETWORK
-        if isinstance(err, OSError) and err.errno in NETWORK_ERRNOS:
-            return FailureClass.NETWORK
-        if isinstance(err, (TimeoutError, concurrent.futures.TimeoutError)):
-            return FailureClass.NETWORK  # a socket timeout; the engine's own timeouts declare their class
-        if isinstance(err, OSError) and err.errno in _SYSTEM_ERRNOS:
-            return FailureClass.SYSTEM
-        if isinstance(err, concurrent.futures.process.BrokenProcessPool):
-            return FailureClass.SYSTEM
+        found = _one_class(err)
+        if found is not None:
+            return found
     return FailureClass.PROCESSING
 
 
