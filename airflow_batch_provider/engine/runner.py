@@ -274,6 +274,9 @@ class JobRunner:
         self.processor = processor
         self.recovery = recovery or RecoveryConfig()
         self.config = self.recovery.merge_into(config)
+        if not self.config.preserve_order and sizing.profile_of(processor).requires_order:
+            log.info("job %s: the processor's profile requires order: preserve_order=True", job_id)
+            self.config = self.config.with_overrides({"preserve_order": True})
         self.out = out
         self.callbacks = callbacks
         self.text_options = text_options

@@ -37,6 +37,8 @@ class ProcessingProfile:
     cpu_intensive: bool = True
     memory_intensive: bool = False
     io_intensive: bool = False
+    #: the processor's outputs must be committed in source order: forces ``BatchConfig.preserve_order``
+    #: (partial states are always merged in source order)
     requires_order: bool = False
     estimated_processing_time_per_row_ms: float = 0.01
     memory_overhead_factor: float = 3.0

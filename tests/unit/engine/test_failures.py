@@ -225,3 +225,34 @@ def test_a_config_error_in_a_chunk_fails_the_job_and_quarantines_nothing(two_fil
     assert "configuration" in str(info.value) or classify(info.value) is FailureClass.CONFIGURATION
     assert calls.read_text().splitlines().count("0:200") == 1  # one attempt, no retry
     assert not list((tmp_path / "out").rglob("skipped/*"))  # nothing quarantined
+
+
+def test_a_profile_that_requires_order_forces_preserve_order(two_files, tmp_path):
+    """``ProcessingProfile(requires_order=True)`` (the reference API's flag) commits outputs in source order even
+    with ``preserve_order=False``, although the first chunk finishes last (it waits for the second one)."""
+    from airflow_batch_provider.engine import sizing
+    from airflow_batch_provider.processors.base import ProcessingProfile
+    from airflow_batch_provider.processors.registry import register_processor, unregister_processor
+
+    flag = tmp_path / "second-done"
+
+    def first_finishes_last(batch, ctx):
+        if ctx.file_index == 0 and ctx.start_row == 0:
+            while not flag.exists():  # a barrier, not a timer: the second chunk has returned its rows
+                time.sleep(0.01)
+        elif ctx.file_index == 0 and ctx.start_row == 200:
+            flag.write_text("x")
+        return batch
+
+    register_processor("ordered_rows", first_finishes_last, replace=True)
+    sizing.register_processing_profile(ProcessingProfile("ordered_rows", requires_order=True))
+    try:
+        result = run_batch_job(
+            two_files,
+            "ordered_rows",
+            config=BatchConfig(batch_size=200, max_concurrent_batches=2, preserve_order=False),
+            output_path=tmp_path / "out",
+        )
+    finally:
+        unregister_processor("ordered_rows")
+    pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
