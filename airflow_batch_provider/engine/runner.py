@@ -43,6 +43,7 @@ from airflow_batch_provider.engine.failures import (
     error_signature,
 )
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
+from airflow_batch_provider.engine.ledger import FailureLedger
 from airflow_batch_provider.engine.progress import ProgressEvent, ProgressTracker
 from airflow_batch_provider.engine.records import FailureRecords
 from airflow_batch_provider.engine.redaction import Scrubber
@@ -285,11 +286,9 @@ class JobRunner:
         self.concurrency = self.config.concurrency
         self.started = time.monotonic()
         self.processed = 0
-        self.failures: list[dict[str, Any]] = []
         self.epoch, self.fence = epoch, fence
         self.records = records
         self.task_info = dict(task_info or {})
-        self.notes: list[dict[str, Any]] = []  # failure records waiting to learn whether they recovered
         self.row_cap: int | None = None  # batch-size cap after a memory failure
         self.adapter: BatchSizeAdapter | None = None  # online batch sizing (auto_optimize, chunk-invariant)
         self.recommendation: sizing.BatchRecommendation | None = None
@@ -297,6 +296,9 @@ class JobRunner:
         self.watchdog_kills: set[int] = set()
         self.fail_fast = FailFast(0)
         self.scrubber = Scrubber.for_job(processor=processor, paths=(self.source, out))  # no row values
+        self.ledger = FailureLedger(
+            job_id=job_id, output_uri=out.uri, scrubber=self.scrubber, records=records, task_info=task_info
+        )
 
     # -- set-up --------------------------------------------------------------------------------
     def open_generation(self, fingerprint: str) -> tuple[Decision, CheckpointStore]:
@@ -371,6 +373,7 @@ class JobRunner:
             paths=(self.source, self.out, *(f.path for f in files)),
             options=self.text_options,
         )
+        self.ledger.scrubber = self.scrubber
         batch_size, why = self.choose_batch_size(files, schema)
         cap = store.counters.get("batch_size_cap")
         if cap and cap < batch_size:  # an earlier try split chunks after a memory failure
@@ -480,16 +483,7 @@ class JobRunner:
                     self.store.gen.remove(recursive=True)
             except StaleAttemptError:
                 log.warning("job %s: a newer attempt owns %s; not checkpointing", self.job_id, self.out.uri)
-        chunk_level = any(n.get("fatal") for n in self.notes)
-        for note in self.notes:
-            self._write_record(note, recovered=False)
-        self.notes = []
-        if not chunk_level and not getattr(err, "_batch_recorded", False):
-            self._write_record(self._job_note(err), recovered=False)
-        try:  # an outer job (a statistics pass's) does not record the same failure again
-            err._batch_recorded = True  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
+        self.ledger.job_failed(err, self.recovery.classify(err))
         self.tracker.emit("failed", message[:500], error_type=type(err).__name__)
 
     @property
@@ -675,7 +669,7 @@ class JobRunner:
         signature = error_signature(err)
         if self.fatal is not None and getattr(self, "_fatal_signature", None) == signature:
             return  # another chunk in flight hit the same bug: already counted
-        self.notes = [n for n in self.notes if n.get("fatal") or n.get("_signature") != signature]
+        self.ledger.forget_signature(signature)
         self._note_failure(task, err, kind, f"fail fast: {reason}", lost, "fail_fast", fatal=True)
         if self.fatal is not None:
             return
@@ -766,83 +760,18 @@ class JobRunner:
         fatal: bool = False,
         recovered: bool | None = None,
     ) -> None:
-        kind = FailureClass.parse(kind)
-        self.failures.append(
-            {
-                "time": time.time(),
-                "chunk": [task.file_index, task.start, task.stop],
-                "attempt": task.attempt,
-                "class": kind.value,
-                "error": self.scrubber.record(f"{type(err).__name__}: {err}"),
-                "strategy": record_strategy,
-            }
+        self.ledger.note(
+            chunk=(task.file_index, task.start, task.stop),
+            label=task.label(self.files),
+            attempt=task.attempt,
+            err=err,
+            kind=kind,
+            strategy=strategy,
+            record_strategy=record_strategy,
+            lost=lost,
+            fatal=fatal,
+            recovered=recovered,
         )
-        log.warning(
-            "%s attempt %d failed (%s, %s): %s: %s",
-            task.label(self.files),
-            task.attempt,
-            kind.value,
-            strategy,
-            type(err).__name__,
-            str(err)[:500],
-        )
-        note = {
-            "chunk": [task.file_index, task.start, task.stop],
-            "chunk_label": task.label(self.files),
-            "class": kind.value,
-            "error_type": type(err).__name__,
-            "error": self.scrubber.record(str(err)),
-            "attempt": task.attempt,
-            "strategy": record_strategy,
-            "time_lost_s": round(lost, 3),
-            "ts": time.time(),
-            "fatal": fatal,
-            "_done": 0,
-            "_signature": error_signature(err),
-        }
-        if recovered is not None:
-            self._write_record(note, recovered=recovered)
-        else:  # settled when its range finishes (recovered) or the job stops (not recovered)
-            self.notes.append(note)
-
-    def _job_note(self, err: BaseException) -> dict[str, Any]:
-        kind = self.recovery.classify(err)
-        return {
-            "chunk": None,
-            "chunk_label": None,
-            "class": kind.value,
-            "error_type": type(err).__name__,
-            "error": self.scrubber.record(str(err)),
-            "attempt": None,
-            "strategy": "checkpoint_and_fail",
-            "time_lost_s": 0.0,
-            "ts": time.time(),
-        }
-
-    def _write_record(self, note: dict[str, Any], *, recovered: bool) -> None:
-        if self.records is None:
-            return
-        record = {k: v for k, v in note.items() if not k.startswith("_") and k != "fatal"}
-        record.update(self.task_info, job_id=self.job_id, output_uri=self.out.uri, recovered=recovered)
-        try:
-            self.records.add(record, known=self.scrubber.known)
-        except Exception:  # noqa: BLE001 - a failure record must never fail the job
-            log.warning("could not write a failure record under %s", self.records, exc_info=True)
-
-    def _resolve_notes(self, record: dict[str, Any]) -> None:
-        """A finished range settles the failures noted for it: they recovered once the range is all done."""
-        if not self.notes:
-            return
-        keep = []
-        for note in self.notes:
-            f, s, e = note["chunk"] or (None, 0, 0)
-            if not note["fatal"] and f == record["f"] and s <= record["s"] < e:
-                note["_done"] += record["e"] - record["s"]
-                if note["_done"] >= e - s:
-                    self._write_record(note, recovered=True)
-                    continue
-            keep.append(note)
-        self.notes = keep
 
     def _check_batch_timeouts(self, q: _RunQueue) -> None:
         limit = self.config.batch_timeout_seconds
@@ -875,7 +804,7 @@ class JobRunner:
         self.store.add(record)
         self.processed += 1
         self.tracker.advance(record["e"] - record["s"])
-        self._resolve_notes(record)
+        self.ledger.resolve(record)
         if self.adapter is not None:
             self.adapter.observe(
                 record["e"] - record["s"], record.get("seconds") or 0.0, record.get("mem_peak")
@@ -891,9 +820,9 @@ class JobRunner:
         store.counters["rows_done"] = store.rows_done
         store.counters["chunks_done"] = len(store.records)
         store.counters["rows_skipped"] = self.skipped_rows
-        store.counters["failures"] = store.counters.get("failures", 0) + len(self.failures)
-        store.write(status, failures=self.failures[-50:], **extra)
-        self.failures = []
+        failures = self.ledger.take()
+        store.counters["failures"] = store.counters.get("failures", 0) + len(failures)
+        store.write(status, failures=failures[-50:], **extra)
         if status == "running":
             self.tracker.emit(
                 "checkpoint",
