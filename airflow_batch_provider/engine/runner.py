@@ -295,10 +295,26 @@ class JobRunner:
         self.skipped_rows = 0
         self.watchdog_kills: set[int] = set()
         self.fail_fast = FailFast(0)
+        self.fatal: BaseException | None = None  # the error that stops the run loop
+        self._fatal_signature: str | None = None
+        self._store: CheckpointStore | None = None  # the open generation (set by run())
+        self.files: list[sources.SourceFile] = []
+        self.batch_size = self.rows_total = 0
         self.scrubber = Scrubber.for_job(processor=processor, paths=(self.source, out))  # no row values
         self.ledger = FailureLedger(
             job_id=job_id, output_uri=out.uri, scrubber=self.scrubber, records=records, task_info=task_info
         )
+
+    @property
+    def store(self) -> CheckpointStore:
+        """The generation this run writes (opened by :meth:`run`)."""
+        if self._store is None:
+            raise RuntimeError(f"job {self.job_id}: no generation is open yet")
+        return self._store
+
+    @store.setter
+    def store(self, value: CheckpointStore) -> None:
+        self._store = value
 
     # -- set-up --------------------------------------------------------------------------------
     def open_generation(self, fingerprint: str) -> tuple[Decision, CheckpointStore]:
@@ -498,7 +514,7 @@ class JobRunner:
         return plan_chunks(files, batch_size, done)
 
     def run_tasks(self, pending: deque[workers.ChunkTask], job: workers.JobState) -> None:
-        self.fatal: BaseException | None = None
+        self.fatal = None
         if not workers.fork_available():
             workers.set_inline_job(job)
             for task in pending:
@@ -667,7 +683,7 @@ class JobRunner:
         """Stop after this attempt: a bug in the processor fails every chunk and every retry the same way. The
         failures of this signature noted so far become one record."""
         signature = error_signature(err)
-        if self.fatal is not None and getattr(self, "_fatal_signature", None) == signature:
+        if self.fatal is not None and self._fatal_signature == signature:
             return  # another chunk in flight hit the same bug: already counted
         self.ledger.forget_signature(signature)
         self._note_failure(task, err, kind, f"fail fast: {reason}", lost, "fail_fast", fatal=True)
@@ -814,7 +830,7 @@ class JobRunner:
             self._checkpoint("running")
 
     def _checkpoint(self, status: str, **extra: Any) -> None:
-        store = getattr(self, "store", None)
+        store = self._store
         if store is None:
             return
         store.counters["rows_done"] = store.rows_done
