@@ -29,6 +29,7 @@ from typing import Any
 
 from airflow_batch_provider.engine.jsonsafe import to_jsonable
 from airflow_batch_provider.engine.redaction import MAX_MESSAGE, scrub_message  # noqa: F401 - re-exported
+from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.settings import RECORDS_FOLDER  # noqa: F401 - re-exported
 from airflow_batch_provider.storage import Location
 
@@ -184,7 +185,7 @@ def cleanup_old_records(
     root, kind folder, day folder or record that is a link is left alone, logged and listed in ``refused``.
     """
     if days < 0:
-        raise ValueError(f"days must be >= 0, got {days!r}")
+        raise ConfigError(f"days must be >= 0, got {days!r}")
     root_loc = Location.of(root)
     cutoff = (time.time() if now is None else now) - float(days) * _DAY
     removed: list[str] = []

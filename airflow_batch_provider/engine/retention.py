@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_provider.engine.records import RECORDS_FOLDER, cleanup_old_records
-from airflow_batch_provider.exceptions import BatchInputError
+from airflow_batch_provider.exceptions import BatchInputError, ConfigError
 from airflow_batch_provider.storage import Location
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class RetentionPolicy:
     def __post_init__(self) -> None:
         for name in ("output_days", "work_days", "records_days", "live_grace_s"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass

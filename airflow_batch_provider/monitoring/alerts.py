@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_batch_provider.engine.progress import RecordView
+from airflow_batch_provider.exceptions import ConfigError
 
 log = logging.getLogger("airflow_batch_provider.monitoring")
 
@@ -139,16 +140,16 @@ class AlertRules:
         settings = dict(value or {})
         unknown = sorted(set(settings) - set(THRESHOLDS))
         if unknown:
-            raise ValueError(f"alert_rules: unknown threshold(s) {unknown}; use {', '.join(THRESHOLDS)}")
+            raise ConfigError(f"alert_rules: unknown threshold(s) {unknown}; use {', '.join(THRESHOLDS)}")
         for key, number in settings.items():
             if number is None and key not in _NOT_NONE:
                 continue
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-                raise ValueError(
+                raise ConfigError(
                     f"alert_rules: {key}={number!r} is not a number; give a number or None (off)"
                 )
             if number < 0:
-                raise ValueError(f"alert_rules: {key}={number!r} must not be negative")
+                raise ConfigError(f"alert_rules: {key}={number!r} must not be negative")
         return cls(job_id, **{**defaults, **settings}, callbacks=callbacks)
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_batch_provider.engine.redaction import scrub_message
+from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
 from airflow_batch_provider.monitoring.sampler import ResourceSampler
 from airflow_batch_provider.settings import RECORDS_FOLDER, engine_base_path
@@ -214,7 +215,7 @@ class JobMonitor:
 def _interval(settings: dict[str, Any], key: str, default: float) -> float:
     value = settings.pop(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"alert_rules: {key}={value!r} must be a number of seconds above 0")
+        raise ConfigError(f"alert_rules: {key}={value!r} must be a number of seconds above 0")
     return float(value)
 
 

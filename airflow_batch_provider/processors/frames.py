@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_batch_provider.exceptions import ConfigError
+
 INPUT_FORMATS = ("pandas", "arrow", "polars")
 #: the fixed seed of the 64-bit hashes polars computes for distinct counts and duplicate keys (the hash is stable
 #: within one polars version; the job fingerprint records the version, so an upgrade restarts clean)
@@ -18,12 +20,12 @@ HASH_SEED = 0x243F6A8885A308D3
 def check_input_format(value: Any, where: str = "input_format") -> str:
     """``value`` if it is one of :data:`INPUT_FORMATS`, else ``ValueError`` naming them."""
     if value not in INPUT_FORMATS:
-        raise ValueError(f"{where}={value!r}: use one of {', '.join(repr(f) for f in INPUT_FORMATS)}")
+        raise ConfigError(f"{where}={value!r}: use one of {', '.join(repr(f) for f in INPUT_FORMATS)}")
     if value == "polars":
         import importlib.util
 
         if importlib.util.find_spec("polars") is None:  # found without importing it (parse time stays light)
-            raise ValueError(
+            raise ConfigError(
                 f"{where}='polars' needs polars, which is not installed: "
                 "pip install 'airflow-batch-provider[polars]'"
             )
