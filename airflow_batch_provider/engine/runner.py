@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow_batch_provider import settings
 from airflow_batch_provider.config import BatchConfig
-from airflow_batch_provider.engine import sizing, sources, workers
+from airflow_batch_provider.engine import sizing, sources, textformats, workers
 from airflow_batch_provider.engine.adaptive import FILL, BatchSizeAdapter
 from airflow_batch_provider.engine.checkpoints import (
     CheckpointStore,
@@ -139,10 +139,13 @@ def _versions_for(processor: Any) -> dict[str, str]:
 
 
 def fingerprint_of(files: list[sources.SourceFile], processor: BaseProcessor, options: TextOptions) -> str:
+    """What a checkpoint is only valid for: the files, the processor, how text files read (options and the
+    reader's semantics version, :data:`textformats.READER_VERSION`) and the library versions."""
     doc = {
         "files": [(f.path, f.size, f.version) for f in files],
         "processor": processor.identity(),
         "text_options": options.to_dict(),
+        "text_reader": textformats.READER_VERSION,
         "versions": _versions_for(processor),
     }
     raw = json.dumps(doc, sort_keys=True, default=repr, separators=(",", ":"))
@@ -398,6 +401,11 @@ class JobRunner:
         self._start_adapter(batch_size)
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
         tasks = self.plan_tasks(files, batch_size, done)
+        readable = [i for i, f in enumerate(files) if f.size]
+        if not tasks and not done and len(schema) and readable and not any(f.rows for f in files):
+            # columns but no rows (a header-only CSV, a zero-row Parquet file): one empty chunk, so the
+            # processor sees the columns and its report keeps them
+            tasks = [workers.ChunkTask(0, readable[0], 0, 0)]
         self.fail_fast = FailFast(len(tasks), succeeded=bool(done))
         rows_total = sum(f.rows for f in files)
         self.tracker = ProgressTracker(

@@ -184,9 +184,9 @@ def _text_meta(
     fs: Any, f: SourceFile, options: textformats.TextOptions
 ) -> tuple[SourceFile, pa.Schema | None]:
     index = textformats.index_text_file(fs, f.path, f.format, options)
-    if index.rows == 0:
+    if index.rows == 0 and not index.header:  # nothing names a column (an empty file, blank JSON Lines)
         return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": 0}), None
-    schema = textformats.infer_text_schema(fs, f.path, index, options)
+    schema = textformats.infer_text_schema(fs, f.path, index, options)  # a header alone keeps its columns
     return SourceFile(**{**f.to_dict(), "text_index": index.to_dict(), "rows": index.rows}), schema
 
 

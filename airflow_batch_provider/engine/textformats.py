@@ -11,8 +11,18 @@ Record rules (they match pyarrow's readers):
   by anything but ``\\r`` / ``\\n`` is rejected at index time. A record made only of ``\\r`` /
   ``\\n`` is a blank line and is skipped. The first non-blank record is the header.
 * JSON Lines: every line holding anything but whitespace is a record.
-* Only UTF-8 (with or without a BOM, ASCII included) is supported; another ``encoding`` is a
-  :class:`~airflow_batch_provider.exceptions.ConfigError` telling to re-encode the file.
+* ``encoding``: UTF-8 (with or without a BOM) and single-byte ASCII-compatible codecs (latin-1, cp1252,
+  iso-8859-x, ...) are indexed on their bytes as they are (a line feed, a quote and a delimiter are the
+  same bytes in all of them) and transcoded to UTF-8 per range before parsing, so offsets are the file's
+  own. Any other codec (UTF-16/32, multi-byte CJK codecs whose second bytes can look like ASCII, stateful
+  codecs such as ISO-2022 or UTF-7) is a :class:`~airflow_batch_provider.exceptions.ConfigError` that
+  names the re-encoding command.
+
+Values (see docs/text-sources.md): CSV nulls are pandas' defaults (:data:`PANDAS_NULL_VALUES`, the empty
+field included, quoted or not) in every column type, plus ``null_values``; ``keep_default_null_values=False``
+keeps only the listed ones. JSON Lines nulls are ``null`` and missing keys. The schema of a file is typed
+from every row (:func:`infer_text_schema`), never from samples. :data:`READER_VERSION` is part of the job
+fingerprint: raise it whenever the values a file reads as change.
 
 No Airflow imports.
 """
@@ -20,10 +30,15 @@ No Airflow imports.
 from __future__ import annotations
 
 import base64
+import bisect
 import codecs
+import dataclasses
 import json
+import logging
 import re
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +49,9 @@ import pyarrow.json as pajson
 
 from airflow_batch_provider.engine import redaction
 from airflow_batch_provider.exceptions import ConfigError, DataCorruptionError, SourceError
+from airflow_batch_provider.machine import usable_cpus
+
+log = logging.getLogger(__name__)
 
 OPTIONS_PARAM = "csv_options"  # how users pass TextOptions; used in error hints
 TEXT_FORMATS = ("csv", "jsonl")
@@ -41,7 +59,16 @@ _BOM = b"\xef\xbb\xbf"
 _LF, _CR = 10, 13
 _MIN_PARSE_BLOCK = 1 << 20
 _MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow block sizes are int32
-_ENCODINGS = {"utf-8", "utf-8-sig", "ascii"}  # codecs.lookup() names
+_UTF8 = {"utf-8", "utf-8-sig", "ascii"}  # codecs.lookup() names read as they are
+#: bumped when the values a file reads as change (1: sampled schema, empty text fields kept as "").
+READER_VERSION = 2
+#: pandas' default ``na_values`` (pandas._libs.parsers.STR_NA_VALUES, pandas 2.x and 3.x)
+PANDAS_NULL_VALUES = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
+_TRUE, _FALSE = ["True", "TRUE", "true"], ["False", "FALSE", "false"]  # pandas' booleans
+_TYPING_BYTES = 8 << 20  # the typing pass parses the file in ranges of about this size
 _TS_TYPE = re.compile(r"timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]$")
 _DEC_TYPE = re.compile(r"decimal(128|256)?\((\d+),\s*(\d+)\)$")
 _CSV_ROW = re.compile(r"Row #(\d+):? ?")
@@ -78,17 +105,36 @@ def _check_char(name: str, value: Any) -> str:
     return value
 
 
+def single_byte_ascii(name: str) -> bool:
+    """Whether a codec maps each byte to one character on its own and keeps ASCII as ASCII (latin-1, cp1252,
+    iso-8859-x, koi8-r, ...): then records can be found on the raw bytes and any range decodes alone."""
+    try:
+        every = bytes(range(256)).decode(name, errors="replace")
+        alone = "".join(bytes([b]).decode(name, errors="replace") for b in range(256))
+    except (LookupError, TypeError, UnicodeError):  # stateful or non-text codecs
+        return False
+    return every == alone and len(every) == 256 and every[:128] == bytes(range(128)).decode("ascii")
+
+
 def _check_encoding(value: Any) -> str:
     try:
         name = codecs.lookup(str(value)).name
     except LookupError:
-        name = None
-    if name not in _ENCODINGS:
         raise ConfigError(
-            f"encoding: {value!r} is not supported; CSV and JSON Lines files must be UTF-8 (a BOM is fine). "
-            f"Re-encode the file, e.g. `iconv -f {value} -t utf-8`"
-        )
-    return str(value)
+            f"encoding: {value!r} is not a codec Python knows; use e.g. 'utf-8', 'latin-1', 'cp1252'"
+        ) from None
+    if name in _UTF8 or single_byte_ascii(name):
+        return str(value)
+    kind = (
+        "UTF-16/UTF-32 files"
+        if name.startswith(("utf-16", "utf-32"))
+        else "stateful or multi-byte codecs (a line feed or a quote byte may sit inside a character)"
+    )
+    raise ConfigError(
+        f"encoding: {value!r} cannot be read in row ranges: {kind} are not supported. Supported: UTF-8 "
+        f"(a BOM is fine) and single-byte ASCII-compatible codecs (latin-1, cp1252, iso-8859-x, ...). "
+        f"Re-encode the file to UTF-8, e.g. `iconv -f {value} -t utf-8 in.csv > out.csv`"
+    )
 
 
 def _check_column_types(value: Any) -> dict[str, str]:
@@ -107,14 +153,33 @@ def _check_column_types(value: Any) -> dict[str, str]:
     return out
 
 
+def _check_null_values(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"null_values: {value!r} must be a list of strings, e.g. ['-', 'missing']")
+    return tuple(dict.fromkeys(value))
+
+
 @dataclass(frozen=True)
 class TextOptions:
-    """How to parse CSV / JSON Lines files (``delimiter`` and ``quote_char`` are CSV only)."""
+    """How to parse CSV / JSON Lines files (all but ``encoding`` and ``column_types`` are CSV only).
+
+    ``null_values`` are read as null in addition to pandas' defaults (:data:`PANDAS_NULL_VALUES`), or
+    instead of them with ``keep_default_null_values=False`` (pandas' ``na_values`` / ``keep_default_na``).
+    ``decimal`` and ``thousands`` are pandas' options of the same names.
+    """
 
     delimiter: str = ","
     quote_char: str = '"'
     encoding: str = "utf-8"
     column_types: dict[str, str] | None = field(default=None, hash=False)
+    null_values: tuple[str, ...] | None = None
+    keep_default_null_values: bool = True
+    decimal: str = "."
+    thousands: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delimiter", _check_char("delimiter", self.delimiter))
@@ -124,6 +189,30 @@ class TextOptions:
         object.__setattr__(self, "encoding", _check_encoding(self.encoding))
         if self.column_types is not None:
             object.__setattr__(self, "column_types", _check_column_types(self.column_types))
+        object.__setattr__(self, "null_values", _check_null_values(self.null_values))
+        if not isinstance(self.keep_default_null_values, bool):
+            raise ConfigError(
+                f"keep_default_null_values: {self.keep_default_null_values!r} must be true or false"
+            )
+        object.__setattr__(self, "decimal", _check_char("decimal", self.decimal))
+        if self.thousands is not None:
+            object.__setattr__(self, "thousands", _check_char("thousands", self.thousands))
+        for name in ("decimal", "thousands"):  # either may equal the delimiter in quoted fields, as in pandas
+            if getattr(self, name) == self.quote_char:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is also the quote_char")
+        if self.thousands == self.decimal:
+            raise ConfigError(f"decimal and thousands are both {self.decimal!r}; they must differ")
+
+    @property
+    def nulls(self) -> list[str]:
+        """Every text read as null in a CSV field (pandas' defaults unless switched off, then ``null_values``)."""
+        base = PANDAS_NULL_VALUES if self.keep_default_null_values else ()
+        return list(dict.fromkeys((*base, *(self.null_values or ()))))
+
+    @property
+    def transcode(self) -> bool:
+        """Whether bytes must be decoded to UTF-8 before pyarrow parses them."""
+        return codecs.lookup(self.encoding).name not in _UTF8
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> TextOptions:
@@ -146,6 +235,10 @@ class TextOptions:
             "quote_char": self.quote_char,
             "encoding": self.encoding,
             "column_types": dict(self.column_types) if self.column_types is not None else None,
+            "null_values": list(self.null_values or ()),
+            "keep_default_null_values": self.keep_default_null_values,
+            "decimal": self.decimal,
+            "thousands": self.thousands,
         }
 
     def arrow_types(self) -> dict[str, pa.DataType]:
@@ -330,12 +423,33 @@ class _Scanner:
             self._emit(np.array([self.rec_start]), np.array([self.pos]))
 
 
+_WIDE_BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def _refuse_wide_bom(path: str, head: bytes) -> None:
+    """A UTF-16/32 file (known by its byte-order mark) cannot be cut into row ranges on its bytes."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise DataCorruptionError(
+                f"{path} starts with a {name} byte-order mark: {name} files are not supported (a line feed "
+                f"is not one byte there, so rows cannot be located). Re-encode the file to UTF-8, e.g. "
+                f"`iconv -f {name} -t UTF-8 in.csv > out.csv`"
+            )
+
+
 def _scan(
     fs: Any, path: str, fmt: str, options: TextOptions, stride: int, block_size: int
 ) -> tuple[_Scanner, int]:
     """Run the scanner over the file; returns it and the offset where scanning began."""
     with fs.open(path, "rb") as fh:
-        start = 3 if fh.read(3) == _BOM else 0
+        head = fh.read(4)
+        _refuse_wide_bom(path, head)
+        start = 3 if head[:3] == _BOM else 0
         fh.seek(start)
         scanner = _Scanner(path, fmt, ord(options.quote_char), start, stride)
         while True:
@@ -433,9 +547,71 @@ def _block_size(n: int) -> int:
     return min(max(n + 1, _MIN_PARSE_BLOCK), _MAX_PARSE_BLOCK)
 
 
+_INT_TEXT = r"^[+-]?[0-9]+$"
+_FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _number_text(col: pa.ChunkedArray, options: TextOptions) -> pa.ChunkedArray:
+    """``col``'s texts with the thousands separator removed and the decimal mark made ``.`` (pandas' rule)."""
+    import pyarrow.compute as pc
+
+    if options.thousands is not None:
+        col = pc.replace_substring(col, options.thousands, "")
+    return pc.replace_substring(col, options.decimal, ".") if options.decimal != "." else col
+
+
+def _numbers(table: pa.Table, options: TextOptions, types: pa.Schema | None) -> pa.Table:
+    """``thousands``: numeric columns were read as text; convert them to their type in ``types``, and a text
+    column ``types`` does not list to int64/float64 when every value is a number once separators are gone."""
+    import pyarrow.compute as pc
+
+    for i, name in enumerate(table.column_names):
+        col = table.column(i)
+        target = types.field(name).type if types is not None and name in types.names else None
+        if not pa.types.is_string(col.type) or (target is not None and not _is_number(target)):
+            continue
+        text = _number_text(col, options)
+        if target is None:
+            valid = text.drop_null()
+            if not len(valid) or not pc.all(pc.match_substring_regex(valid, _FLOAT_TEXT)).as_py():
+                continue
+            target = (
+                pa.int64() if pc.all(pc.match_substring_regex(valid, _INT_TEXT)).as_py() else pa.float64()
+            )
+        pattern = _INT_TEXT if pa.types.is_integer(target) else _FLOAT_TEXT
+        bad = pc.invert(pc.fill_null(pc.match_substring_regex(text, pattern), True))
+        if pc.any(bad).as_py():  # pyarrow's own wording, so the row and column are reported the same way
+            row = pc.index(bad, True).as_py()
+            value = text[row].as_py()
+            raise pa.ArrowInvalid(
+                f"In CSV column #{i}: Row #{row + 2}: CSV conversion error to {target}: invalid value {value!r}"
+            )
+        table = table.set_column(i, name, pc.cast(text, target))
+    return table
+
+
+def _convert_options(options: TextOptions, types: pa.Schema | None) -> pacsv.ConvertOptions:
+    column_types = {f.name: f.type for f in types} if types is not None else {}
+    if options.thousands is not None:  # numbers with separators are converted after parsing (_numbers)
+        column_types = {k: pa.string() if _is_number(t) else t for k, t in column_types.items()}
+    return pacsv.ConvertOptions(
+        column_types=column_types,
+        null_values=options.nulls,
+        strings_can_be_null=True,  # pandas: a null marker is null in a text column too
+        quoted_strings_can_be_null=True,  # pandas: '""' and '"NA"' are null like '' and 'NA'
+        true_values=_TRUE,
+        false_values=_FALSE,
+        decimal_point=options.decimal,  # with ``thousands``, "1.234" (decimal ",") stays text for _numbers
+    )
+
+
 def _parse_csv(data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None) -> pa.Table:
     buf = index.header + data
-    return pacsv.read_csv(
+    table = pacsv.read_csv(
         pa.py_buffer(buf),
         read_options=pacsv.ReadOptions(block_size=_block_size(len(buf)), use_threads=False),
         parse_options=pacsv.ParseOptions(
@@ -443,8 +619,9 @@ def _parse_csv(data: bytes, index: TextIndex, options: TextOptions, types: pa.Sc
             quote_char=options.quote_char,
             newlines_in_values=index.newlines_in_values,
         ),
-        convert_options=pacsv.ConvertOptions(column_types=types) if types is not None else None,
+        convert_options=_convert_options(options, types),
     )
+    return _numbers(table, options, types) if options.thousands is not None else table
 
 
 def _parse_json(data: bytes, schema: pa.Schema | None) -> pa.Table:
@@ -453,10 +630,31 @@ def _parse_json(data: bytes, schema: pa.Schema | None) -> pa.Table:
     return pajson.read_json(pa.py_buffer(data), read_options=read, parse_options=parse)
 
 
-def _parse(data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema | None) -> pa.Table:
-    """Parse one whole range in a single pyarrow block, single-threaded: workers are processes
-    already, the block fits the largest record, and errors then carry row numbers."""
+_UNDECODABLE = "cannot be decoded as"  # the phrase _hint recognises
+
+
+def _to_utf8(data: bytes, encoding: str, begin: int = 0) -> bytes:
+    """``data`` (file bytes from offset ``begin``) re-encoded from ``encoding`` to UTF-8."""
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError as err:
+        raise pa.ArrowInvalid(
+            f"the byte(s) at file offset {begin + err.start} {_UNDECODABLE} {encoding} ({err.reason})"
+        ) from None
+
+
+def _parse(
+    data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema | None, begin: int = 0
+) -> pa.Table:
+    """Parse one whole range (the file's bytes from offset ``begin``) in a single pyarrow block,
+    single-threaded: workers are processes already, the block fits the largest record, and errors then
+    carry row numbers."""
+    if options.transcode:
+        data = _to_utf8(data, options.encoding, begin)
     if index.fmt == "csv":
+        if options.transcode:
+            data = _to_utf8(index.header, options.encoding) + data
+            index = dataclasses.replace(index, header=b"")
         return _parse_csv(data, index, options, schema)
     return _parse_json(data, schema)
 
@@ -467,12 +665,8 @@ def _column_name(reason: str, index: TextIndex, options: TextOptions) -> str:
     if m:
         return m.group(1)
     m = re.search(r"column #(\d+)", reason)
-    if m and index.header:
-        parse = pacsv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
-        names = pacsv.read_csv(pa.py_buffer(index.header), parse_options=parse).column_names
-        if int(m.group(1)) < len(names):
-            return names[int(m.group(1))]
-    return "<column>"
+    names = _header_names(index, options) if m else []
+    return names[int(m.group(1))] if m and int(m.group(1)) < len(names) else "<column>"
 
 
 def _guess_delimiter(header: bytes, current: str) -> str:
@@ -483,10 +677,20 @@ def _guess_delimiter(header: bytes, current: str) -> str:
 
 def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     """A sentence telling how to fix the failure pyarrow reported as ``reason``."""
-    if "UTF8" in reason or "UTF-8" in reason:
-        return "the file must be UTF-8: re-encode it (e.g. with iconv)"
+    if "UTF8" in reason or "UTF-8" in reason or _UNDECODABLE in reason:
+        return (
+            f"the bytes are not {options.encoding}: set {OPTIONS_PARAM}={{'encoding': ...}} to the file's "
+            "encoding (e.g. 'cp1252', 'latin-1'), or re-encode it to UTF-8 (e.g. with iconv)"
+        )
     if "conversion error" in reason or "changed from" in reason:
         name = _column_name(reason, index, options)
+        declared = options.column_types or {}
+        if name in declared:
+            return (
+                f"the value is not a valid {declared[name]}, as {OPTIONS_PARAM}['column_types'] declares for "
+                f"{name!r}: fix the value, declare another type (e.g. string), or let the job skip such "
+                "chunks with recovery={'max_skipped_fraction': ...}"
+            )
         mixed = " or make the field hold one JSON kind (e.g. all numbers)" if index.fmt == "jsonl" else ""
         return (
             f"if the column really holds such values, declare its type with "
@@ -502,15 +706,18 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     return "fix or remove the malformed record, or check the file's format and options"
 
 
-def _where(reason: str, index: TextIndex, span: _Span) -> str:
-    """Turn pyarrow's range-relative row number into the file's data row number."""
+def _error_row(reason: str, index: TextIndex, span: _Span) -> int | None:
+    """The file's data row (0-based) that pyarrow's range-relative row number in ``reason`` points at."""
     if index.fmt == "csv":
         m = _CSV_ROW.search(reason)
-        row = span.first + int(m.group(1)) - 1 if m else None  # pyarrow counts the header as row 1
-    else:
-        m = _JSON_ROW.search(reason)
-        row = span.first + int(m.group(1)) + 1 if m else None
-    return f" at data row {row} (1-based, header and blank lines not counted)" if row is not None else ""
+        return span.first + int(m.group(1)) - 2 if m else None  # pyarrow counts the header as row 1
+    m = _JSON_ROW.search(reason)
+    return span.first + int(m.group(1)) if m else None
+
+
+def _where(reason: str, index: TextIndex, span: _Span) -> str:
+    row = _error_row(reason, index, span)
+    return f" at data row {row + 1} (1-based, header and blank lines not counted)" if row is not None else ""
 
 
 def _corrupt(
@@ -521,7 +728,7 @@ def _corrupt(
     relative = _CSV_ROW if index.fmt == "csv" else _JSON_ROW
     shown = relative.sub("", reason).strip(" :")
     if not redaction.row_values_logged():  # pyarrow quotes the bad value or prints the whole row
-        known = [path, *_header_names(index, options)]
+        known = [path, *_header_names(index, options), "string", *(options.column_types or {}).values()]
         shown = redaction.scrub_message(shown, known, limit=None)
         err.args = (redaction.scrub_message(reason, known, limit=None),)  # the cause: tracebacks show it
     return DataCorruptionError(
@@ -534,8 +741,9 @@ def _header_names(index: TextIndex, options: TextOptions) -> list[str]:
     if not index.header:
         return []
     try:
+        header = _to_utf8(index.header, options.encoding) if options.transcode else index.header
         parse = pacsv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
-        return pacsv.read_csv(pa.py_buffer(index.header), parse_options=parse).column_names
+        return pacsv.read_csv(pa.py_buffer(header), parse_options=parse).column_names
     except (pa.ArrowException, ValueError):
         return []
 
@@ -555,6 +763,26 @@ def _conform(path: str, table: pa.Table, schema: pa.Schema, span: _Span) -> pa.T
     return table if table.schema == schema else table.cast(schema)
 
 
+def _exact(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, start: int, stop: int
+) -> tuple[bytes, _Span]:
+    """The bytes of records ``[start, stop)`` alone, found by splitting ``span``'s bytes (``data``) into
+    records again (the index keeps every ``stride``-th offset only)."""
+    scanner = _Scanner(path, index.fmt, ord(options.quote_char), span.begin, 1)
+    scanner.header = (span.begin, span.begin)  # the span holds data records only
+    scanner.feed(data)
+    scanner.finish()
+    starts = np.concatenate(scanner.kept) if scanner.kept else np.empty(0, dtype=np.int64)
+    if len(starts) != span.count:
+        raise DataCorruptionError(
+            f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) split "
+            f"into {len(starts)} records, but the index found {span.count}; the file changed since indexing"
+        )
+    begin = int(starts[start - span.first])
+    end = int(starts[stop - span.first]) if stop - span.first < len(starts) else span.end
+    return data[begin - span.begin : end - span.begin], _Span(start, stop - start, begin, end)
+
+
 def read_text_rows(
     fs: Any, path: str, index: TextIndex, start: int, stop: int, schema: pa.Schema, options: TextOptions
 ) -> pa.Table:
@@ -566,9 +794,17 @@ def read_text_rows(
     span = _span(index, start, stop)
     data = _fetch(fs, path, index, span)
     try:
-        table = _conform(path, _parse(data, index, options, schema), schema, span)
+        table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise _corrupt(path, index, span, err, options) from err
+        row = _error_row(str(err), index, span)
+        if row is None or start <= row < stop:
+            raise _corrupt(path, index, span, err, options) from err
+        # the bad record is in the stride but not in these rows (another chunk's): parse these rows alone
+        data, span = _exact(path, data, index, options, span, start, stop)
+        try:
+            table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err2:
+            raise _corrupt(path, index, span, err2, options) from err2
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
@@ -617,32 +853,86 @@ def _merge_fields(a: list[pa.Field], b: list[pa.Field]) -> list[pa.Field]:
     return [pa.field(name, typ) for name, typ in merged.items()]
 
 
-def _sample_spans(index: TextIndex, sample_rows: int) -> list[_Span]:
-    """Spans at the beginning, middle and end of the file (one span if the file is small)."""
-    if index.rows <= sample_rows:
-        return [_span(index, 0, index.rows)]
-    n = max(1, sample_rows // 3)
-    mid = index.rows // 2 - n // 2
+def _typing_spans(index: TextIndex, target_bytes: int) -> list[_Span]:
+    """Stride-aligned spans of about ``target_bytes`` each that cover every record of the file, in order."""
     spans: list[_Span] = []
-    for a, b in ((0, n), (mid, mid + n), (index.rows - n, index.rows)):
-        done = spans[-1].first + spans[-1].count if spans else 0  # stride-aligned
-        if max(a, done) < b:
-            spans.append(_span(index, max(a, done), b))
+    slot, n = 0, len(index.offsets)
+    while slot < n:
+        nxt = max(
+            slot + 1, bisect.bisect_left(index.offsets, index.offsets[slot] + target_bytes, lo=slot + 1)
+        )
+        end = index.offsets[nxt] if nxt < n else index.end
+        first = slot * index.stride
+        spans.append(_Span(first, min(nxt * index.stride, index.rows) - first, index.offsets[slot], end))
+        slot = nxt
     return spans
 
 
-def _sample_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, span: _Span) -> pa.Schema:
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def _typing_types(index: TextIndex, options: TextOptions) -> pa.Schema | None:
+    """What the typing pass parses with: CSV columns with a declared type are read as text there (their
+    values are converted, and reported or quarantined per chunk, when the rows are read); JSON Lines
+    parses declared fields with their type (a JSON kind cannot be read as text)."""
+    declared = options.arrow_types()
+    if not declared:
+        return None
+    if index.fmt == "csv":
+        return pa.schema([(k, pa.string()) for k in declared])
+    return pa.schema(list(declared.items()))
+
+
+_MAX_UNTYPED = 100  # malformed records one typing range may leave to the chunks that hold them
+
+
+def _span_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, span: _Span) -> list[pa.Schema]:
     data = _fetch(fs, path, index, span) if span.count else b""
+    skipped: list[int] = []
+    schemas = _typed(path, data, index, options, span, skipped)
+    if skipped:
+        log.warning(
+            "%s: %d malformed record(s) (data rows %s, 1-based) were left out of the typing pass; the chunks "
+            "holding them will fail naming the row (or be skipped under max_skipped_fraction)",
+            path, len(skipped), [r + 1 for r in skipped[:10]],
+        )  # fmt: skip
+    return schemas
+
+
+def _typed(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, skipped: list[int]
+) -> list[pa.Schema]:
+    """The inferred schema(s) of ``span``'s records. A malformed record (pyarrow names its row) is left out
+    and the records around it typed on their own, so one bad row fails (or is skipped with) the chunk that
+    holds it, not the whole job at planning."""
+    types = _typing_types(index, options)
     try:
-        table = _parse(data, index, options, None)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise _corrupt(path, index, span, err, options) from err
+        if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
+            try:
+                table = _parse(data, index, options, None, span.begin)
+            except _ARROW_ERRORS:
+                table = _parse(data, index, options, types, span.begin)  # declared fields first
+        else:
+            table = _parse(data, index, options, types, span.begin)  # the other columns are inferred
+    except _ARROW_ERRORS as err:
+        row = _error_row(str(err), index, span)
+        last = span.first + span.count
+        if row is None or not span.first <= row < last or len(skipped) >= _MAX_UNTYPED:
+            raise _corrupt(path, index, span, err, options) from err
+        skipped.append(row)
+        out = []
+        for a, b in ((span.first, row), (row + 1, last)):
+            if a < b:
+                part, sub = _exact(path, data, index, options, span, a, b)
+                out += _typed(path, part, index, options, sub, skipped)
+        return out
     if table.num_rows != span.count:
         raise DataCorruptionError(
-            f"{path}: sample records {span.first}-{span.first + span.count} parsed into "
-            f"{table.num_rows} rows; check the quoting and line endings, and {OPTIONS_PARAM}"
+            f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
+            f"parsed into {table.num_rows} rows, but the index found {span.count}; check the quoting and "
+            f"line endings, and {OPTIONS_PARAM}"
         )
-    return table.schema
+    return [table.schema]
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:
@@ -652,12 +942,21 @@ def _check_names(path: str, schema: pa.Schema) -> None:
             f"{path}: the header repeats column name(s) {sorted(set(dup))}; "
             "rename them so every column name is unique"
         )
-    binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+
+
+def _undecodable_as_text(path: str, fields: list[pa.Field], options: TextOptions) -> list[pa.Field]:
+    """Columns typed binary (bytes that are not valid UTF-8 somewhere in the file) are text columns: the
+    chunks that hold such bytes fail when read (file, row and the encoding fix named; skipped under
+    ``max_skipped_fraction``), the others are read. Planning does not fail for one bad byte."""
+    binary = [f.name for f in fields if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if binary:
-        raise DataCorruptionError(
-            f"{path}: column(s) {binary} hold bytes that are not valid UTF-8; "
-            "re-encode the file as UTF-8 (e.g. with iconv)"
-        )
+        log.warning(
+            "%s: column(s) %s hold bytes that are not valid %s; the chunks holding them will fail (or be "
+            "skipped under max_skipped_fraction). Set %s={'encoding': ...} to the file's encoding (e.g. "
+            "'cp1252', 'latin-1') or re-encode the file as UTF-8 (e.g. with iconv)",
+            path, binary, options.encoding, OPTIONS_PARAM,
+        )  # fmt: skip
+    return [pa.field(f.name, pa.string()) if f.name in binary else f for f in fields]
 
 
 def _apply_declared(path: str, fmt: str, schema: pa.Schema, options: TextOptions) -> pa.Schema:
@@ -673,20 +972,42 @@ def _apply_declared(path: str, fmt: str, schema: pa.Schema, options: TextOptions
 
 
 def infer_text_schema(
-    fs: Any, path: str, index: TextIndex, options: TextOptions, *, sample_rows: int = 10_000
+    fs: Any,
+    path: str,
+    index: TextIndex,
+    options: TextOptions,
+    *,
+    span_bytes: int | None = None,
+    threads: int | None = None,
 ) -> pa.Schema:
-    """Infer a schema from rows at the beginning, middle and end of the file.
+    """The schema of the whole file: every row is typed (parsed with inference) in ranges of about
+    ``span_bytes`` (default ``_TYPING_BYTES``), ``threads`` at a time (pyarrow parses without the GIL), and the ranges' types are
+    reconciled with :func:`merge_types` (int64 -> float64 -> string), so a type that changes late in the
+    file widens the column before any chunk is read.
 
-    ``column_types`` override the inferred types. For JSON Lines a declared column that the
-    samples do not hold is appended (there is no header to check it against).
+    ``column_types`` override the inferred types. For JSON Lines a declared column that the file does not
+    hold is appended (there is no header to check it against). A header-only CSV keeps its columns (typed
+    null, unless declared).
     """
-    if index.rows:
-        spans = _sample_spans(index, max(1, sample_rows))
-    else:  # a CSV header alone still names the columns
+    t0 = time.perf_counter()
+    spans = _typing_spans(index, max(1, span_bytes or _TYPING_BYTES))
+    if not spans:  # a CSV header alone still names the columns
         spans = [_Span(0, 0, 0, 0)] if index.header else []
+    workers = max(1, min(len(spans), threads or min(usable_cpus(), 8)))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="abp-typing") as pool:
+            found = list(pool.map(lambda s: _span_schema(fs, path, index, options, s), spans))
+    else:
+        found = [_span_schema(fs, path, index, options, s) for s in spans]
     fields: list[pa.Field] = []
-    for span in spans:
-        schema = _sample_schema(fs, path, index, options, span)
+    for schema in (schema for group in found for schema in group):
         _check_names(path, schema)
         fields = _merge_fields(fields, list(schema)) if fields else list(schema)
+    fields = _undecodable_as_text(path, fields, options)
+    if index.rows:
+        seconds = time.perf_counter() - t0
+        log.info(
+            "%s: typed %d rows (%d bytes) in %.2f s, %d range(s) on %d thread(s)",
+            path, index.rows, index.end - index.data_start, seconds, len(spans), workers,
+        )  # fmt: skip
     return _apply_declared(path, index.fmt, pa.schema(fields), options)

@@ -297,8 +297,11 @@ def test_zero_row_and_empty_files_succeed_with_a_warning(tmp_path, make_parquet,
     make_parquet(sample_frame(0), "empty.parquet")
     (tmp_path / "src" / "blank.parquet").write_bytes(b"")
     result = run_batch_job(tmp_path / "src", "passthrough", output_path=tmp_path / "out")
-    assert (result.rows_in, result.rows_out, result.chunks_total) == (0, 0, 0)
+    # one empty chunk, so the processor sees the columns of a source without rows (issue #17)
+    assert (result.rows_in, result.rows_out, result.chunks_total) == (0, 0, 1)
     assert "empty (0 rows)" in caplog.text
+    profile = run_batch_job(tmp_path / "src", "data_profiling", output_path=tmp_path / "profile").report
+    assert list(profile["columns"]) == list(sample_frame(0).columns)
 
 
 @pytest.mark.parametrize("case", ["missing", "glob", "unsupported", "truncated", "schema", "processor"])

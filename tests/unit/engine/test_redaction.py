@@ -18,7 +18,7 @@ from airflow_batch_provider.exceptions import BatchProviderError, DataCorruption
 CARD = "4111111111111111"
 PASSWORD = "Hunter2Secret!"
 PLANTED = (CARD, PASSWORD, "Hunter2")
-BAD_ROW = 12_000  # outside the rows the schema sampler reads (start, middle and end of the file)
+BAD_ROW = 12_000  # in the third chunk (the typing pass leaves a malformed record to the chunk holding it)
 ROWS = 50_000
 
 
@@ -32,7 +32,9 @@ def write_csv(path: Path, bad_line: str) -> Path:
     return path
 
 
-def run_failing(tmp_path: Path, source: Path) -> tuple[BaseException, list[dict]]:
+def run_failing(
+    tmp_path: Path, source: Path, csv_options: dict | None = None
+) -> tuple[BaseException, list[dict]]:
     records = tmp_path / "_records"
     with pytest.raises(BatchProviderError) as info:
         run_batch_job(
@@ -41,6 +43,7 @@ def run_failing(tmp_path: Path, source: Path) -> tuple[BaseException, list[dict]
             config={"batch_size": 5000, "max_concurrent_batches": 1, "retry_attempts": 0},
             output_path=str(tmp_path / "out"),
             records_path=str(records),
+            csv_options=csv_options,
         )
     return info.value, list(FailureRecords(records).iter_records())
 
@@ -61,7 +64,9 @@ def assert_clean(text: str) -> None:
 def test_planted_values_stay_out_of_records_logs_and_exceptions(tmp_path, caplog, bad_line, reason):
     source = write_csv(tmp_path / "src" / "payments.csv", bad_line)
     caplog.set_level(logging.INFO, logger="airflow_batch_provider")
-    err, records = run_failing(tmp_path, source)
+    # the whole file is typed, so a word in the amount column would make it text: declare it a number
+    declared = {"column_types": {"amount": "int64"}} if "invalid value" in reason else None
+    err, records = run_failing(tmp_path, source, declared)
     assert isinstance(err, DataCorruptionError)
     # the failure record: no values, but the file, the row and pyarrow's reason
     (rec,) = records
