@@ -51,8 +51,23 @@ def to_arrow(frame: Any) -> Any:
     if isinstance(frame, pa.RecordBatch):
         return pa.Table.from_batches([frame])
     if kind_of_frame(frame) == "polars":
-        return frame.to_arrow()
+        return _signed_dictionaries(frame.to_arrow())
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _signed_dictionaries(table: Any) -> Any:
+    """polars writes Categorical/Enum columns as dictionaries with ``uint32`` indices, which pyarrow before 17
+    cannot convert to pandas ("unsigned dictionary indices ... not yet supported"): cast them to ``int32``
+    (the values and the order of the dictionary are unchanged)."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type) and pa.types.is_unsigned_integer(f.type.index_type):
+            target = pa.dictionary(
+                pa.int32() if f.type.index_type.bit_width <= 32 else pa.int64(), f.type.value_type
+            )
+            table = table.set_column(i, f.name, table.column(i).cast(target))
+    return table
 
 
 def to_pandas(frame: Any) -> Any:
