@@ -427,7 +427,8 @@ def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
     record = chunk_record(task)
     if job.fence is not None:
         job.fence.check()
-    if result.rows is not None and len(result.rows):
+    # rows, or the empty chunk of a source without rows: its (empty) part keeps the output's columns and types
+    if result.rows is not None and (len(result.rows) or task.start == task.stop):
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)
         write_part(job.gen.child("parts", record["part"]), result.rows)

@@ -300,6 +300,9 @@ def test_zero_row_and_empty_files_succeed_with_a_warning(tmp_path, make_parquet,
     # one empty chunk, so the processor sees the columns of a source without rows (issue #17)
     assert (result.rows_in, result.rows_out, result.chunks_total) == (0, 0, 1)
     assert "empty (0 rows)" in caplog.text
+    out = read_output(result.output_uri)  # the output keeps the source's columns and types
+    assert out is not None and len(out) == 0
+    assert dict(out.dtypes) == dict(sample_frame(0).dtypes)
     profile = run_batch_job(tmp_path / "src", "data_profiling", output_path=tmp_path / "profile").report
     assert list(profile["columns"]) == list(sample_frame(0).columns)
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_batch_provider.engine import run_batch_job, textformats
+from airflow_batch_provider.engine import read_output, run_batch_job, textformats
 from airflow_batch_provider.engine.redaction import log_row_values
 from airflow_batch_provider.engine.textformats import (
     PANDAS_NULL_VALUES,
@@ -358,6 +358,8 @@ def test_header_only_csv_keeps_its_columns_in_the_profile(tmp_path):
     assert result.rows_in == 0
     assert list(result.report["columns"]) == ["id", "name", "amount"]
     assert all(c["count"] == 0 and c["nulls"] == 0 for c in result.report["columns"].values())
+    rows = run_batch_job(path, "passthrough", output_path=tmp_path / "rows")
+    assert list(read_output(rows.output_uri).columns) == ["id", "name", "amount"]
 
 
 def _round_trip_frame(n: int) -> pd.DataFrame:
