@@ -7,7 +7,8 @@
 ``--before`` is a git revision, exported with ``git archive`` to a temporary folder; ``--after`` defaults to
 this checkout. Every measurement is a fresh ``python -c`` subprocess with ``PYTHONPATH`` set to one of the two
 trees, timed around ``run_batch_job`` only (imports excluded), with a fixed ``BatchConfig(batch_size=250_000,
-max_concurrent_batches=2)`` so both versions run the same plan (sizing decisions are not what is compared).
+max_concurrent_batches=2)`` so both versions run the same plan (quality: not_null and unique on ``id``, a range on
+``amount``; features: two scalings and a one-hot column) (sizing decisions are not what is compared).
 Repeats are interleaved (ABBA). Peak memory is the summed PSS of the child's whole process tree (the job and
 its forked workers), sampled every 50 ms. Prints ``after / before`` of the median seconds per processor and
 both peaks; compare ratios from one run, not absolute figures across runs.
@@ -37,9 +38,15 @@ import json, sys, time
 from airflow_batch_provider.engine import run_batch_job
 name, source, out = sys.argv[1:4]
 processor = (lambda batch, ctx: None) if name == "noop" else name
+params = {
+    "data_quality": {"rules": [{"type": "not_null", "column": "id"}, {"type": "unique", "column": "id"},
+                               {"type": "between", "column": "amount", "min": 0, "max": 500}]},
+    "feature_engineering": {"scale": {"amount": "standard", "price": "minmax"},
+                            "encode": {"country": "onehot"}},
+}.get(name, {})
 t = time.perf_counter()
 result = run_batch_job(source, processor, output_path=out,
-                       config={"batch_size": 250_000, "max_concurrent_batches": 2})
+                       config={"batch_size": 250_000, "max_concurrent_batches": 2}, **params)
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": result.rows_in}))
 """
 
