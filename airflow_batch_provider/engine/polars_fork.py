@@ -24,6 +24,7 @@ No Airflow imports.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import importlib.machinery
 import importlib.util
@@ -57,6 +58,8 @@ def runtime_copy() -> str | None:
                 tempfile.mkdtemp(prefix="abp-polars-", dir=folder), os.path.basename(source)
             )
             shutil.copyfile(source, target)
+            # removed when this process exits; workers that mapped it keep their mapping (Linux unlinks lazily)
+            atexit.register(shutil.rmtree, os.path.dirname(target), ignore_errors=True)
             _COPY = target
             return target
         except OSError as err:
