@@ -59,6 +59,7 @@ from airflow_batch_provider.exceptions import (
     StaleAttemptError,
     WorkerDiedError,
 )
+from airflow_batch_provider.processors import side_files
 from airflow_batch_provider.processors.base import BaseProcessor, StatsPass
 from airflow_batch_provider.storage import Location
 
@@ -385,6 +386,15 @@ class JobRunner:
 
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> JobResult:
+        # side files of chunk states on object storage go through the job folder's own filesystem (and a local
+        # cache of this machine, dropped when the job ends): registered before any chunk worker forks
+        side_files.register(self.out)
+        try:
+            return self._run()
+        finally:
+            side_files.release(self.out)
+
+    def _run(self) -> JobResult:
         decision, store, files, schema = self.prepare()
         self.scrubber = Scrubber.for_job(
             schema=schema,

@@ -52,6 +52,7 @@ from airflow_batch_provider.engine.runner import (
     plan_chunks,
 )
 from airflow_batch_provider.exceptions import BatchInputError, ShardIncompleteError
+from airflow_batch_provider.processors import side_files
 from airflow_batch_provider.processors.registry import resolve_processor
 from airflow_batch_provider.storage import Location
 
@@ -349,8 +350,16 @@ def merge_shards(
     ``_report.json`` and ``_SUCCESS``, like a single-task run. Raises :class:`ShardIncompleteError` when a
     shard is missing or unfinished.
     """
-    started = time.monotonic()
     out = Location.of(output_path)
+    side_files.register(out)  # the shards' side files on object storage (see processors/side_files.py)
+    try:
+        return _merge_shards(out, processor, job_id=job_id, **processor_kwargs)
+    finally:
+        side_files.release(out)
+
+
+def _merge_shards(out: Location, processor: Any, *, job_id: str | None, **processor_kwargs: Any) -> JobResult:
+    started = time.monotonic()
     plan = _latest_plan(out)
     specs = plan.child(SHARD_SPECS).read_json()
     proc = resolve_processor(processor, processor_kwargs)

@@ -510,27 +510,33 @@ def write_side_files(base: str, arrays: dict[str, np.ndarray]) -> None:
     import os
     import uuid
 
-    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    from airflow_batch_provider.processors import side_files
+
     for name, values in arrays.items():
-        tmp = f"{base}.{name}.bin.{uuid.uuid4().hex}.tmp"
+        local = side_files.local_target(f"{base}.{name}.bin")  # on object storage: the cache copy
+        tmp = f"{local}.{uuid.uuid4().hex}.tmp"
         values.tofile(tmp)
-        os.replace(tmp, f"{base}.{name}.bin")
+        os.replace(tmp, local)
+        side_files.publish(f"{base}.{name}.bin")
 
 
 def read_side_files(base: str, dtypes: dict[str, str], n: int) -> dict[str, np.ndarray]:
     """The arrays :func:`write_side_files` wrote, each checked to hold ``n`` entries."""
     import os
 
+    from airflow_batch_provider.processors import side_files
+
     out = {}
     for name, dtype in dtypes.items():
         path = f"{base}.{name}.bin"
-        size = os.path.getsize(path) if os.path.exists(path) else -1
+        local = side_files.localize(path)
+        size = os.path.getsize(local) if local is not None else -1
         if size != n * np.dtype(dtype).itemsize:
             raise RuntimeError(
                 f"distribution side file {path} is missing or does not hold {n} values; the job folder was "
                 "changed or moved: rerun the job in a new output folder"
             )
-        out[name] = np.fromfile(path, dtype=dtype)
+        out[name] = np.fromfile(local, dtype=dtype)  # type: ignore[arg-type]
     return out
 
 

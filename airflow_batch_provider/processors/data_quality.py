@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors import arrow_hashing, hashing
+from airflow_batch_provider.processors import arrow_hashing, hashing, side_files
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.frames import kind_of_frame, like, to_arrow
 
@@ -802,7 +802,7 @@ class DataQualityProcessor(BaseProcessor):
             parts = [s[rule.name] for s in states if s and rule.name in s]
             files = [p["file"] for p in parts if "file" in p]
             spill = os.path.join(os.path.dirname(files[0]), f"u{i}-repeated") if files else None
-            work = os.path.dirname(files[0]) if files else None
+            work = side_files.scratch_dir(files[0]) if files else None  # local even for object storage
             distinct, repeated = hashing.repeated_first_positions(parts, spill, workdir=work)
             merged[rule.name] = {"distinct": distinct, "repeated": repeated}
         return merged

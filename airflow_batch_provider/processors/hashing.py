@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_batch_provider.processors import side_files
+
 _EMPTY = np.empty(0, dtype=np.uint64)
 
 
@@ -164,16 +166,9 @@ _SUFFIXES = {"h": (".h.u8", "<u8"), "p": (".p.i8", "<i8"), "r": (".r.b1", "u1")}
 
 
 def spill_folder(output_uri: str | None, *parts: str) -> str | None:
-    """A local folder under a job's ``output_uri`` for key side files (``{output_uri}/_keys/...``), or None
-    when there is none (no ``output_uri``, or object storage): callers then keep states inline."""
-    if not output_uri:
-        return None
-    from airflow_batch_provider.storage import Location
-
-    loc = Location.of(output_uri)
-    if not loc.is_local:
-        return None
-    return os.path.join(loc.path, "_keys", *parts)
+    """Where a job's key side files go (``{output_uri}/_keys/...``): a local path for a local job folder, a URI
+    on object storage (see :mod:`side_files`), or None without an ``output_uri`` (states then stay inline)."""
+    return side_files.folder(output_uri, *parts)
 
 
 class _Column:
@@ -182,8 +177,12 @@ class _Column:
     __slots__ = ("array", "dtype", "n", "path")
 
     def __init__(self, array: np.ndarray | None = None, path: str | None = None, dtype: str = "<u8") -> None:
-        self.array, self.path, self.dtype = array, path, np.dtype(dtype)
-        self.n = len(array) if array is not None else os.path.getsize(path) // self.dtype.itemsize  # type: ignore[arg-type]
+        self.array, self.dtype = array, np.dtype(dtype)
+        # a side file on object storage is read from this machine's cached copy (downloaded once)
+        self.path = side_files.localize(path) if path is not None else None
+        if array is None and self.path is None:
+            raise FileNotFoundError(path)
+        self.n = len(array) if array is not None else os.path.getsize(self.path) // self.dtype.itemsize  # type: ignore[arg-type]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         if self.array is not None:
@@ -221,7 +220,7 @@ class Run:
             )
         base = state["file"]
         cols2 = {
-            k: _Column(path=base + suffix, dtype=dtype) if os.path.exists(base + suffix) else None
+            k: _Column(path=base + suffix, dtype=dtype) if side_files.localize(base + suffix) else None
             for k, (suffix, dtype) in _SUFFIXES.items()
         }
         if cols2["h"] is None or cols2["h"].n != int(state["n"]):
@@ -242,9 +241,10 @@ class RunWriter:
     """Append sorted blocks to a run's side files; ``close()`` publishes them atomically, returns the state."""
 
     def __init__(self, base: str, columns: str = "hpr") -> None:
-        os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
         self.base, self.n = base, 0
-        self.tmp = {k: f"{base}{_SUFFIXES[k][0]}.{uuid.uuid4().hex}.tmp" for k in columns}
+        # on object storage: written to the local cache copy, uploaded by close()
+        self.local = {k: side_files.local_target(base + _SUFFIXES[k][0]) for k in columns}
+        self.tmp = {k: f"{self.local[k]}.{uuid.uuid4().hex}.tmp" for k in columns}
         self.files = {k: open(path, "wb") for k, path in self.tmp.items()}  # noqa: SIM115 - closed in close()
 
     def append(
@@ -259,7 +259,9 @@ class RunWriter:
     def close(self) -> dict[str, Any]:
         for k, fh in self.files.items():
             fh.close()
-            os.replace(self.tmp[k], self.base + _SUFFIXES[k][0])
+            os.replace(self.tmp[k], self.local[k])
+        for k in self.files:
+            side_files.publish(self.base + _SUFFIXES[k][0])
         return {"n": self.n, "file": self.base}
 
     def abort(self) -> None:
@@ -295,6 +297,14 @@ def run_state(
     return state
 
 
+def _local(path: str) -> str:
+    """The local copy of a side file (see :mod:`side_files`); ``Run.of`` checked it exists."""
+    local = side_files.localize(path)
+    if local is None:
+        raise FileNotFoundError(path)
+    return local
+
+
 def load_run(state: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """``(hashes, first positions)`` of a run state as arrays; side files are memory-mapped read-only, so
     forked workers share their pages."""
@@ -305,8 +315,8 @@ def load_run(state: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
         return run.hashes.read(0, len(run)), run.block(0, len(run))[1]
     Run.of(state)  # validates the files
     n = int(state["n"])
-    h = np.memmap(state["file"] + _SUFFIXES["h"][0], dtype="<u8", mode="r", shape=(n,))
-    p = np.memmap(state["file"] + _SUFFIXES["p"][0], dtype="<i8", mode="r", shape=(n,))
+    h = np.memmap(_local(state["file"] + _SUFFIXES["h"][0]), dtype="<u8", mode="r", shape=(n,))
+    p = np.memmap(_local(state["file"] + _SUFFIXES["p"][0]), dtype="<i8", mode="r", shape=(n,))
     return h, p
 
 
