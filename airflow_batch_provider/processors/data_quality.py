@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors import arrow_hashing, hashing, side_files
+from airflow_batch_provider.processors import arrow_hashing, hashing, quality_defaults, side_files
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.frames import kind_of_frame, like, to_arrow
 
@@ -710,7 +710,9 @@ def global_positions(ctx: ChunkContext, n: int) -> np.ndarray:
 class DataQualityProcessor(BaseProcessor):
     """Check declarative rules; quarantine failing rows; report per-rule counts and an overall score.
 
-    :param rules: a list of rule dicts (see the module docstring for the schema). Fixed in DAG code.
+    :param rules: a list of rule dicts (see the module docstring for the schema). Fixed in DAG code. None (the
+        default): the default assessment, rules derived from the data in the statistics pass
+        (:mod:`~airflow_batch_provider.processors.quality_defaults`), listed in the report's ``assessment``.
     :param quarantine_values: True (default): failing rows are written with all their values; False: only
         ``_source_file_index``, ``_source_row`` and ``_failed_rules`` (for sensitive data).
     """
@@ -732,7 +734,9 @@ class DataQualityProcessor(BaseProcessor):
     # parameters ----------------------------------------------------------------------------------------------
     @property
     def stats_pass(self) -> bool:  # type: ignore[override]
-        """A statistics pass is needed only for ``unique`` rules."""
+        """A statistics pass is needed only for ``unique`` rules, and for the default assessment (no rules)."""
+        if self.rules is None:
+            return True
         rules = self.rules if isinstance(self.rules, Sequence) and not isinstance(self.rules, str) else []
         return any(isinstance(r, Mapping) and r.get("type") == "unique" for r in rules)
 
@@ -741,7 +745,8 @@ class DataQualityProcessor(BaseProcessor):
         if parsed is None:
             if not isinstance(self.quarantine_values, bool):
                 raise ConfigError(f"quarantine_values must be true or false, got {self.quarantine_values!r}")
-            parsed = parse_rules(self.rules)
+            rules = self.rules if self.rules is not None else quality_defaults.current_rules(self)
+            parsed = parse_rules(rules)
             self.__dict__["_parsed"] = parsed
         return parsed
 
@@ -792,6 +797,8 @@ class DataQualityProcessor(BaseProcessor):
             h, p, rep = hashing.first_positions_run(self._key_hashes(rule, table), pos)
             where = f"{folder}/u{i}-f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}"
             out[rule.name] = hashing.run_state(h, p, rep, spill_to=where if folder else None)
+        if self.rules is None:  # the default assessment's statistics
+            out[quality_defaults.STATS_KEY] = quality_defaults.partial_profile(table)
         return out
 
     def merge_stats(self, states: list[Any]) -> Any:
@@ -805,9 +812,15 @@ class DataQualityProcessor(BaseProcessor):
             work = side_files.scratch_dir(files[0]) if files else None  # local even for object storage
             distinct, repeated = hashing.repeated_first_positions(parts, spill, workdir=work)
             merged[rule.name] = {"distinct": distinct, "repeated": repeated}
+        if self.rules is None:
+            merged[quality_defaults.STATS_KEY] = quality_defaults.merge_profiles(
+                [s.get(quality_defaults.STATS_KEY) for s in states if s]
+            )
         return merged
 
     def fit_stats(self, state: Any) -> None:
+        if self.rules is None:  # derive the default assessment's rules first
+            quality_defaults.fit(self, state)
         self._validate()
         state = state or {}
         self.unique_state_ = {r.name: state.get(r.name) for r in self._unique_rules()}
@@ -816,9 +829,13 @@ class DataQualityProcessor(BaseProcessor):
         }
 
     def get_state(self) -> Any:
-        return {"format_version": STATE_VERSION, "unique": getattr(self, "unique_state_", {})}
+        out: dict[str, Any] = {"format_version": STATE_VERSION, "unique": getattr(self, "unique_state_", {})}
+        if self.rules is None:
+            out["assessment"] = quality_defaults.fitted(self)
+        return out
 
     def set_state(self, state: Any) -> None:
+        quality_defaults.restore(self, (state or {}).get("assessment"))
         self.fit_stats((state or {}).get("unique"))
 
     # main pass -----------------------------------------------------------------------------------------------
@@ -945,7 +962,7 @@ class DataQualityProcessor(BaseProcessor):
         entries = [self._rule_report(r, rows, state["rules"].get(r.name, [0, 0])) for r in rules]
         ratios = [e["failure_ratio"] for e in entries if e["failure_ratio"] is not None]
         failed = [e["name"] for e in entries if not e["passed"]]
-        return {
+        report: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "rows": rows,
             "rows_failed": int(state["rows_failed"]),
@@ -956,6 +973,9 @@ class DataQualityProcessor(BaseProcessor):
             "failed_rules": failed,
             "rules": entries,
         }
+        if self.rules is None:
+            report["assessment"] = quality_defaults.assessment(self, report)
+        return report
 
     def _rule_report(self, rule: Rule, rows: int, counts: list[int]) -> dict[str, Any]:
         evaluated, failed = counts
