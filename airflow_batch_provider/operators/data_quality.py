@@ -27,7 +27,9 @@ class DataQualityOperator(BatchJobOperator):
     ``_source_row`` and ``_failed_rules``. The report (rule schema and keys: ``docs/processors/data_quality.md``)
     is in the returned summary's ``report`` and in ``{output_uri}/_report.json``.
 
-    :param rules: the rule dicts. Not templated: custom expressions are code fixed in the DAG file.
+    :param rules: the rule dicts. Not templated: custom expressions are code fixed in the DAG file. None (the
+        default): the default assessment, rules derived from the data (completeness, duplicate rows, type
+        consistency, outliers; ``docs/processors/data_quality.md``), listed in the report's ``assessment``.
     :param quarantine_values: False writes only row positions and failed rule names (sensitive data).
     :param fail_on: ``None`` (default: the task succeeds and reports), ``"error"`` / ``"warning"`` (fail when a
         rule of at least that severity failed), or a minimum overall score in [0, 1]. Templated; checked after
@@ -43,7 +45,7 @@ class DataQualityOperator(BatchJobOperator):
     def __init__(
         self,
         *,
-        rules: Sequence[Mapping[str, Any]],
+        rules: Sequence[Mapping[str, Any]] | None = None,
         quarantine_values: bool = True,
         fail_on: str | float | None = None,
         **kwargs: Any,

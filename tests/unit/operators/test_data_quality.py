@@ -84,3 +84,34 @@ def test_bad_rules_and_fail_on_fail_before_reading(source):
 def test_template_fields_exclude_the_rules():
     assert DataQualityOperator.template_fields == (*BatchJobOperator.template_fields, "fail_on")
     assert "rules" not in DataQualityOperator.template_fields
+
+
+def test_no_rules_runs_the_default_assessment(tmp_path, monkeypatch):
+    """Planted problems found through the operator; fail_on="warning" fails on them (the generated rules are
+    warnings), and the same operator on clean data succeeds with no finding."""
+    from tests.unit.processors.test_quality_defaults import clean_frame, planted_frame
+
+    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
+    planted, clean = tmp_path / "planted", tmp_path / "clean"
+    for folder, frame in ((planted, planted_frame()), (clean, clean_frame())):
+        folder.mkdir()
+        frame.to_parquet(folder / "a.parquet", row_group_size=500)
+    config = BatchConfig(batch_size=333, max_concurrent_batches=2)
+    task = DataQualityOperator(task_id="dq", source=str(planted), config=config)
+    report = task.execute(context())["report"]
+    found = {(f["check"], f["column"]) for f in report["assessment"]["findings"]}
+    assert found == {
+        ("completeness", "x"),
+        ("duplicates", None),
+        ("type_consistency", "price"),
+        ("stored_as_text", "price"),
+        ("outliers", "x"),
+    }
+    with pytest.raises(DataQualityFailure, match="duplicate_rows: 3/2400 failed"):
+        DataQualityOperator(task_id="dq2", source=str(planted), config=config, fail_on="warning").execute(
+            context()
+        )
+    summary = DataQualityOperator(task_id="dq3", source=str(clean), config=config, fail_on="warning").execute(
+        context()
+    )
+    assert summary["report"]["assessment"]["findings"] == [] and summary["report"]["passed"]
