@@ -259,7 +259,8 @@ def outlier_rule(name: str, col: Mapping[str, Any]) -> tuple[dict[str, Any] | No
 
 def derive_rules(profile: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The rules of the default assessment for ``profile`` (see the module docs) and, per column that got no
-    type/outlier rule for a reason worth knowing, that reason."""
+    type/outlier rule for a reason worth knowing, that reason. ``duplicate_rows`` first, then per column in
+    name order: completeness, then its type or outlier rule."""
     columns = profile.get("columns")
     if not isinstance(columns, Mapping):
         from airflow_batch_provider.exceptions import ConfigError
@@ -270,7 +271,9 @@ def derive_rules(profile: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict
         )
     rules: list[dict[str, Any]] = [{"type": "unique", "name": DUPLICATES, "severity": SEVERITY}]
     skipped: dict[str, str] = {}
-    for name, col in columns.items():
+    # by name: the same list however the profile travelled (the engine's JSON files sort their keys)
+    for name in sorted(columns, key=str):
+        col = columns[name]
         rules.append(
             {"type": "not_null", "column": name, "name": f"completeness({name})", "severity": SEVERITY}
         )

@@ -112,6 +112,35 @@ def quality_oracle(report, df):
     assert report["rows_failed"] == int(bad.sum())
 
 
+def quality_defaults_oracle(report, df):
+    """No rules: the rules derived from the data (completeness, duplicate rows, IQR fences) and their counts."""
+    from airflow_batch_provider.processors.quality_defaults import IQR_FACTOR
+
+    generated = {r["name"]: r for r in report["assessment"]["generated_rules"]}
+    failed = {r["name"]: r["failed"] for r in report["rules"]}
+    assert report["rows"] == len(df)
+    assert set(generated) == {"duplicate_rows", *(f"completeness({c})" for c in df.columns)} | {
+        f"outliers({c})" for c in ("id", "x", "dup")
+    }
+    bad = df.duplicated()
+    assert failed["duplicate_rows"] == int(bad.sum())
+    for c in df.columns:
+        assert failed[f"completeness({c})"] == int(df[c].isna().sum())
+        bad |= df[c].isna()
+    for c in ("id", "x", "dup"):
+        values = df[c].dropna().astype(float)
+        q1, q3 = values.quantile(0.25), values.quantile(0.75)
+        lo, hi = q1 - IQR_FACTOR * (q3 - q1), q3 + IQR_FACTOR * (q3 - q1)
+        if c != "x":  # integer columns: the fences rounded outward
+            lo, hi = math.floor(lo), math.ceil(hi)
+        rule = generated[f"outliers({c})"]
+        assert rule["min"] == pytest.approx(lo, rel=1e-12) and rule["max"] == pytest.approx(hi, rel=1e-12)
+        outside = (df[c] < rule["min"]) | (df[c] > rule["max"])
+        assert failed[f"outliers({c})"] == int(outside.sum())
+        bad |= outside
+    assert report["rows_failed"] == int(bad.sum())
+
+
 def anomaly_oracle(report, df, output=None):
     from sklearn.ensemble import IsolationForest
 
@@ -127,12 +156,17 @@ def anomaly_oracle(report, df, output=None):
 CASES = {
     "anomaly_detection": ({"features": ["x", "dup"], "sample_size": 10_000}, anomaly_oracle),
     "data_quality": ({"rules": QUALITY_RULES}, quality_oracle),
+    "data_quality_defaults": ({}, quality_defaults_oracle),
     "data_profiling": ({}, profiling_oracle),
     "feature_engineering": (
         {"scale": {"x": "standard"}, "impute": {"x": "mean"}, "encode": {"cat": "onehot"}},
         features_oracle,
     ),
 }
+
+
+#: cases that run a processor under another name: its defaults (no parameters)
+PROCESSOR = {"data_quality_defaults": "data_quality"}
 
 
 def _strip(report):
@@ -150,7 +184,7 @@ def _run(source, name, out, batch_size, workers):
     params, _ = CASES[name]
     return run_batch_job(
         source,
-        name,
+        PROCESSOR.get(name, name),
         config={"batch_size": batch_size, "max_concurrent_batches": workers},
         output_path=out,
         **params,
@@ -167,12 +201,12 @@ def reference(source, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_defaults_construct_and_state_round_trips_through_json(name, source, reference):
     params, _ = CASES[name]
-    processor = resolve_processor(name, params)
+    processor = resolve_processor(PROCESSOR.get(name, name), params)
     assert processor.chunk_invariant and json.dumps(processor.get_params())
     saved = Path(reference[name].output_uri) / "g0001" / "fit_state.json"
     if saved.exists():  # what fit learned, restored into a fresh instance, is the same JSON
         state = json.loads(saved.read_text())
-        fresh = resolve_processor(name, params)
+        fresh = resolve_processor(PROCESSOR.get(name, name), params)
         fresh.set_state(state)
         assert json.loads(json.dumps(fresh.get_state())) == state
     report = reference[name].report
@@ -217,7 +251,16 @@ def test_sigkill_and_resume_gives_the_same_result(name, source, reference, tmp_p
     params, _ = CASES[name]
     out, marker = tmp_path / "out", tmp_path / "marker"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILL, str(source), str(out), name, json.dumps(params), str(marker)],
+        [
+            sys.executable,
+            "-c",
+            KILL,
+            str(source),
+            str(out),
+            PROCESSOR.get(name, name),
+            json.dumps(params),
+            str(marker),
+        ],
         cwd=ROOT,
         start_new_session=True,
     )

@@ -180,6 +180,8 @@ def test_suggest_rules_of_a_data_profiling_report_gives_the_same_rules(planted, 
     generated = result.report["assessment"]["generated_rules"]
     profile = run_batch_job(source, "data_profiling", output_path=tmp_path / "p", top_k=1000).report
     assert suggest_rules(profile) == generated  # every text value listed: the type rule too
+    saved = json.loads((tmp_path / "p" / "_report.json").read_text())  # keys sorted on disk: the same list
+    assert suggest_rules(saved) == generated
     few = run_batch_job(source, "data_profiling", output_path=tmp_path / "q").report  # top_k=10
     rules, skipped = derive_rules(few)
     assert rules == [r for r in generated if r["name"] != "type_consistency(price)"]
