@@ -9,6 +9,10 @@ and concurrency recommended for SOURCE, the reasons, and advice about the machin
 ``airflow-batch cleanup [--days 7] [--base PATH] [--dry-run] [--json]`` deletes failure records older than
 ``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
 
+``airflow-batch suggest-rules SOURCE [--from-profile]`` prints, as JSON, the rules ``data_quality`` derives
+from SOURCE when given none (completeness, duplicate rows, type consistency, outliers), to paste into
+``rules=`` and edit; ``--from-profile``: SOURCE is a saved ``data_profiling`` report (``_report.json``).
+
 The base path is ``--base``, else ``[batch_provider] base_path`` of the Airflow configuration
 (``AIRFLOW__BATCH_PROVIDER__BASE_PATH``), else ``$AIRFLOW_HOME/batch_provider``: the operators' and the
 dashboard's. Records live in ``{base}/_records`` and are opened through ``--conn-id``, else
@@ -58,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--days", type=float, default=7.0, metavar="D", help="keep D days of records (7)")
     clean.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     _common(clean)
+    sug = sub.add_parser(
+        "suggest-rules",
+        help="data_quality rules derived from a source (the default assessment)",
+        description="Print, as JSON, the rules data_quality derives from SOURCE when given none.",
+    )
+    sug.add_argument(
+        "source", metavar="SOURCE", help="file, folder, glob or URI of Parquet/CSV/JSONL data (or a report)"
+    )
+    sug.add_argument(
+        "--from-profile",
+        action="store_true",
+        help="SOURCE is a saved data_profiling (or data_quality) report JSON, e.g. a job's _report.json",
+    )
     return parser
 
 
@@ -204,7 +221,41 @@ def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"recommend": _recommend, "failures": _failures, "cleanup": _cleanup}
+def _suggest_rules(args: argparse.Namespace) -> int:
+    """Profile SOURCE as the default assessment does (a job in a temporary folder), or read a saved report."""
+    from airflow_batch_provider.processors import quality_defaults
+
+    try:
+        if args.from_profile:
+            from airflow_batch_provider.storage import Location
+
+            profile = Location.of(args.source).read_json()
+            if not isinstance(profile, dict):
+                raise BatchInputError("no JSON report there; give a data_profiling job's _report.json")
+        else:
+            import tempfile
+
+            from airflow_batch_provider.jobs import run_batch_job
+
+            with tempfile.TemporaryDirectory(prefix="suggest-rules-") as folder:
+                result = run_batch_job(
+                    args.source, quality_defaults.QualityProfileProcessor(), output_path=folder, monitor=False
+                )
+            profile = result.report or {}
+        rules = quality_defaults.suggest_rules(profile)
+    except (BatchInputError, OSError, ValueError) as err:
+        sys.stderr.write(f"airflow-batch suggest-rules: cannot use {args.source!r}: {err}\n")
+        return EXIT_BAD_INPUT
+    _output.write(json.dumps(rules, indent=2) + "\n")
+    return 0
+
+
+COMMANDS = {
+    "recommend": _recommend,
+    "failures": _failures,
+    "cleanup": _cleanup,
+    "suggest-rules": _suggest_rules,
+}
 
 
 class _Output:
