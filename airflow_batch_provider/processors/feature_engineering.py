@@ -1,6 +1,8 @@
 """``feature_engineering``: fit global statistics in an exact first pass, then transform every chunk.
 
-Steps per column (each optional):
+With no settings at all (no ``scale``, ``encode``, ``impute``, ``log``, ``bins``, ``date_parts``, ``spec``), every
+column gets default steps by its type, each listed in ``spec["defaults"]``
+(:mod:`~airflow_batch_provider.processors.feature_defaults`). Steps per column (each optional):
 
 - ``impute={"amount": "mean" | "median" | "most_frequent" | {"strategy": "constant", "value": 0}}``;
   numeric columns treat NaN and +/-inf as missing; text/categorical columns accept ``most_frequent`` and
@@ -49,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
+from airflow_batch_provider.processors import feature_defaults
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
     Distribution,
@@ -164,7 +167,7 @@ class FeatureEngineeringProcessor(BaseProcessor):
     """
 
     name = "feature_engineering"
-    version = "1"
+    version = "2"  # 2: no settings means the defaults (feature_defaults), not a pass-through
     chunk_invariant = True
 
     def __init__(
@@ -289,8 +292,12 @@ class FeatureEngineeringProcessor(BaseProcessor):
         return list(plan) or None
 
     def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
-        plan = self._plan()
+        defaults = feature_defaults.active(self)  # no settings: every column planned by its type
+        plan = feature_defaults.plan_for(chunk) if defaults else self._plan()
         kinds = self._check_columns(plan, chunk)
+        if defaults:
+            feature_defaults.check_hashable(chunk, plan)
+            kinds.update(feature_defaults.passthrough_kinds(chunk))
         out: dict[str, Any] = {"rows": len(chunk), "kinds": kinds, "cols": {}}
         for col, steps in plan.items():
             series = chunk[col]
@@ -340,6 +347,9 @@ class FeatureEngineeringProcessor(BaseProcessor):
         return merged
 
     def fit_stats(self, state: Any) -> None:
+        if feature_defaults.active(self):
+            feature_defaults.fit_stats(self, state)
+            return
         plan = self._plan()
         state = state or {"rows": 0, "kinds": {}, "cols": {}}
         columns = {}

@@ -68,3 +68,18 @@ def test_bad_parameter_fails_without_retry(source, tmp_path):
     )
     with pytest.raises(AirflowFailException, match="scale"):
         op.execute(context(FakeTI(task_id="f"), StateStore()))
+
+
+def test_no_settings_applies_the_defaults(source, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
+    summary = FeatureEngineeringOperator(
+        task_id="fe", source=str(source), config=BatchConfig(batch_size=333)
+    ).execute(context())
+    report = summary.get("report") or {}
+    choices = report["spec"]["defaults"]["choices"]
+    assert (
+        "standard scaling" in choices["x"] and "one-hot" in choices["cat"] and "date parts" in choices["ts"]
+    )
+    out = read_output(summary["output_uri"])
+    assert {"cat=a", "ts_year"} <= set(out.columns) and "ts" not in out.columns
+    assert abs(out["x"].mean()) < 1e-9 and not out["x"].isna().any()  # imputed, centred

@@ -90,6 +90,26 @@ def features_oracle(report, df):
     assert sorted(spec_vocab(report)) == sorted(df["cat"].unique())
 
 
+def features_defaults_oracle(report, df):
+    """No settings: numeric columns median-imputed then standard-scaled, categoricals one-hot, date parts."""
+    spec = report["spec"]["columns"]
+    assert report["rows"] == len(df)
+    assert set(report["spec"]["defaults"]["choices"]) == set(df.columns)
+    for col in ("id", "x", "dup"):
+        values = df[col].astype(float)
+        median = values.median()
+        imputed = values.fillna(median)
+        center = math.fsum(imputed) / len(imputed)
+        std = math.sqrt(math.fsum((v - center) ** 2 for v in imputed) / len(imputed))
+        assert spec[col]["impute"]["value"] == median
+        assert _close(spec[col]["scale"]["center"], center, 1.0) and _close(
+            spec[col]["scale"]["scale"], std, 1.0
+        )
+    counts = df["cat"].value_counts()
+    assert spec_vocab(report) == sorted(counts.index, key=lambda v: (-counts[v], v))
+    assert spec["cat"]["encode"]["method"] == "onehot" and spec["ts"]["kind"] == "datetime"
+
+
 def spec_vocab(report):
     return report["spec"]["columns"]["cat"]["encode"]["vocabulary"]
 
@@ -158,6 +178,7 @@ CASES = {
     "data_quality": ({"rules": QUALITY_RULES}, quality_oracle),
     "data_quality_defaults": ({}, quality_defaults_oracle),
     "data_profiling": ({}, profiling_oracle),
+    "feature_engineering_defaults": ({}, features_defaults_oracle),
     "feature_engineering": (
         {"scale": {"x": "standard"}, "impute": {"x": "mean"}, "encode": {"cat": "onehot"}},
         features_oracle,
@@ -166,7 +187,7 @@ CASES = {
 
 
 #: cases that run a processor under another name: its defaults (no parameters)
-PROCESSOR = {"data_quality_defaults": "data_quality"}
+PROCESSOR = {"data_quality_defaults": "data_quality", "feature_engineering_defaults": "feature_engineering"}
 
 
 def _strip(report):
