@@ -20,7 +20,7 @@ from airflow_batch_provider.engine.shards import (
 from airflow_batch_provider.engine.sources import SourceFile
 from airflow_batch_provider.exceptions import BatchInputError, ShardIncompleteError
 from airflow_batch_provider.storage import Location
-from tests.unit.processors.test_conformance import CASES, _frame, _strip
+from tests.unit.processors.test_conformance import CASES, PROCESSOR, _frame, _strip
 from tests.unit.processors.test_conformance import source as source  # noqa: F401 - the module fixture
 
 CONFIG = {"batch_size": 97, "max_concurrent_batches": 1}
@@ -52,8 +52,9 @@ def _assert_same(result, reference):
 @pytest.mark.parametrize("shards", [2, 3])
 def test_merged_shards_equal_the_single_task_run(name, shards, source, tmp_path):  # noqa: F811
     params, oracle = CASES[name]
-    single = run_batch_job(source, name, config=CONFIG, output_path=tmp_path / "single", **params)
-    specs, merged = _sharded(source, name, tmp_path / "sharded", shards, **params)
+    processor = PROCESSOR.get(name, name)  # the *_defaults cases: a processor with no parameters
+    single = run_batch_job(source, processor, config=CONFIG, output_path=tmp_path / "single", **params)
+    specs, merged = _sharded(source, processor, tmp_path / "sharded", shards, **params)
     assert len(specs) == shards and merged.extra["shards"] == shards
     _assert_same(merged, single)
     oracle(merged.report, _frame())
