@@ -12,7 +12,7 @@ integer / float                 impute the median (NaN and +/-inf are missing), 
 text, categorical, boolean      impute the most frequent value, then one-hot encode when the column has at most
                                 :data:`ONEHOT_MAX_DISTINCT` (50) distinct values, else ordinal codes (count
                                 descending, then value text); a column with more than ``vocabulary_limit``
-                                distinct values passes through unchanged (listed under ``skipped``)
+                                distinct values, or none, passes through unchanged (listed under ``skipped``)
 timestamp                       date parts :data:`DATE_PARTS` (Int64; missing stays missing)
 anything else                   passes through unchanged (listed under ``skipped``)
 ==============================  ==============================================================================
@@ -127,6 +127,9 @@ def fit_stats(processor: Any, state: Any) -> None:
                 )
                 continue
             distinct = len(tv.counts)
+            if not distinct:
+                skipped[col] = "no non-null value: passed through"
+                continue
             steps = steps_for("categorical")
             if distinct > ONEHOT_MAX_DISTINCT:
                 steps["encode"]["method"] = "ordinal"

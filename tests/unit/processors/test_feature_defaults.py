@@ -126,12 +126,20 @@ def test_the_fitted_spec_transforms_new_data_the_same_way(fitted, tmp_path):
     pd.testing.assert_frame_equal(read_output(again.output_uri), read_output(result.output_uri))
 
 
-def test_a_column_beyond_the_vocabulary_limit_passes_through(tmp_path):
-    df = pd.DataFrame({"name": [f"n{i}" for i in range(300)], "x": np.arange(300.0)})
+def test_columns_beyond_the_vocabulary_limit_or_all_null_pass_through(tmp_path):
+    df = pd.DataFrame(
+        {
+            "name": [f"n{i}" for i in range(300)],
+            "x": np.arange(300.0),
+            "none": pd.Series([None] * 300, dtype=str),
+        }
+    )
     source = write(df, tmp_path / "src")
     result = run_batch_job(source, "feature_engineering", output_path=tmp_path / "out", vocabulary_limit=100)
-    assert "vocabulary_limit=100" in result.report["spec"]["defaults"]["skipped"]["name"]
-    assert read_output(result.output_uri)["name"].tolist() == df["name"].tolist()
+    skipped = result.report["spec"]["defaults"]["skipped"]
+    assert "vocabulary_limit=100" in skipped["name"] and "no non-null value" in skipped["none"]
+    out = read_output(result.output_uri)
+    assert out["name"].tolist() == df["name"].tolist() and out["none"].isna().all()
 
 
 def test_a_column_of_lists_is_refused_naming_it(tmp_path):
