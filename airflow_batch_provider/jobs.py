@@ -54,6 +54,7 @@ def run_batch_job(
     alert_rules: Any = None,
     monitor: bool = True,
     input_format: str | None = None,
+    success_marker: bool | Callable[[Any], bool] = True,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
@@ -88,6 +89,9 @@ def run_batch_job(
         callables), ``"arrow"`` (the ``pyarrow.Table`` as read, no conversion) or ``"polars"`` (a
         ``polars.DataFrame`` from Arrow, no pandas copy). ``None``: the processor's own ``input_format`` (the
         standard processors read Arrow). A function may return rows in any of the three.
+    :param success_marker: whether the committed output gets a ``_SUCCESS`` marker: a bool, or a callable given
+        the final report (``DataQualityOperator`` passes its ``fail_on`` check, so a task that fails on the
+        data leaves its report and quarantine but no ``_SUCCESS``). False also removes an older generation's.
     :param processor_kwargs: everything else goes to the processor, checked against its signature before the
         plan (``ProcessorParameterError``, no retry). After the plan and before any chunk, ``processor.validate``
         checks them against the source schema. A processor that fails deterministically (see
@@ -102,7 +106,16 @@ def run_batch_job(
     out = Location.of(output_path)
     if records_path is None:
         records_path = default_records_path()
-    return _run(JobRunner, source, proc, config, out, job_id or out.name, _options(locals()))
+    return _run(
+        JobRunner,
+        source,
+        proc,
+        config,
+        out,
+        job_id or out.name,
+        _options(locals()),
+        success_marker=success_marker,
+    )
 
 
 def run_shard(

@@ -242,8 +242,12 @@ class CheckpointStore:
         summary: dict[str, Any],
         quarantine: list[str] | None = None,
         skipped: list[str] | None = None,
+        success: bool = True,
     ) -> None:
-        """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``."""
+        """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``.
+
+        ``success=False`` (a quality task failed by ``fail_on``): the output is committed but ``_SUCCESS`` is
+        not written, and a previous generation's is removed, so a marker never stands for a failed task."""
         self._check()
         self.gen.child("_report.json").write_json(report)
         self.out.child(OUTPUT_MANIFEST).write_json(
@@ -261,7 +265,11 @@ class CheckpointStore:
             }
         )
         self.out.child("_report.json").write_json(report)
-        self.out.child("_SUCCESS").write_bytes(b"")
+        marker = self.out.child("_SUCCESS")
+        if success:
+            marker.write_bytes(b"")
+        elif marker.exists():
+            marker.remove()
 
     def remove_stale(
         self, keep_parts: set[str], keep_quarantine: set[str] | frozenset[str] = frozenset()

@@ -273,8 +273,10 @@ class JobRunner:
         fence: Fence | None = None,
         records: FailureRecords | None = None,
         task_info: Mapping[str, Any] | None = None,
+        success_marker: bool | Callable[[Any], bool] = True,
     ) -> None:
         self.source = Location.of(source)
+        self.success_marker = success_marker
         self.columns = columns
         self.processor = processor
         self.recovery = recovery or RecoveryConfig()
@@ -890,7 +892,8 @@ class JobRunner:
             "rows_skipped": self.skipped_rows,
             "chunks_skipped": len(skipped),
         }
-        store.commit_output(parts, report, summary, quarantine, skipped)
+        success = self.success_marker(report) if callable(self.success_marker) else self.success_marker
+        store.commit_output(parts, report, summary, quarantine, skipped, success=bool(success))
         store.write("succeeded")
         store.remove_stale(
             {r["part"] for r in records if r["part"]},

@@ -249,6 +249,10 @@ class BatchJobOperator(BaseOperator):
         """Parameters for the processor (subclasses add their own typed ones)."""
         return dict(self.processor_kwargs)
 
+    def job_kwargs(self) -> dict[str, Any]:
+        """Engine keywords of ``run_batch_job`` a subclass adds (``DataQualityOperator``: ``success_marker``)."""
+        return {}
+
     # -- run -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_provider.exceptions import BatchInputError
@@ -282,6 +286,7 @@ class BatchJobOperator(BaseOperator):
                     "try_number": context["ti"].try_number,
                 },
                 input_format=self.input_format,
+                **self.job_kwargs(),
                 **self.process_kwargs(context),
             )
         except BatchInputError as err:

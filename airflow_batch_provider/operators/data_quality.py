@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -68,16 +69,31 @@ class DataQualityOperator(BatchJobOperator):
         DataQualityProcessor(params["rules"], params["quarantine_values"])._validate()
         return params
 
+    def job_kwargs(self) -> dict[str, Any]:
+        """``_SUCCESS`` only when ``fail_on`` passes: a task failed on its data leaves report and quarantine, no
+        success marker (checked on the final report, before the engine writes the marker)."""
+        from airflow_batch_provider.processors.data_quality import fail_on_message
+
+        fail_on = self.fail_on
+        return {"success_marker": lambda report: not fail_on_message(report or {}, fail_on)}
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_provider.processors.data_quality import fail_on_message
 
         summary = super().execute(context)
         report = summary.get("report") or self._read_report(summary["output_uri"])
-        self.log.info(
-            "data quality: score %s, %d of %d rules failed, %d of %d rows quarantined",
+        failed = [e for e in report.get("rules", []) if not e.get("passed", True)]
+        # a failed rule (of any severity, warning included) is a WARNING line naming it; a clean run is INFO
+        self.log.log(
+            logging.WARNING if failed else logging.INFO,
+            "data quality: score %s, %d of %d rules failed%s, %d of %d rows quarantined",
             report.get("score"),
             report.get("rules_failed", 0),
             len(report.get("rules", [])),
+            "".join(
+                f"; {e.get('severity')} rule {e.get('name')}: {e.get('failed')}/{e.get('evaluated')} failed"
+                for e in failed[:20]
+            ),
             report.get("rows_failed", 0),
             report.get("rows", 0),
         )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import structlog.testing
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.config import BatchConfig
@@ -10,7 +14,7 @@ from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
 from airflow_batch_provider.operators.data_quality import DataQualityFailure, DataQualityOperator
 from tests.conftest import sample_frame
-from tests.unit.operators.task_context import context
+from tests.unit.operators.task_context import FakeTI, context
 
 RULES = [
     {"type": "unique", "column": "dup", "severity": "warning"},
@@ -115,3 +119,42 @@ def test_no_rules_runs_the_default_assessment(tmp_path, monkeypatch):
         context()
     )
     assert summary["report"]["assessment"]["findings"] == [] and summary["report"]["passed"]
+
+
+def _summary_lines(logs):
+    return [e for e in logs if str(e.get("event", "")).startswith("data quality: score")]
+
+
+def test_a_failed_warning_rule_is_a_warning_line_and_the_task_stays_green(source):
+    """RULES' unique(dup) is a warning rule that fails: the summary line is logged at WARNING and names it."""
+    with structlog.testing.capture_logs() as logs:
+        summary = op(source).execute(context())
+    assert not summary["report"]["rules"][0]["passed"]
+    (line,) = _summary_lines(logs)
+    assert line["log_level"] == "warning", line
+    assert "warning rule unique(dup): " in line["event"] % tuple(line.get("positional_args", ()))
+    clean = [{"type": "expression", "expression": "id >= 0", "severity": "warning"}]
+    with structlog.testing.capture_logs() as logs:
+        DataQualityOperator(task_id="dq_clean", source=str(source), rules=clean).execute(
+            context(FakeTI(task_id="dq_clean"))
+        )
+    (line,) = _summary_lines(logs)
+    assert line["log_level"] == "info", line
+
+
+def test_a_task_failed_by_fail_on_writes_no_success_marker(source):
+    """fail_on fails the task: report, manifest and quarantine are committed, `_SUCCESS` is not; a later
+    generation that passes writes it, and one more that fails removes it again."""
+    with pytest.raises(DataQualityFailure) as err:
+        op(source, fail_on="warning").execute(context())
+    folder = Path(str(err.value).rsplit(" in ", 1)[1])
+    assert (folder / "_manifest.json").exists() and (folder / "_report.json").exists()
+    assert len(read_output(str(folder), quarantine=True)) > 0
+    assert not (folder / "_SUCCESS").exists()
+    # the task cleared and run again without fail_on: a new generation, now a successful task
+    summary = op(source).execute(context())
+    assert summary["output_uri"] == str(folder) and (folder / "_SUCCESS").exists()
+    with pytest.raises(DataQualityFailure):
+        op(source, fail_on="warning").execute(context())
+    assert not (folder / "_SUCCESS").exists()
+    assert json.loads((folder / "_manifest.json").read_text())["generation"] == 3
