@@ -1,7 +1,8 @@
 """``data_profiling``: a per-column and dataset-level profile whose numbers do not depend on chunking.
 
-Two passes. The statistics pass finds each numeric column's exact finite min and max, from which the
-histogram edges are fixed (``bins`` equal-width bins); the main pass computes everything else. Per chunk
+Two passes. The statistics pass finds each numeric column's exact finite min and max and its values per
+power of two, from which the histogram edges are fixed (``bins`` equal-width bins, or log/quantile bins for
+skewed data: :mod:`~airflow_batch_provider.processors.histogram_bins`); the main pass computes everything else. Per chunk
 the state is compact (moments, value or bucket counts, 8-byte keys), merged exactly in source order; key sets
 and value distributions that grow with the data go to binary side files under the job folder (``_keys/``).
 Chunks are read as Arrow tables (``input_format = "arrow"``) and computed with pyarrow.compute and numpy over
@@ -46,9 +47,12 @@ key                       meaning
 ``quantiles_exact``       true when computed from exact value counts (at most ``exact_quantile_limit``
                           distinct finite values); else each is within ``2**-quantile_bits`` relative
                           error of the exact value (see ``column_stats.Distribution``)
-``histogram``             numeric: ``{"edges": [...], "counts": [...]}``; ``bins`` equal-width bins over the
-                          exact finite [min, max] (bins ``[e_i, e_i+1)``, the last closed); one bin for a
-                          constant column; null when there is no finite value
+``histogram``             numeric: ``{"edges": [...], "counts": [...]}``; ``bins`` bins over the exact finite
+                          [min, max] (bins ``[e_i, e_i+1)``, the last closed); one bin for a constant
+                          column; null when there is no finite value. Equal-width, except when one such bin
+                          would hold most values spread over many orders of magnitude: then geometric (all
+                          values positive) or quantile edges (``processors/histogram_bins.py``)
+``histogram_scale``       ``linear``, ``log`` or ``quantile``: how the edges were chosen
 ``top_values``            text/categorical/boolean/other: ``[[value, count], ...]``, ``top_k`` most frequent
                           by count then value text
 ``top_values_exact``      true when at most ``top_values_capacity`` distinct values; else counts are lower
@@ -73,6 +77,7 @@ import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.machine import usable_cpus
+from airflow_batch_provider.processors import histogram_bins as hb
 from airflow_batch_provider.processors import profiling_kernels as pk
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
@@ -80,7 +85,6 @@ from airflow_batch_provider.processors.column_stats import (
     Histogram,
     Moments,
     TopValues,
-    equal_width_edges,
 )
 from airflow_batch_provider.processors.frames import to_arrow
 from airflow_batch_provider.processors.hashing import (
@@ -153,9 +157,7 @@ class DataProfilingProcessor(BaseProcessor):
     """
 
     name = "data_profiling"
-    version = (
-        "2"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes (a v1 checkpoint restarts)
-    )
+    version = "3"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes; 3: log/quantile histogram bins
     chunk_invariant = True
     stats_pass = True
     #: chunks arrive as Arrow tables: the kernels read Arrow buffers (numpy views, polars), never a pandas copy
@@ -270,17 +272,19 @@ class DataProfilingProcessor(BaseProcessor):
 
         table = self._select_table(to_arrow(chunk))
         ranges: dict[str, Any] = {}
+        octaves: dict[str, Any] = {}  # finite values per power of two: log/quantile bins for skewed columns
         for name, col, (kind, _) in zip(
             table.column_names, table.columns, self._kinds(table.schema), strict=True
         ):
             if kind not in NUMERIC:
                 continue
             if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-                ranges[name] = pk.finite_range(col)
+                ranges[name], octaves[name] = hb.finite_range_and_octaves(col)
             else:  # a numeric pandas dtype over another Arrow type: through pandas, as the main pass
                 block = col.to_pandas().to_numpy(dtype="float64", na_value=np.nan).reshape(-1, 1)
                 ranges.update(finite_ranges(block, [name]))
-        return {"ranges": ranges}
+                octaves[name] = hb.octave_counts(block[np.isfinite(block)])
+        return {"ranges": ranges, "octaves": octaves}
 
     def merge_stats(self, states: list[Any]) -> Any:
         ranges: dict[str, Any] = {}
@@ -292,12 +296,15 @@ class DataProfilingProcessor(BaseProcessor):
                     if old is None
                     else (old if rng is None else [min(old[0], rng[0]), max(old[1], rng[1])])
                 )
-        return {"ranges": ranges}
+        names = {c for state in states for c in (state or {}).get("octaves", {})}
+        octaves = {c: hb.merge_octaves([(s or {}).get("octaves", {}).get(c) for s in states]) for c in names}
+        return {"ranges": ranges, "octaves": octaves}
 
     def fit_stats(self, state: Any) -> None:
         self._validate()
+        octaves = (state or {}).get("octaves", {})
         self.edges_ = {
-            col: equal_width_edges(rng[0], rng[1], self.bins)
+            col: hb.choose_edges(rng[0], rng[1], octaves.get(col), self.bins)
             for col, rng in (state or {}).get("ranges", {}).items()
             if rng is not None
         }
@@ -737,6 +744,7 @@ def _numeric_report(col: dict[str, Any], qs: list[float]) -> dict[str, Any]:
         ),
         "quantiles_exact": dist.exact,
         "histogram": ({"edges": col["h"]["edges"], "counts": col["h"]["counts"]} if col.get("h") else None),
+        "histogram_scale": hb.scale_of(col["h"]["edges"]) if col.get("h") else None,
     }
     if col["t"] == "float":
         out.update(nan_count=m.nan, inf_count=m.inf)
