@@ -1,10 +1,15 @@
 """``airflow-batch``: command-line helpers of airflow-batch-provider.
 
 ``airflow-batch recommend SOURCE --processor NAME [--target-memory-mb N] [--json]`` prints the batch size
-and concurrency recommended for SOURCE, the reasons, and advice about the machine.
+and concurrency recommended for SOURCE, the reasons, and advice about the machine. An unknown NAME is refused
+with the close match. Row counts are exact for Parquet (footers) and for the first text file (indexed); rows
+of further CSV / JSON Lines files are extrapolated from their size and labelled as an estimate.
+
+``airflow-batch --version`` prints the installed version.
 
 ``airflow-batch failures [--hours 24] [--base PATH] [--limit 10] [--json]`` prints the failure statistics
-(per class: failures, recovered, time lost) and the most recent failures.
+(per class: failures, recovered, time lost) and the most recent failures, after the folder it read and where
+its base path came from (and, when there is no records folder there, says so instead of a bare 0).
 
 ``airflow-batch cleanup [--days 7] [--base PATH] [--dry-run] [--json]`` deletes failure records older than
 ``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
@@ -36,6 +41,7 @@ EXIT_BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-batch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser(
         "recommend",
@@ -78,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout without metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("airflow-batch-provider")
+    except PackageNotFoundError:  # pragma: no cover - a source tree on sys.path, not installed
+        from airflow_batch_provider import __version__
+
+        return __version__
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=None, metavar="PATH", help="base path of the jobs (see above)")
     parser.add_argument(
@@ -98,23 +116,78 @@ def resolve_base_path(explicit: str | None = None) -> str:
     return base_path()
 
 
-def _records_root(args: argparse.Namespace) -> tuple[str, Any]:
-    """The records folder as text (for messages) and as the jobs open it (through the connection)."""
+def base_path_source(explicit: str | None = None) -> tuple[str, str]:
+    """The base path the commands read and where it came from, in words (printed with every result)."""
+    import os
+
+    from airflow_batch_provider import settings
+
+    if explicit:
+        return explicit, "--base"
+    from airflow_batch_provider.operators.conf import provider_setting
+
+    configured = provider_setting("base_path")
+    env_var = settings.option("base_path").env_var
+    if configured:
+        if os.environ.get(env_var):
+            how = env_var
+        else:
+            from airflow.configuration import AIRFLOW_CONFIG
+
+            how = f"[{settings.SECTION}] base_path in the Airflow configuration ({AIRFLOW_CONFIG})"
+    elif os.environ.get(settings.LEGACY_BASE_PATH_ENV):
+        how = f"{settings.LEGACY_BASE_PATH_ENV} (deprecated; set {env_var})"
+    else:
+        home = os.environ.get("AIRFLOW_HOME")
+        how = (
+            f"the default $AIRFLOW_HOME/batch_provider (AIRFLOW_HOME={home}"
+            if home
+            else "the default $AIRFLOW_HOME/batch_provider (AIRFLOW_HOME is not set: ~/airflow"
+        ) + f"; nothing set {env_var} or [{settings.SECTION}] base_path)"
+    return resolve_base_path(configured), how
+
+
+def _records_root(args: argparse.Namespace) -> tuple[str, Any, str]:
+    """The records folder as text (for messages), as the jobs open it (through the connection), and where its
+    base path came from."""
     from airflow_batch_provider.operators.conf import records_target
 
-    base = resolve_base_path(args.base)
+    base, how = base_path_source(args.base)
     target = records_target(base, args.conn_id)
-    return str(target), target
+    return str(target), target, how
+
+
+def _records_exist(target: Any) -> bool:
+    from airflow_batch_provider.storage import Location
+
+    try:
+        return Location.of(target).exists()
+    except OSError:
+        return False
+
+
+def _where(how: str, exists: bool) -> str:
+    """Where the base path came from, and what it means when there is no records folder there."""
+    line = f"  base path from {how}"
+    if not exists:
+        line += (
+            "\n  no records folder there: no job under this base path has recorded a failure yet, or the jobs "
+            "write elsewhere (pass --base, or set the base path the jobs use)"
+        )
+    return line
 
 
 def _text(source: str, rec: Any, system: list[Any]) -> str:
+    rows = (
+        f"{rec.total_rows:,} rows" if rec.total_rows_exact else f"about {rec.total_rows:,} rows (estimated)"
+    )
     lines = [
         f"Recommendation for {source} (processor {rec.processor_name!r})",
         f"  batch size:          {rec.recommended_batch_size:,} rows",
         f"  concurrency:         {rec.recommended_concurrency}",
         f"  estimated memory:    {rec.estimated_memory_usage_mb:,.1f} MB "
         f"(target {rec.target_memory_usage_mb:,.0f} MB)",
-        f"  estimated duration:  {rec.estimated_duration_s:,.1f} s for {rec.total_rows:,} rows",
+        f"  estimated duration:  {rec.estimated_duration_s:,.1f} s for {rows}",
         "Reasons:",
         *(f"  - {r}" for r in rec.reasons),
         "System:",
@@ -123,9 +196,37 @@ def _text(source: str, rec: Any, system: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def unknown_processor(name: str) -> str | None:
+    """Why ``name`` is not a processor ``recommend`` knows (with the close match), or None: a name with a
+    profile, a registered processor (built-in, entry point) or an importable ``module:attr`` path."""
+    import difflib
+
+    from airflow_batch_provider.engine.sizing import processing_profile_names
+    from airflow_batch_provider.exceptions import ProcessorNotFoundError
+    from airflow_batch_provider.processors.registry import lookup, registered_processors
+
+    profiles = processing_profile_names()
+    if name in profiles:
+        return None
+    try:
+        lookup(name)
+        return None
+    except ProcessorNotFoundError as err:
+        if "." in name or ":" in name:
+            return str(err)
+    known = sorted(set(profiles) | set(registered_processors()))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown processor {name!r}; {hint}known: {', '.join(known)}, or an import path 'module:attr'"
+
+
 def _recommend(args: argparse.Namespace) -> int:
     from airflow_batch_provider import tuning
 
+    problem = unknown_processor(args.processor)
+    if problem:
+        sys.stderr.write(f"airflow-batch recommend: --processor: {problem}\n")
+        return EXIT_BAD_INPUT
     try:
         rec = tuning.calculate_optimal_batch_config(args.source, args.processor, args.target_memory_mb)
     except (BatchInputError, OSError) as err:
@@ -189,30 +290,46 @@ def _failures_text(root: str, stats: dict[str, Any], recent: list[dict[str, Any]
 def _failures(args: argparse.Namespace) -> int:
     from airflow_batch_provider.engine import records
 
-    root, target = _records_root(args)
+    root, target, how = _records_root(args)
+    exists = _records_exist(target)
     stats = records.get_failure_statistics(target, hours=args.hours)
     recent = records.get_job_failure_history(target, hours=args.hours, limit=args.limit)
     if args.json:
-        _output.write(json.dumps({"root": root, "statistics": stats, "recent": recent}, indent=2) + "\n")
+        payload = {
+            "root": root,
+            "base_path_from": how,
+            "root_exists": exists,
+            "statistics": stats,
+            "recent": recent,
+        }
+        _output.write(json.dumps(payload, indent=2) + "\n")
     else:
-        _output.write(_failures_text(root, stats, recent) + "\n")
+        head, _, rest = _failures_text(root, stats, recent).partition("\n")
+        _output.write(f"{head}\n{_where(how, exists)}\n{rest}\n")
     return 0
 
 
 def _cleanup(args: argparse.Namespace) -> int:
     from airflow_batch_provider.engine import records
 
-    root, target = _records_root(args)
+    root, target, how = _records_root(args)
+    exists = _records_exist(target)
     try:
         result = records.cleanup_old_records(target, days=args.days, dry_run=args.dry_run)
     except ValueError as err:
         sys.stderr.write(f"airflow-batch cleanup: {err}\n")
         return EXIT_BAD_INPUT
     if args.json:
-        _output.write(json.dumps({"root": root, **result}, indent=2) + "\n")
+        _output.write(
+            json.dumps({"root": root, "base_path_from": how, "root_exists": exists, **result}, indent=2)
+            + "\n"
+        )
         return 0
     verb = "would delete" if args.dry_run else "deleted"
-    lines = [f"{verb} {result['removed']} failure records older than {args.days:g} days under {root}"]
+    lines = [
+        f"{verb} {result['removed']} failure records older than {args.days:g} days under {root}",
+        _where(how, exists),
+    ]
     lines += [f"  {uri}" for uri in result["uris"]] if args.dry_run else []
     lines += [
         f"left alone (a symbolic link; cleanup never follows links): {uri}" for uri in result["refused"]

@@ -76,6 +76,11 @@ def _profiles() -> dict[str, ProcessingProfile]:
     return _PROFILES
 
 
+def processing_profile_names() -> list[str]:
+    """The names with a registered profile (the built-ins', ``"default"`` and any registered since)."""
+    return sorted(_profiles())
+
+
 def register_processing_profile(profile: ProcessingProfile) -> ProcessingProfile:
     """Register (or replace) the cost profile of a processor, by ``profile.processor_name``."""
     from airflow_batch_provider.processors.base import ProcessingProfile
@@ -196,6 +201,11 @@ class DataSample:
     #: the largest Parquet row group: a chunk decodes whole row groups, and the last ones it used only in
     #: part stay cached in its worker, so up to about this many rows more than the chunk are in memory
     row_group_rows: int = 0
+    #: False when ``total_rows`` is partly extrapolated: text files (CSV / JSON Lines) after the first are not
+    #: indexed here, their rows are estimated from their size (Parquet counts come from the footers: exact)
+    total_rows_exact: bool = True
+    #: how many text files' rows were estimated from their size
+    estimated_files: int = 0
 
 
 def _describe(
@@ -264,10 +274,11 @@ def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
     options = TextOptions()
     files = sources.stat_files(loc.fs, sources.list_source_files(loc))
     planned: list[Any] = []
-    schema, unknown_bytes = None, 0
+    schema, unknown_bytes, unknown_files = None, 0, 0
     for f in files:
         if schema is not None and f.format != "parquet":
             unknown_bytes += f.size  # CSV / JSON Lines: rows extrapolated, not indexed here
+            unknown_files += 1
             continue
         metas, file_schema = sources.build_plan(loc.fs, [f], options)  # Parquet: footer only
         planned.append(metas[0])
@@ -275,9 +286,13 @@ def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
             schema = file_schema  # the schema of the file sample_files reads
     sample = sample_files(loc.fs, planned, schema, options, rows=rows, label=loc.uri)
     known_rows, known_bytes = sample.total_rows, sum(f.size for f in planned)
-    if unknown_bytes and known_bytes:
+    if unknown_files:
+        extrapolated = int(unknown_bytes * known_rows / known_bytes) if known_bytes else 0
         sample = dataclasses.replace(
-            sample, total_rows=known_rows + int(unknown_bytes * known_rows / known_bytes)
+            sample,
+            total_rows=known_rows + extrapolated,
+            total_rows_exact=False,
+            estimated_files=unknown_files,
         )
     return sample
 
@@ -328,6 +343,7 @@ class BatchRecommendation:
     total_rows: int = 0
     row_group_rows: int = 0
     row_cost_bytes: float = 0.0  # memory per row of a chunk in its worker, as estimated
+    total_rows_exact: bool = True  # False: total_rows is partly extrapolated from text files' sizes
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -396,6 +412,16 @@ def _throughput_cap(size: int, bytes_per_row: float, reasons: list[str]) -> int:
     return size
 
 
+def rows_in_total(data: DataSample) -> str:
+    """``"1,200,000 rows in total"`` (exact: Parquet footers, indexed text files), or the estimate, labelled."""
+    if data.total_rows_exact:
+        return f"{data.total_rows:,} rows in total"
+    return (
+        f"about {data.total_rows:,} rows in total (estimate: the rows of {data.estimated_files} text file(s) "
+        "after the first are extrapolated from their size; a job counts them exactly)"
+    )
+
+
 def _sample_bytes_per_row(data: DataSample, reasons: list[str]) -> float:
     """In-memory bytes per row from the sample (100 when there is nothing to sample), with the reason."""
     if not data.sample_rows:
@@ -407,7 +433,7 @@ def _sample_bytes_per_row(data: DataSample, reasons: list[str]) -> float:
     )
     reasons.append(
         f"sample of {data.sample_rows:,} rows of {data.label}: {data.bytes_per_row:,.0f} bytes per row in memory "
-        f"({kinds} columns{width}); {data.total_rows:,} rows in total"
+        f"({kinds} columns{width}); {rows_in_total(data)}"
     )
     if data.encoded_bytes_per_row:
         reasons.append(f"{data.encoded_bytes_per_row:,.0f} bytes per row in the source files")
@@ -524,6 +550,7 @@ def _recommend(
         total_rows=total,
         row_group_rows=extra,
         row_cost_bytes=round(row_cost, 3),
+        total_rows_exact=data.total_rows_exact,
     )
 
 

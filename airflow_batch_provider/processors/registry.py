@@ -8,6 +8,7 @@ never loads the standard processors), an entry point of the ``airflow_batch_prov
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import logging
@@ -127,8 +128,10 @@ def lookup(spec: str) -> Any:
         return _REGISTRY[spec]
     if "." in spec or ":" in spec:
         return _import_path(spec)
+    close = difflib.get_close_matches(spec, registered_processors(), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
     raise ProcessorNotFoundError(
-        f"processor {spec!r} is not registered; registered: {', '.join(registered_processors())}. "
+        f"processor {spec!r} is not registered; {hint}registered: {', '.join(registered_processors())}. "
         "Register it with airflow_batch_provider.register_processor(name, fn_or_class), the "
         f"'{ENTRY_POINT_GROUP}' entry-point group, or pass an import path 'module:attr'"
     )
