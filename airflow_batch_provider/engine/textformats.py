@@ -14,9 +14,11 @@ Record rules (they match pyarrow's readers):
 * ``encoding``: UTF-8 (with or without a BOM) and single-byte ASCII-compatible codecs (latin-1, cp1252,
   iso-8859-x, ...) are indexed on their bytes as they are (a line feed, a quote and a delimiter are the
   same bytes in all of them) and transcoded to UTF-8 per range before parsing, so offsets are the file's
-  own. Any other codec (UTF-16/32, multi-byte CJK codecs whose second bytes can look like ASCII, stateful
-  codecs such as ISO-2022 or UTF-7) is a :class:`~airflow_batch_provider.exceptions.ConfigError` that
-  names the re-encoding command.
+  own. UTF-16 / UTF-32 (a byte-order mark, or ``encoding="utf-16"`` ...) are indexed on their code units
+  (2 or 4 bytes; a line feed, a quote and a delimiter are one unit each, mapped to one byte for the scanner)
+  and transcoded per range too: offsets stay the file's own bytes, so resume is exact. Any other codec
+  (multi-byte CJK codecs whose second bytes can look like ASCII, stateful codecs such as ISO-2022 or UTF-7)
+  is a :class:`~airflow_batch_provider.exceptions.ConfigError` that names the re-encoding command.
 
 Values (see docs/text-sources.md): CSV nulls are pandas' defaults (:data:`PANDAS_NULL_VALUES`, the empty
 field included, quoted or not) in every column type, plus ``null_values``; ``keep_default_null_values=False``
@@ -60,6 +62,9 @@ _LF, _CR = 10, 13
 _MIN_PARSE_BLOCK = 1 << 20
 _MAX_PARSE_BLOCK = (1 << 31) - 1  # pyarrow block sizes are int32
 _UTF8 = {"utf-8", "utf-8-sig", "ascii"}  # codecs.lookup() names read as they are
+#: fixed-width Unicode codecs read by code unit: codecs.lookup() name -> (unit bytes, the byte order without a BOM)
+_WIDE = {"utf-16": (2, "le"), "utf-16-le": (2, "le"), "utf-16-be": (2, "be"),
+         "utf-32": (4, "le"), "utf-32-le": (4, "le"), "utf-32-be": (4, "be")}  # fmt: skip
 #: bumped when the values a file reads as change (1: sampled schema, empty text fields kept as "").
 READER_VERSION = 2
 #: pandas' default ``na_values`` (pandas._libs.parsers.STR_NA_VALUES, pandas 2.x and 3.x)
@@ -123,17 +128,13 @@ def _check_encoding(value: Any) -> str:
         raise ConfigError(
             f"encoding: {value!r} is not a codec Python knows; use e.g. 'utf-8', 'latin-1', 'cp1252'"
         ) from None
-    if name in _UTF8 or single_byte_ascii(name):
+    if name in _UTF8 or name in _WIDE or single_byte_ascii(name):
         return str(value)
-    kind = (
-        "UTF-16/UTF-32 files"
-        if name.startswith(("utf-16", "utf-32"))
-        else "stateful or multi-byte codecs (a line feed or a quote byte may sit inside a character)"
-    )
     raise ConfigError(
-        f"encoding: {value!r} cannot be read in row ranges: {kind} are not supported. Supported: UTF-8 "
-        f"(a BOM is fine) and single-byte ASCII-compatible codecs (latin-1, cp1252, iso-8859-x, ...). "
-        f"Re-encode the file to UTF-8, e.g. `iconv -f {value} -t utf-8 in.csv > out.csv`"
+        f"encoding: {value!r} cannot be read in row ranges: stateful or multi-byte codecs (a line feed or a "
+        "quote byte may sit inside a character) are not supported. Supported: UTF-8 (a BOM is fine), "
+        "UTF-16 / UTF-32 (with or without a BOM) and single-byte ASCII-compatible codecs (latin-1, cp1252, "
+        f"iso-8859-x, ...). Re-encode the file to UTF-8, e.g. `iconv -f {value} -t utf-8 in.csv > out.csv`"
     )
 
 
@@ -264,6 +265,9 @@ class TextIndex:
     offsets: tuple[int, ...]
     end: int
     newlines_in_values: bool
+    #: UTF-16 / UTF-32 files: the codec every range is decoded with (``"utf-16-le"`` ..., from the byte-order
+    #: mark or the declared encoding); offsets count the file's bytes. ``""``: the options' encoding.
+    codec: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,11 +280,12 @@ class TextIndex:
             "offsets": list(self.offsets),
             "end": self.end,
             "newlines_in_values": self.newlines_in_values,
+            "codec": self.codec,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TextIndex:
-        missing = sorted(set(cls.__dataclass_fields__) - set(d))
+        missing = sorted(set(cls.__dataclass_fields__) - set(d) - {"codec"})  # codec: plans of older releases
         if missing:
             raise ValueError(f"not a TextIndex dict: missing {', '.join(missing)}")
         index = cls(
@@ -293,6 +298,7 @@ class TextIndex:
             offsets=tuple(int(o) for o in d["offsets"]),
             end=int(d["end"]),
             newlines_in_values=bool(d["newlines_in_values"]),
+            codec=str(d.get("codec") or ""),
         )
         if index.fmt not in TEXT_FORMATS or len(index.offsets) != -(-index.rows // index.stride):
             raise ValueError(
@@ -320,6 +326,11 @@ class _Scanner:
         self.header: tuple[int, int] | None = None
         self.count, self.first_start, self.last_end = 0, -1, start
         self.kept: list[np.ndarray] = []
+        self.width, self.origin = 1, 0  # UTF-16/32: offsets count code units after ``origin`` (the BOM)
+
+    def at(self, offset: int) -> int:
+        """The file's byte offset of scanner offset ``offset`` (for messages)."""
+        return self.origin + self.width * offset
 
     def feed(self, block: bytes) -> None:
         buf = np.frombuffer(block, dtype=np.uint8)
@@ -381,7 +392,7 @@ class _Scanner:
 
     def _bare_cr_error(self, offset: int) -> None:
         raise DataCorruptionError(
-            f"{self.path}: a carriage return (\\r) followed by data outside quotes at byte {offset}; "
+            f"{self.path}: a carriage return (\\r) followed by data outside quotes at byte {self.at(offset)}; "
             "classic-Mac line endings and stray \\r bytes are not supported. "
             "Convert the line endings to \\n or \\r\\n, or quote the field"
         )
@@ -414,9 +425,9 @@ class _Scanner:
     def finish(self) -> None:
         if self.csv and self.parity:
             raise DataCorruptionError(
-                f"{self.path}: unterminated quoted field: the record starting at byte {self.rec_start} "
+                f"{self.path}: unterminated quoted field: the record starting at byte {self.at(self.rec_start)} "
                 f"(line {self.rec_line}) opens a quote that is not closed by the end of the file "
-                f"(byte {self.pos}). The file is truncated or badly quoted; fix the quoting, or set "
+                f"(byte {self.at(self.pos)}). The file is truncated or badly quoted; fix the quoting, or set "
                 f"{OPTIONS_PARAM}={{'quote_char': ...}} if {chr(self.quote)!r} is not the quote character"
             )
         if self.rec_sig and self.rec_start < self.pos:
@@ -424,41 +435,92 @@ class _Scanner:
 
 
 _WIDE_BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 
 
-def _refuse_wide_bom(path: str, head: bytes) -> None:
-    """A UTF-16/32 file (known by its byte-order mark) cannot be cut into row ranges on its bytes."""
-    for bom, name in _WIDE_BOMS:
+def wide_codec(path: str, head: bytes, options: TextOptions) -> tuple[str, int]:
+    """The fixed-width codec a file is read with and the length of its byte-order mark: a UTF-16/32 mark
+    wins (whatever ``encoding`` says: such a file cannot be anything else), else a declared UTF-16/32
+    ``encoding`` (``"utf-16"`` / ``"utf-32"`` without a mark: little-endian). ``("", 0)``: a byte codec."""
+    for bom, codec in _WIDE_BOMS:
         if head.startswith(bom):
-            raise DataCorruptionError(
-                f"{path} starts with a {name} byte-order mark: {name} files are not supported (a line feed "
-                f"is not one byte there, so rows cannot be located). Re-encode the file to UTF-8, e.g. "
-                f"`iconv -f {name} -t UTF-8 in.csv > out.csv`"
-            )
+            declared = codecs.lookup(options.encoding).name
+            if declared in _WIDE and not codec.startswith(declared):
+                log.warning("%s: starts with a %s byte-order mark; read as %s, not as the declared %s",
+                            path, codec.upper(), codec.upper(), options.encoding)  # fmt: skip
+            return codec, len(bom)
+    declared = codecs.lookup(options.encoding).name
+    if declared in _WIDE:
+        width, order = _WIDE[declared]
+        return f"utf-{8 * width}-{order}", 0
+    return "", 0
+
+
+def code_units(block: bytes, codec: str) -> bytes:
+    """One byte per UTF-16/32 code unit of ``block``: ASCII units as themselves, every other unit (surrogates
+    included) as 0x80, which is neither a line break, a quote, a delimiter nor whitespace. Record boundaries
+    found on these bytes are the file's, counted in units."""
+    width = int(codec[4:6]) // 8
+    units = np.frombuffer(block, dtype=("<" if codec.endswith("le") else ">") + f"u{width}")
+    return np.where(units < 0x80, units, 0x80).astype(np.uint8).tobytes()
+
+
+def _range_codec(index: TextIndex, options: TextOptions) -> str | None:
+    """The codec a range's bytes are decoded with before parsing (None: UTF-8, parsed as they are)."""
+    return index.codec or (options.encoding if options.transcode else None)
 
 
 def _scan(
     fs: Any, path: str, fmt: str, options: TextOptions, stride: int, block_size: int
-) -> tuple[_Scanner, int]:
-    """Run the scanner over the file; returns it and the offset where scanning began."""
+) -> tuple[_Scanner, int, str]:
+    """Run the scanner over the file; returns it, the offset where scanning began and the file's wide codec
+    (``""`` for byte codecs). For UTF-16/32 the scanner counts code units: :func:`_to_bytes` converts."""
     with fs.open(path, "rb") as fh:
         head = fh.read(4)
-        _refuse_wide_bom(path, head)
-        start = 3 if head[:3] == _BOM else 0
+        codec, start = wide_codec(path, head, options)
+        if not codec:
+            start = 3 if head[:3] == _BOM else 0
         fh.seek(start)
-        scanner = _Scanner(path, fmt, ord(options.quote_char), start, stride)
+        scanner = _Scanner(path, fmt, ord(options.quote_char), 0 if codec else start, stride)
+        width = int(codec[4:6]) // 8 if codec else 1
+        scanner.width, scanner.origin = width, start if codec else 0
+        block_size = max(width, block_size - block_size % width)
+        rest = b""
         while True:
             block = fh.read(block_size)
             if not block:
                 break
+            if codec:
+                block = rest + block
+                cut = len(block) - len(block) % width
+                block, rest = block[:cut], block[cut:]
+                block = code_units(block, codec)
             scanner.feed(block)
+        if rest:
+            raise DataCorruptionError(
+                f"{path}: {start + scanner.pos * width + len(rest)} bytes is not a whole number of "
+                f"{codec.upper()} code units ({width} bytes each): the file is truncated or not {codec.upper()}. "
+                f"Re-export it, or set {OPTIONS_PARAM}={{'encoding': ...}} to its encoding"
+            )
     scanner.finish()
-    return scanner, start
+    if codec:
+        _to_bytes(scanner, width, start)
+    return scanner, start, codec
+
+
+def _to_bytes(sc: _Scanner, width: int, origin: int) -> None:
+    """Turn a scanner's code-unit offsets (UTF-16/32) into the file's byte offsets."""
+    sc.kept = [k * width + origin for k in sc.kept]
+    if sc.header is not None:
+        sc.header = (sc.header[0] * width + origin, sc.header[1] * width + origin)
+    if sc.first_start >= 0:
+        sc.first_start = sc.first_start * width + origin
+    sc.last_end = sc.last_end * width + origin
+    sc.pos = sc.pos * width + origin
 
 
 def _read_bytes(fs: Any, path: str, begin: int, end: int) -> bytes:
@@ -480,14 +542,15 @@ def index_text_file(
     if stride < 1 or block_size < 1:
         raise ValueError(f"stride ({stride}) and block_size ({block_size}) must be >= 1")
     try:
-        sc, start = _scan(fs, path, fmt, options, stride, block_size)
+        sc, start, codec = _scan(fs, path, fmt, options, stride, block_size)
     except FileNotFoundError as err:
         raise SourceError(f"{path} does not exist (or vanished while indexing): {err}") from err
     header = b""
     data_start = start
     if sc.header is not None:
         header = _read_bytes(fs, path, *sc.header)
-        header = header if header.endswith(b"\n") else header + b"\n"
+        newline = "\n".encode(codec) if codec else b"\n"
+        header = header if header.endswith(newline) else header + newline
         data_start = sc.header[1]
     if sc.count:
         data_start = sc.first_start
@@ -502,6 +565,7 @@ def index_text_file(
         offsets=tuple(offsets.tolist()),
         end=sc.last_end if sc.count else data_start,
         newlines_in_values=sc.quoted_newline,
+        codec=codec,
     )
 
 
@@ -649,11 +713,12 @@ def _parse(
     """Parse one whole range (the file's bytes from offset ``begin``) in a single pyarrow block,
     single-threaded: workers are processes already, the block fits the largest record, and errors then
     carry row numbers."""
-    if options.transcode:
-        data = _to_utf8(data, options.encoding, begin)
+    codec = _range_codec(index, options)
+    if codec:
+        data = _to_utf8(data, codec, begin)
     if index.fmt == "csv":
-        if options.transcode:
-            data = _to_utf8(index.header, options.encoding) + data
+        if codec:
+            data = _to_utf8(index.header, codec) + data
             index = dataclasses.replace(index, header=b"")
         return _parse_csv(data, index, options, schema)
     return _parse_json(data, schema)
@@ -679,7 +744,7 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     """A sentence telling how to fix the failure pyarrow reported as ``reason``."""
     if "UTF8" in reason or "UTF-8" in reason or _UNDECODABLE in reason:
         return (
-            f"the bytes are not {options.encoding}: set {OPTIONS_PARAM}={{'encoding': ...}} to the file's "
+            f"the bytes are not {index.codec or options.encoding}: set {OPTIONS_PARAM}={{'encoding': ...}} to the file's "
             "encoding (e.g. 'cp1252', 'latin-1'), or re-encode it to UTF-8 (e.g. with iconv)"
         )
     if "conversion error" in reason or "changed from" in reason:
@@ -697,7 +762,9 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
             f"{OPTIONS_PARAM}={{'column_types': {{{name!r}: 'string'}}}}{mixed}; otherwise fix the value"
         )
     if "Expected" in reason and "columns" in reason:
-        guess = _guess_delimiter(index.header, options.delimiter)
+        codec = _range_codec(index, options)
+        header = index.header.decode(codec, errors="replace").encode() if codec else index.header
+        guess = _guess_delimiter(header, options.delimiter)
         return (
             f"check the delimiter (now {options.delimiter!r}; e.g. set "
             f"{OPTIONS_PARAM}={{'delimiter': {guess!r}}}) and the quoting (quote_char "
@@ -741,7 +808,8 @@ def _header_names(index: TextIndex, options: TextOptions) -> list[str]:
     if not index.header:
         return []
     try:
-        header = _to_utf8(index.header, options.encoding) if options.transcode else index.header
+        codec = _range_codec(index, options)
+        header = _to_utf8(index.header, codec) if codec else index.header
         parse = pacsv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
         return pacsv.read_csv(pa.py_buffer(header), parse_options=parse).column_names
     except (pa.ArrowException, ValueError):
@@ -768,10 +836,15 @@ def _exact(
 ) -> tuple[bytes, _Span]:
     """The bytes of records ``[start, stop)`` alone, found by splitting ``span``'s bytes (``data``) into
     records again (the index keeps every ``stride``-th offset only)."""
-    scanner = _Scanner(path, index.fmt, ord(options.quote_char), span.begin, 1)
-    scanner.header = (span.begin, span.begin)  # the span holds data records only
-    scanner.feed(data)
+    wide = int(index.codec[4:6]) // 8 if index.codec else 0
+    scanner = _Scanner(path, index.fmt, ord(options.quote_char), 0 if wide else span.begin, 1)
+    scanner.header = (scanner.pos, scanner.pos)  # the span holds data records only
+    if wide:
+        scanner.width, scanner.origin = wide, span.begin
+    scanner.feed(code_units(data, index.codec) if wide else data)
     scanner.finish()
+    if wide:
+        _to_bytes(scanner, wide, span.begin)
     starts = np.concatenate(scanner.kept) if scanner.kept else np.empty(0, dtype=np.int64)
     if len(starts) != span.count:
         raise DataCorruptionError(

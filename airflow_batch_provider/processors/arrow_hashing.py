@@ -127,7 +127,9 @@ def _bits(arr: Any) -> np.ndarray | None:
         wide = pa.uint64() if t == pa.uint64() else pa.int64()
         return arr.cast(wide).fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
     if pa.types.is_temporal(t) and t.bit_width in (32, 64):
-        return arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
+        # date32 / time32 cast only to int32 (pyarrow has no date32 -> int64 cast), then widen
+        ints = arr.cast(pa.int32() if t.bit_width == 32 else pa.int64()).cast(pa.int64())
+        return ints.fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
     return None
 
 

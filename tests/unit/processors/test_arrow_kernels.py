@@ -42,6 +42,34 @@ def test_number_hashes_treat_nan_as_null_and_negative_zero_as_zero():
     assert ints[0] == ints[2] and ints[1] == h[3] and ints[0] != ints[3]
 
 
+def test_date32_and_time32_columns_hash_by_value(tmp_path):
+    """pyarrow has no date32 -> int64 cast: 32-bit temporal values widen through int32 (a CSV column of ISO
+    dates is date32; profiling's duplicate rows and quality's unique rule failed every chunk on it)."""
+    import datetime
+
+    from airflow_batch_provider.engine import run_batch_job
+
+    day = datetime.date(2026, 1, 1)
+    dates = ah.column_hashes(pa.array([day, None, day, datetime.date(1969, 12, 31)], type=pa.date32()))
+    assert dates[0] == dates[2] and dates[1] == ah.column_hashes(pa.array([None], pa.int64()))[0]
+    assert len({*dates.tolist()}) == 3
+    times = ah.column_hashes(pa.array([1, 2, 1], type=pa.time32("s")))
+    assert times[0] == times[2] != times[1]
+    csv = tmp_path / "d.csv"
+    csv.write_text("id,when\n" + "".join(f"{i},2026-01-1{i % 10}\n" for i in range(100)))
+    cfg = {"batch_size": 30}
+    profile = run_batch_job(csv, "data_profiling", config=cfg, output_path=tmp_path / "p").report
+    assert profile["columns"]["when"]["distinct"] == 10 and profile["duplicate_rows"] == 0
+    quality = run_batch_job(
+        csv,
+        "data_quality",
+        rules=[{"type": "unique", "column": "when"}],
+        config=cfg,
+        output_path=tmp_path / "q",
+    ).report
+    assert quality["rules"][0]["failed"] == 90
+
+
 def test_row_hashes_do_not_depend_on_the_chunking():
     frame = rich_frame(500, seed=3)
     table = pa.Table.from_pandas(frame, preserve_index=False)
