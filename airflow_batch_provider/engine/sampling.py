@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from airflow_batch_provider.engine import sources
+from airflow_batch_provider.processors.frames import arrow_to_pandas
 
 WINDOW = 1_000_000
 
@@ -46,5 +47,5 @@ def deterministic_sample(
     if not tables:
         if columns is not None and len(schema):
             schema = pa.schema([schema.field(c) for c in columns])
-        return schema.empty_table().to_pandas()
-    return pa.concat_tables(tables).to_pandas()
+        return arrow_to_pandas(schema.empty_table())
+    return arrow_to_pandas(pa.concat_tables(tables))

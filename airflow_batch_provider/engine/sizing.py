@@ -320,7 +320,9 @@ def sample_files(
     started = time.perf_counter()
     table = sources.read_rows(fs, first, 0, min(rows, first.rows), schema, options, columns)
     sources.clear_row_group_cache()  # the sample's row group is not needed again in this process
-    df = table.to_pandas()
+    from airflow_batch_provider.processors.frames import arrow_to_pandas
+
+    df = arrow_to_pandas(table)  # as a chunk reaches a pandas processor (dates past 9999 and all)
     encoded = sum(f.size for f in files if f.rows) / total
     return _describe(label, df, total, time.perf_counter() - started, row_group_rows, encoded)
 

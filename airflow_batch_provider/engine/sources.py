@@ -158,6 +158,132 @@ def stat_files(fs: Any, paths: list[str]) -> list[SourceFile]:
     return out
 
 
+#: field metadata of an INT96 column whose values need ``timestamp[us]`` (some lie outside 1677-2262)
+INT96_US = b"airflow_batch_provider.int96_unit"
+_NS_LIMIT = (2**63 - 1) // 1000  # the largest microsecond count a nanosecond timestamp holds
+
+
+def _int96_roots(pf: Any) -> list[str]:
+    """The top-level columns of a Parquet file with an INT96 (legacy Impala/Spark timestamp) leaf."""
+    roots = []
+    for i in range(len(pf.schema)):
+        column = pf.schema.column(i)
+        if column.physical_type == "INT96":
+            root = column.path.split(".")[0]
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
+def _timestamp_leaves(arr: Any) -> Any:
+    """The timestamp values (flattened) inside an Arrow array of any nesting."""
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_timestamp(t):
+        yield arr
+    elif pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _timestamp_leaves(pc.struct_field(arr, [i]))
+    elif pa.types.is_map(t):
+        yield from _timestamp_leaves(arr.keys)
+        yield from _timestamp_leaves(arr.items)
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        yield from _timestamp_leaves(arr.flatten())
+
+
+def _int96_unit(fh: Any, path: str, roots: list[str]) -> str:
+    """``"ns"`` when every INT96 value of the file lies in 1677-2262 (as ``pq.read_table`` reads it), else
+    ``"us"`` (pyarrow's nanoseconds would wrap around silently). A value outside that range with a non-zero
+    sub-microsecond part fits no Arrow timestamp: ``DataCorruptionError`` naming the column, row and value.
+    Reads the INT96 columns once, a row group at a time."""
+    import pyarrow.parquet as pq
+
+    micro = pq.ParquetFile(fh, pre_buffer=False, coerce_int96_timestamp_unit="us")
+    groups = range(micro.metadata.num_row_groups)
+    if all(_fits_ns(micro.read_row_group(i, columns=roots)) for i in groups):
+        return "ns"
+    nano = pq.ParquetFile(fh, pre_buffer=False, coerce_int96_timestamp_unit="ns")
+    first = 0
+    for i in groups:
+        us, ns = micro.read_row_group(i, columns=roots), nano.read_row_group(i, columns=roots)
+        for name in roots:
+            _check_microseconds(path, name, first, us.column(name), ns.column(name))
+        first += us.num_rows
+    log.info("%s: INT96 columns %s hold timestamps outside 1677-2262: read as timestamp[us]", path, roots)
+    return "us"
+
+
+def _ints(arr: Any) -> Any:
+    return arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+
+
+def _fits_ns(table: pa.Table) -> bool:
+    import numpy as np
+
+    return all(
+        bool((np.abs(_ints(leaf)) <= _NS_LIMIT).all())
+        for col in table.columns
+        for leaf in _timestamp_leaves(col.combine_chunks())
+    )
+
+
+def _check_microseconds(path: str, name: str, first: int, us: Any, ns: Any) -> None:
+    """``DataCorruptionError`` for the first value with nanoseconds below 1 us (``ns``: the same values read as
+    wrapped-around nanoseconds, whose low digits are still exact modulo 2**64)."""
+    import numpy as np
+
+    nested = not pa.types.is_timestamp(us.type)
+    pairs = zip(_timestamp_leaves(us.combine_chunks()), _timestamp_leaves(ns.combine_chunks()), strict=True)
+    for micro, nano in pairs:
+        with np.errstate(over="ignore"):
+            rest = _ints(nano).view(np.uint64) - (_ints(micro) * 1000).view(np.uint64)
+        lost = np.flatnonzero(rest != 0)
+        if len(lost):
+            at = int(lost[0])
+            where = (
+                f"value {at} of its nested timestamps (row group from row {first})"
+                if nested
+                else f"row {first + at}"
+            )
+            raise DataCorruptionError(
+                f"{path}: column {name!r} {where}: the INT96 timestamp {micro[at]} and {int(rest[at])} ns lies "
+                "outside 1677-2262 and has nanoseconds: no Arrow timestamp holds it (nanoseconds end in 2262, "
+                "microseconds drop them). Rewrite the file with INT64 timestamps (Spark: "
+                "spark.sql.parquet.outputTimestampType=TIMESTAMP_MICROS)"
+            )
+
+
+def _int96_schema(schema: pa.Schema, roots: list[str]) -> pa.Schema:
+    """``schema`` with the INT96 ``roots`` read as microseconds (marked, so every chunk reads them so)."""
+
+    def micro(t: Any) -> Any:
+        if pa.types.is_timestamp(t):
+            return pa.timestamp("us", tz=t.tz)
+        if pa.types.is_struct(t):
+            return pa.struct([f.with_type(micro(f.type)) for f in t])
+        if pa.types.is_map(t):
+            return pa.map_(micro(t.key_type), micro(t.item_type))
+        if pa.types.is_large_list(t):
+            return pa.large_list(t.value_field.with_type(micro(t.value_type)))
+        if pa.types.is_list(t):
+            return pa.list_(t.value_field.with_type(micro(t.value_type)))
+        return t
+
+    fields = [
+        f.with_type(micro(f.type)).with_metadata({**(f.metadata or {}), INT96_US: b"us"})
+        if f.name in roots
+        else f
+        for f in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def int96_unit(schema: pa.Schema) -> str | None:
+    """``"us"`` when the planned schema reads INT96 columns as microseconds, else None (pyarrow's ``ns``)."""
+    return "us" if any(f.metadata and INT96_US in f.metadata for f in schema) else None
+
+
 def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]:
     import pyarrow.parquet as pq
 
@@ -168,6 +294,9 @@ def _parquet_meta(fs: Any, f: SourceFile) -> tuple[SourceFile, pa.Schema | None]
             pf = pq.ParquetFile(fh, pre_buffer=False)
             groups = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
             schema = pf.schema_arrow
+            roots = _int96_roots(pf)
+            if roots and _int96_unit(fh, f.path, roots) == "us":
+                schema = _int96_schema(schema, roots)
     except StorageNetworkError:
         raise  # the storage was unreachable, the file may be fine: transient, not corruption
     except (pa.ArrowException, OSError, ValueError) as err:
@@ -276,7 +405,7 @@ def read_rows(
     ``columns``: read only these columns (Parquet decodes nothing else), in this order.
     """
     if f.format == "parquet":
-        table = _read_parquet_rows(fs, f, start, stop, columns)
+        table = _read_parquet_rows(fs, f, start, stop, columns, int96_unit(schema))
     else:
         index = textformats.TextIndex.from_dict(f.text_index or {})
         table = textformats.read_text_rows(fs, f.path, index, start, stop, schema, options)
@@ -304,7 +433,7 @@ def clear_row_group_cache() -> None:
 
 
 def _read_parquet_rows(
-    fs: Any, f: SourceFile, start: int, stop: int, columns: list[str] | None = None
+    fs: Any, f: SourceFile, start: int, stop: int, columns: list[str] | None = None, int96: str | None = None
 ) -> pa.Table:
     import pyarrow.parquet as pq
 
@@ -320,7 +449,10 @@ def _read_parquet_rows(
     if table is None:
         try:
             with fs.open(f.path, "rb") as fh:
-                table = pq.ParquetFile(fh, pre_buffer=False).read_row_groups(groups, columns=columns)
+                options = {"coerce_int96_timestamp_unit": int96} if int96 else {}
+                table = pq.ParquetFile(fh, pre_buffer=False, **options).read_row_groups(
+                    groups, columns=columns
+                )
         except StorageNetworkError:
             raise
         except (pa.ArrowException, OSError) as err:

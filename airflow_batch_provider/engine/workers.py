@@ -431,11 +431,11 @@ def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
     if result.rows is not None and (len(result.rows) or task.start == task.stop):
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)
-        write_part(job.gen.child("parts", record["part"]), result.rows)
+        write_part(job.gen.child("parts", record["part"]), result.rows, _read_schema(job))
     if result.quarantine is not None and len(result.quarantine):
         record["quarantine"] = part_name(task.file_index, task.start)
         record["rows_quarantined"] = len(result.quarantine)
-        write_part(job.gen.child("quarantine", record["quarantine"]), result.quarantine)
+        write_part(job.gen.child("quarantine", record["quarantine"]), result.quarantine, _read_schema(job))
     if result.state is not None:
         _store_state(job, record, result.state)
     return record
@@ -456,10 +456,19 @@ def _store_state(job: JobState, record: dict[str, Any], state: Any) -> None:
     record["state_ref"] = name
 
 
-def write_part(loc: Location, frame: Any) -> None:
+def _read_schema(job: JobState) -> pa.Schema:
+    """The schema of the chunks the processor is given (the source's, projected to ``job.columns``)."""
+    if job.columns is None or not len(job.schema):
+        return job.schema
+    return pa.schema([job.schema.field(c) for c in job.columns])
+
+
+def write_part(loc: Location, frame: Any, schema: pa.Schema | None = None) -> None:
+    """Write a part: ``frame`` is a pandas or polars DataFrame or an Arrow table; ``schema`` (the source's) gives
+    the columns that went through pandas or polars unchanged their exact Arrow type back."""
     import pyarrow.parquet as pq
 
-    table = frames.to_arrow(frame)  # a pandas or polars DataFrame or an Arrow table
+    table = frames.to_arrow(frame, schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="snappy")
     loc.write_bytes(buf.getvalue())

@@ -8,10 +8,12 @@ from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, 
 
 
 class PassthroughProcessor(BaseProcessor):
-    """Writes every row unchanged (re-chunks or converts a CSV/JSON Lines source to Parquet)."""
+    """Writes every row unchanged (re-chunks or converts a CSV/JSON Lines source to Parquet): the Arrow table
+    as read, so every type (nested, decimal, dictionary, large, unsigned, ...) is written back exactly."""
 
     name = "passthrough"
     chunk_invariant = True
+    input_format = "arrow"
 
     def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
         return ChunkResult(rows=chunk, state={"rows": len(chunk)})

@@ -3,6 +3,13 @@
 ``"pandas"`` (the default), ``"arrow"`` (a ``pyarrow.Table``) or ``"polars"`` (a ``polars.DataFrame`` built
 from the Arrow table without a pandas copy). Row outputs may be any of the three (:func:`to_arrow` turns them
 into the table that is written). Heavy libraries are imported inside the functions. No Airflow imports.
+
+Types are never lost on the way to pandas and back (:func:`to_pandas`, :func:`restore_types`): numbers,
+booleans, text, timestamps (in their own unit: ``s``/``ms``/``us``/``ns``, so year 52951 or 1600 fit) and
+durations get pandas' own dtypes; an integer column with nulls a nullable ``Int64``-style dtype (never float64,
+which rounds above 2**53); types no numpy dtype holds exactly (nested lists, structs, maps, decimals, dates,
+times, large and fixed-size binary) a ``pd.ArrowDtype``. A row output column that still has the pandas dtype
+its source column came in is written back with the source's exact Arrow type.
 """
 
 from __future__ import annotations
@@ -42,8 +49,9 @@ def kind_of_frame(frame: Any) -> str:
     return "pandas"
 
 
-def to_arrow(frame: Any) -> Any:
-    """A ``pyarrow.Table`` of ``frame`` (a table, record batch, polars or pandas DataFrame)."""
+def to_arrow(frame: Any, schema: Any = None) -> Any:
+    """A ``pyarrow.Table`` of ``frame`` (a table, record batch, polars or pandas DataFrame); ``schema``: the
+    source's, whose types columns converted from it get back (:func:`restore_types`)."""
     import pyarrow as pa
 
     if isinstance(frame, pa.Table):
@@ -51,8 +59,8 @@ def to_arrow(frame: Any) -> Any:
     if isinstance(frame, pa.RecordBatch):
         return pa.Table.from_batches([frame])
     if kind_of_frame(frame) == "polars":
-        return _signed_dictionaries(frame.to_arrow())
-    return pa.Table.from_pandas(frame, preserve_index=False)
+        return restore_types(_signed_dictionaries(frame.to_arrow()), schema)
+    return restore_types(pa.Table.from_pandas(frame, preserve_index=False), schema)
 
 
 def _signed_dictionaries(table: Any) -> Any:
@@ -70,13 +78,114 @@ def _signed_dictionaries(table: Any) -> Any:
     return table
 
 
+def arrow_dtype_only(arrow_type: Any) -> bool:
+    """True for the Arrow types pandas' own dtypes cannot hold exactly (converted to ``pd.ArrowDtype``):
+    nested, decimal, date, time, large/fixed-size/view binary, union, extension types."""
+    import pyarrow as pa
+
+    t = pa.types
+    return bool(
+        t.is_nested(arrow_type)
+        or t.is_decimal(arrow_type)
+        or t.is_date(arrow_type)
+        or t.is_time(arrow_type)
+        or t.is_large_binary(arrow_type)
+        or t.is_fixed_size_binary(arrow_type)
+        or t.is_binary_view(arrow_type)
+        or isinstance(arrow_type, pa.ExtensionType)
+    )
+
+
+def _masked_int(arrow_type: Any) -> Any:
+    import pandas as pd
+
+    return pd.api.types.pandas_dtype(str(arrow_type).capitalize().replace("Uint", "UInt"))
+
+
+def _column_to_pandas(col: Any) -> Any:
+    """One Arrow column as a pandas Series by the rules of :func:`to_pandas`, or None for pyarrow's own."""
+    import pandas as pd
+    import pyarrow as pa
+
+    t = col.type
+    if arrow_dtype_only(t):
+        return col.to_pandas(types_mapper=pd.ArrowDtype)
+    if pa.types.is_integer(t) and col.null_count:
+        return col.to_pandas(types_mapper={t: _masked_int(t)}.get)
+    return None
+
+
+def arrow_to_pandas(table: Any) -> Any:
+    """An Arrow table as a pandas DataFrame that holds every value (see the module docstring)."""
+    import pandas as pd
+
+    special = {}
+    for i, col in enumerate(table.columns):
+        series = _column_to_pandas(col)
+        if series is not None:
+            special[i] = series
+    if not special:
+        return table.to_pandas()
+    plain = [i for i in range(table.num_columns) if i not in special]
+    frame = table.select(plain).to_pandas() if plain else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    for i in sorted(special):
+        frame.insert(i, table.column_names[i], special[i].set_axis(frame.index), allow_duplicates=True)
+    return frame
+
+
+def pandas_dtypes(schema: Any) -> Any:
+    """The pandas dtype of every column of ``schema`` as :func:`to_pandas` gives it (for ``validate``)."""
+    return arrow_to_pandas(schema.empty_table()).dtypes
+
+
 def to_pandas(frame: Any) -> Any:
     kind = kind_of_frame(frame)
     if kind == "arrow":
-        return frame.to_pandas()
+        import pyarrow as pa
+
+        return arrow_to_pandas(pa.Table.from_batches([frame]) if isinstance(frame, pa.RecordBatch) else frame)
     if kind == "polars":
-        return frame.to_pandas()
+        return arrow_to_pandas(to_arrow(frame))
     return frame
+
+
+def _wide(arrow_type: Any) -> Any:
+    """``arrow_type`` with 32-bit offsets widened, views as plain types and dictionary indices as int64: two
+    types with one wide form differ only in layout, never in the values they hold."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_string(arrow_type) or t.is_string_view(arrow_type):
+        return pa.large_string()
+    if t.is_binary(arrow_type) or t.is_binary_view(arrow_type):
+        return pa.large_binary()
+    if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_list_view(arrow_type):
+        return pa.large_list(_wide(arrow_type.value_type))
+    if t.is_dictionary(arrow_type):
+        return pa.dictionary(pa.int64(), _wide(arrow_type.value_type))
+    return arrow_type
+
+
+def restore_types(table: Any, schema: Any) -> Any:
+    """``table`` with each column named like a column of ``schema`` cast back to that column's type when the
+    trip through pandas or polars changed only its layout (``string`` -> ``large_string``, dictionary index
+    width, ``list`` -> ``large_list``) or made it all-null (``null``). Decided by the types alone, never by the
+    values, so every chunk's part gets the same schema; a column a processor really changed is left alone."""
+    import pyarrow as pa
+
+    if schema is None:
+        return table
+    wanted = {f.name: f.type for f in schema}
+    for i, field in enumerate(table.schema):
+        source = wanted.get(field.name)
+        if source is None or field.type == source:
+            continue
+        if pa.types.is_null(field.type) or _wide(field.type) == _wide(source):
+            try:
+                table = table.set_column(i, field.name, table.column(i).cast(source))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue  # e.g. more categories than the source's index type counts: keep what came out
+    return table
 
 
 def to_polars(frame: Any) -> Any:
@@ -102,7 +211,7 @@ def like(table: Any, original: Any) -> Any:
         return table
     if kind == "polars":
         return polars().from_arrow(table)
-    return table.to_pandas()
+    return arrow_to_pandas(table)
 
 
 def polars() -> Any:
