@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from airflow_batch_provider.engine import paths, textformats
+from airflow_batch_provider.engine.table_formats import refuse_table_folder
 from airflow_batch_provider.exceptions import (
     DataCorruptionError,
     SchemaMismatchError,
@@ -103,6 +104,8 @@ def manifest_files(loc: Location, manifest: dict[str, Any], key: str = "parts") 
 def list_source_files(loc: Location) -> list[str]:
     """The files a source stands for, in a stable (sorted) order."""
     if GLOB_CHARS & set(loc.path):
+        fixed = loc.path[: min(loc.path.index(c) for c in GLOB_CHARS if c in loc.path)]
+        refuse_table_folder(loc.fs, posixpath.dirname(fixed) if not fixed.endswith("/") else fixed, loc.uri)
         paths = sorted(p for p in loc.fs.glob(loc.path) if not loc.fs.isdir(p))
         if not paths:
             raise SourceError(
@@ -118,6 +121,7 @@ def list_source_files(loc: Location) -> list[str]:
     parts = _engine_output_parts(loc)
     if parts is not None:
         return parts
+    refuse_table_folder(loc.fs, loc.path, loc.uri)  # Delta Lake / Iceberg: the files are not the table
     found = sorted(
         p
         for p in loc.fs.find(loc.path)
