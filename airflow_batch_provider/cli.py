@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_batch_provider.exceptions import BatchInputError
@@ -177,7 +177,7 @@ def _where(how: str, exists: bool) -> str:
     return line
 
 
-def _text(source: str, rec: Any, system: list[Any]) -> str:
+def _text(source: str, rec: Any, system: Iterable[Any]) -> str:
     rows = (
         f"{rec.total_rows:,} rows" if rec.total_rows_exact else f"about {rec.total_rows:,} rows (estimated)"
     )
@@ -257,7 +257,7 @@ def _short(value: Any, width: int) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
-def _failures_text(root: str, stats: dict[str, Any], recent: list[dict[str, Any]]) -> str:
+def _failures_text(root: str, stats: dict[str, Any], recent: Sequence[Mapping[str, Any]]) -> str:
     rate = "-" if stats["recovery_rate"] is None else f"{stats['recovery_rate']:.0%}"
     lines = [
         f"Failures in the last {stats['hours']:g} h under {root}",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_batch_provider.config import BatchConfig
+from airflow_batch_provider.engine import memory_sources
 from airflow_batch_provider.engine.failures import RecoveryConfig
 from airflow_batch_provider.engine.progress import ProgressEvent
 from airflow_batch_provider.engine.runner import (
@@ -60,7 +61,11 @@ def run_batch_job(
     """Run ``processor`` over ``source`` in chunks, with checkpoints; resume if ``output_path`` holds one.
 
     :param source: a file, folder or glob of Parquet/CSV/JSON Lines files: a local path, an fsspec URI or an
-        ``ObjectStoragePath``. A folder written by this engine is read through its committed manifest.
+        ``ObjectStoragePath``. A folder written by this engine is read through its committed manifest. Or an
+        in-memory frame (a pandas or polars DataFrame, a pyarrow Table): stored once in the job folder as
+        Parquet (``_input/``, named by a hash of its content) and run from there, so a resumed run with the same
+        frame reuses the copy and its checkpoint (:mod:`airflow_batch_provider.engine.memory_sources`).
+        Anything else is a ``SourceError`` naming the type.
     :param processor: a registered name, an import path ``"module:attr"``, a processor class or instance, or a
         sync/``async`` callable ``fn(batch_df, context, **processor_kwargs)``.
     :param config: a :class:`BatchConfig` (or a mapping of its fields).
@@ -104,6 +109,7 @@ def run_batch_job(
         job_id = job_id or new_job_id()
         output_path = os.path.join(default_base_path(), job_id)
     out = Location.of(output_path)
+    source = memory_sources.stage(source, out)
     if records_path is None:
         records_path = default_records_path()
     return _run(
@@ -153,6 +159,7 @@ def run_shard(
     if output_path is None:
         raise BatchInputError("run_shard needs output_path: the job folder the plan was written to")
     out = Location.of(output_path)
+    source = memory_sources.stage(source, out, reuse_only=True)  # an in-memory source: the plan's stored copy
     plan, spec = frozen_spec(out, spec, shard)
     config = as_config(config).with_overrides({"batch_size": int(spec["batch_size"])})
     proc = resolve_processor(processor, processor_kwargs)

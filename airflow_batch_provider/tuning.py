@@ -10,9 +10,11 @@ No Airflow imports; pandas, pyarrow and psutil load on first use.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, overload
 
 from airflow_batch_provider.engine import sizing
 from airflow_batch_provider.engine.sizing import (  # noqa: F401 - re-exported: the public tuning API
@@ -53,16 +55,77 @@ if TYPE_CHECKING:
 # ----------------------------------------------------------------------------------- system advice
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
-    """One piece of advice about the machine."""
+    """One piece of advice about the machine. Readable as attributes or as keys (``rec["type"]``); ``type`` is
+    the reference API's name of ``kind``."""
 
     kind: str  # "memory" | "cpu" | "disk" | "info"
     severity: str  # "info" | "warning"
     message: str
 
+    @property
+    def type(self) -> str:
+        return self.kind
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def keys(self) -> list[str]:
+        return list(self.to_dict())
+
     def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+        return {"type": self.kind, **dataclasses.asdict(self)}
+
+
+class SystemRecommendations:
+    """What :func:`get_system_recommendations` returns: the advice, warnings first, in two shapes at once.
+
+    The reference API's: ``result["recommendations"]`` is the list, each item readable as ``rec["type"]``,
+    ``rec["message"]`` (and ``rec["kind"]``, ``rec["severity"]``). This project's: iterating, ``len()`` and
+    indexing with a number give the :class:`Recommendation` objects.
+    """
+
+    def __init__(self, items: list[Recommendation]) -> None:
+        self._items = list(items)
+
+    @overload
+    def __getitem__(self, key: str) -> list[Recommendation]: ...
+    @overload
+    def __getitem__(self, key: int) -> Recommendation: ...
+    def __getitem__(self, key: str | int) -> list[Recommendation] | Recommendation:
+        if isinstance(key, str):
+            if key != "recommendations":
+                raise KeyError(key)
+            return list(self._items)
+        return self._items[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return list(self._items) if key == "recommendations" else default
+
+    def keys(self) -> list[str]:
+        return ["recommendations"]
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __repr__(self) -> str:
+        return f"SystemRecommendations({self._items!r})"
+
+    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+        return {"recommendations": [r.to_dict() for r in self._items]}
 
 
 LOW_MEMORY_BYTES = 1024 * _MB
@@ -138,15 +201,29 @@ def _advise(machine: MachineInfo, disk_path: str, disk: Any) -> list[Recommendat
     return out
 
 
-def get_system_recommendations() -> list[Recommendation]:
-    """Human-readable advice about memory, CPU and temp-dir disk space, warnings first."""
+def get_system_recommendations() -> SystemRecommendations:
+    """Human-readable advice about memory, CPU and temp-dir disk space, warnings first: iterate it for the
+    :class:`Recommendation` objects, or read ``result["recommendations"]`` (the reference API's shape)."""
     path = tempfile.gettempdir()
     try:
         disk = shutil.disk_usage(path)
     except OSError:
         disk = None
-    advice = _advise(sizing.machine_info(), path, disk)  # looked up at call time: tests patch it
-    return sorted(advice, key=lambda r: r.severity != "warning")
+    machine = sizing.machine_info()  # looked up at call time: tests patch it
+    log.debug(
+        "system advice inputs: %d CPU(s), load %.2f, %d of %d MB available (%.0f%% used), cgroup limit %s, "
+        "%s MB free under %s",
+        machine.cpus,
+        machine.load_1min,
+        machine.available_bytes // _MB,
+        machine.total_bytes // _MB,
+        machine.memory_percent,
+        machine.cgroup_limit_bytes,
+        "?" if disk is None else disk.free // _MB,
+        path,
+    )
+    advice = _advise(machine, path, disk)
+    return SystemRecommendations(sorted(advice, key=lambda r: r.severity != "warning"))
 
 
 class BatchConfigurationManager:
@@ -162,18 +239,29 @@ class BatchConfigurationManager:
         return get_processing_profile(name)
 
     def calculate_optimal_batch_config(
-        self, source_or_dataframe: Any, processor_name: str, target_memory_usage_mb: float | None = None
+        self,
+        source_or_dataframe: Any = None,
+        processor_name: str | None = None,
+        target_memory_usage_mb: float | None = None,
+        *,
+        data: Any = None,
     ) -> BatchRecommendation:
-        return calculate_optimal_batch_config(source_or_dataframe, processor_name, target_memory_usage_mb)
+        return calculate_optimal_batch_config(
+            source_or_dataframe, processor_name, target_memory_usage_mb, data=data
+        )
 
     def create_optimized_config(
         self,
-        source_or_dataframe: Any,
-        processor_name: str,
+        source_or_dataframe: Any = None,
+        processor_name: str | None = None,
         base: BatchConfig | None = None,
         target_memory_usage_mb: float | None = None,
+        *,
+        data: Any = None,
     ) -> BatchConfig:
-        return create_optimized_config(source_or_dataframe, processor_name, base, target_memory_usage_mb)
+        return create_optimized_config(
+            source_or_dataframe, processor_name, base, target_memory_usage_mb, data=data
+        )
 
-    def get_system_recommendations(self) -> list[Recommendation]:
+    def get_system_recommendations(self) -> SystemRecommendations:
         return get_system_recommendations()

@@ -12,7 +12,9 @@ Record keys written by the engine: ``time`` (ISO-8601 UTC), ``ts`` (epoch second
 ``output_uri``, ``dag_id``, ``run_id``, ``task_id``, ``map_index``, ``try_number`` (None outside Airflow),
 ``chunk`` (``[file_index, start_row, stop_row]`` or None), ``chunk_label``, ``class``, ``error_type``,
 ``error`` (scrubbed of row values), ``attempt``, ``strategy``, ``recovered`` (bool), ``time_lost_s``.
-Readers tolerate missing and unknown keys.
+Readers tolerate missing and unknown keys. What the readers return are :class:`Record` objects: dicts whose keys
+also read as attributes (``failure.error_type``); failure history adds the reference API's names
+``failure_type`` (= ``class``) and ``error_message`` (= ``error``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ FAILURES = "failures"
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_RE = re.compile(r"^(\d+)-[0-9a-f]{8}\.json$")
 _DAY = 86400.0
+
+
+class Record(dict[str, Any]):
+    """A record readable as keys and as attributes (``r["level"]`` and ``r.level``); still a plain ``dict`` for
+    JSON, equality and everything that expects one. A missing attribute raises ``AttributeError``."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"record has no field {name!r}; fields: {', '.join(self)}") from None
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *(k for k in self if isinstance(k, str))})
+
+
+def failure_record(record: Mapping[str, Any]) -> Record:
+    """A stored failure record with the reference API's names added: ``failure_type`` (the class) and
+    ``error_message`` (the scrubbed error)."""
+    return Record({**record, "failure_type": record.get("class"), "error_message": record.get("error")})
 
 
 def _day_of(ts: float) -> str:
@@ -116,6 +140,9 @@ def get_failure_statistics(root: Any, hours: float = 24, *, now: float | None = 
 
     ``classes`` holds, per class, ``failures``, ``recovered`` and ``time_lost_s``; ``jobs`` counts failures
     per ``job_id``. ``recovery_rate`` is None when nothing failed.
+
+    The reference API's names are there too: ``total_failures`` (= ``total``), ``recovery_success_rate`` (a
+    percentage, 0.0 when nothing failed) and ``most_common_failure`` (= ``most_common``).
     """
     by_class: Counter[str] = Counter()
     by_strategy: Counter[str] = Counter()
@@ -132,7 +159,11 @@ def get_failure_statistics(root: Any, hours: float = 24, *, now: float | None = 
         row["time_lost_s"] += _number(record.get("time_lost_s"))
     total = sum(by_class.values())
     recovered = sum(int(r["recovered"]) for r in classes.values())
+    most_common = by_class.most_common(1)[0][0] if total else None
     return {
+        "total_failures": total,
+        "recovery_success_rate": round(100.0 * recovered / total, 3) if total else 0.0,
+        "most_common_failure": most_common,
         "hours": hours,
         "total": total,
         "by_class": dict(by_class.most_common()),
@@ -140,7 +171,7 @@ def get_failure_statistics(root: Any, hours: float = 24, *, now: float | None = 
         "classes": {c: {**classes[c], "time_lost_s": round(classes[c]["time_lost_s"], 3)} for c in by_class},
         "recovered": recovered,
         "recovery_rate": recovered / total if total else None,
-        "most_common": by_class.most_common(1)[0][0] if total else None,
+        "most_common": most_common,
         "time_lost_s": round(sum(r["time_lost_s"] for r in classes.values()), 3),
         "jobs": dict(jobs.most_common()),
     }
@@ -156,8 +187,9 @@ def get_job_failure_history(
     hours: float | None = None,
     limit: int | None = 100,
     now: float | None = None,
-) -> list[dict[str, Any]]:
-    """Records matching every filter given, newest first, at most ``limit``."""
+) -> list[Record]:
+    """Records matching every filter given, newest first, at most ``limit``: :class:`Record` objects with
+    ``failure_type`` and ``error_message`` added (:func:`failure_record`)."""
     wanted = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "job_id": job_id}
     wanted = {k: v for k, v in wanted.items() if v is not None}
     found = [
@@ -166,7 +198,8 @@ def get_job_failure_history(
         if all(r.get(k) == v for k, v in wanted.items())
     ]
     found.sort(key=lambda r: _number(r.get("ts")), reverse=True)
-    return found if limit is None else found[: max(0, int(limit))]
+    found = found if limit is None else found[: max(0, int(limit))]
+    return [failure_record(r) for r in found]
 
 
 def cleanup_old_records(

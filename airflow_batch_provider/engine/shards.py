@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from airflow_batch_provider.config import BatchConfig
-from airflow_batch_provider.engine import sources, workers
+from airflow_batch_provider.engine import memory_sources, sources, workers
 from airflow_batch_provider.engine.checkpoints import (
     CHECKPOINT,
     FORMAT_VERSION,
@@ -123,6 +123,7 @@ def plan_shards(
     config = as_config(config)
     out = Location.of(output_path)
     proc = resolve_processor(processor, processor_kwargs)
+    source = memory_sources.stage(source, out)  # an in-memory source: stored once, read by every shard
     job_id = job_id or out.name
     planner = build_runner(
         JobRunner,

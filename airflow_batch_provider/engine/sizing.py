@@ -1,7 +1,7 @@
 """Batch sizes and concurrency estimated from a real data sample, the processor's profile and the machine.
 
 The engine sizes auto-tuned jobs with :func:`recommend_for_sample`; ``calculate_optimal_batch_config`` reads
-up to :data:`SAMPLE_ROWS` rows of the source's first non-empty file (or takes the given DataFrame), measures
+up to :data:`SAMPLE_ROWS` rows of the source's first non-empty file (a frame: of the copy a job stores), measures
 the in-memory bytes per row, and sizes chunks so that ``concurrency x rows x bytes/row x
 memory_overhead_factor`` stays under a memory target (default: half of the memory available to this
 process, container limits included). ``create_optimized_config`` turns the result into a
@@ -14,6 +14,7 @@ No Airflow imports; pandas, pyarrow and psutil load on first use.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
     from airflow_batch_provider.config import BatchConfig
     from airflow_batch_provider.processors.base import ProcessingProfile
+
+log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 10_000
 MIN_BATCH_SIZE = 1_000
@@ -258,13 +261,26 @@ def _describe(
 
 
 def sample_source(source: Any, rows: int = SAMPLE_ROWS) -> DataSample:
-    """Read up to ``rows`` rows of the first non-empty file of a source (DataFrame / Arrow table: head)."""
-    import pandas as pd
+    """Read up to ``rows`` rows of the first non-empty file of a source.
 
-    if isinstance(source, pd.DataFrame):
-        return _describe("DataFrame", source.head(rows), len(source), 0.0)
-    if type(source).__module__.startswith("pyarrow") and hasattr(source, "to_pandas"):
-        return _describe("Arrow table", source.slice(0, rows).to_pandas(), source.num_rows, 0.0)
+    An in-memory frame (pandas or polars DataFrame, pyarrow Table) is first written to a temporary folder exactly
+    as a job stores it (:mod:`~airflow_batch_provider.engine.memory_sources`: Parquet, the same row groups), and
+    that copy is sampled: the recommendation for a frame is the one for the file the job would run on.
+    Anything that is not a source is a ``SourceError`` naming its type.
+    """
+    from airflow_batch_provider.engine import memory_sources
+
+    kind = memory_sources.frame_kind(source)
+    if kind is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="abp-sample-") as folder:
+            stored = memory_sources.store(source, folder, kind)
+            sample = sample_source(stored.location, rows)
+        return dataclasses.replace(sample, label=f"{memory_sources._KINDS[kind]} ({stored.rows} rows)")
+    if isinstance(source, memory_sources.StoredFrame):
+        source = source.location
+    memory_sources.check_source(source)
 
     from airflow_batch_provider.engine import sources
     from airflow_batch_provider.engine.textformats import TextOptions
@@ -565,17 +581,52 @@ def _check_target(target_memory_usage_mb: Any) -> None:
         raise ConfigError(f"target_memory_usage_mb must be a number > 0, got {target_memory_usage_mb!r}")
 
 
-def calculate_optimal_batch_config(
-    source_or_dataframe: Any, processor_name: str, target_memory_usage_mb: float | None = None
-) -> BatchRecommendation:
-    """Recommend a batch size and concurrency for a source (path, URI, ObjectStoragePath) or a DataFrame.
+def _data_argument(source_or_dataframe: Any, data: Any) -> Any:
+    """The source given positionally (``source_or_dataframe``) or as the reference API's ``data=``."""
+    if source_or_dataframe is not None and data is not None:
+        raise ConfigError("give the source once: positionally (source_or_dataframe) or as data=, not both")
+    chosen = data if source_or_dataframe is None else source_or_dataframe
+    if chosen is None:
+        raise ConfigError(
+            "no data: pass a source (path, URI, ObjectStoragePath) or a frame, e.g. "
+            "calculate_optimal_batch_config(data=df, processor_name='data_quality')"
+        )
+    return chosen
 
-    Raises :class:`~airflow_batch_provider.exceptions.SourceError` for a missing or unreadable source and
-    :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
+
+def calculate_optimal_batch_config(
+    source_or_dataframe: Any = None,
+    processor_name: str | None = None,
+    target_memory_usage_mb: float | None = None,
+    *,
+    data: Any = None,
+) -> BatchRecommendation:
+    """Recommend a batch size and concurrency for a source (path, URI, ObjectStoragePath) or an in-memory frame
+    (pandas or polars DataFrame, pyarrow Table: sampled from the Parquet copy a job would store, see
+    :func:`sample_source`).
+
+    :param source_or_dataframe: the data; or pass it as ``data=`` (the reference API's keyword).
+    :param processor_name: a processing profile's name (the standard processors', or one registered with
+        :func:`register_processing_profile`); ``None``: the generic default profile.
+    :param target_memory_usage_mb: the memory the job may use; default: half of what this process can use.
+
+    Raises :class:`~airflow_batch_provider.exceptions.SourceError` for a missing or unreadable source (or one of
+    an unsupported type) and :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
     """
     _check_target(target_memory_usage_mb)
-    data = sample_source(source_or_dataframe)
-    return _recommend(data, get_processing_profile(processor_name), machine_info(), target_memory_usage_mb)
+    sample = sample_source(_data_argument(source_or_dataframe, data))
+    profile = get_processing_profile(processor_name or DEFAULT_PROFILE_NAME)
+    log.debug(
+        "sizing %s for %s: %d sampled of %d rows, %.1f bytes/row in memory, %.1f encoded; target %s MB",
+        sample.label,
+        profile.processor_name,
+        sample.sample_rows,
+        sample.total_rows,
+        sample.bytes_per_row,
+        sample.encoded_bytes_per_row,
+        "default" if target_memory_usage_mb is None else f"{target_memory_usage_mb:g}",
+    )
+    return _recommend(sample, profile, machine_info(), target_memory_usage_mb)
 
 
 def profile_of(processor: Any) -> ProcessingProfile:
@@ -608,16 +659,20 @@ def recommend_for_sample(
 
 
 def create_optimized_config(
-    source_or_dataframe: Any,
-    processor_name: str,
+    source_or_dataframe: Any = None,
+    processor_name: str | None = None,
     base: BatchConfig | None = None,
     target_memory_usage_mb: float | None = None,
+    *,
+    data: Any = None,
 ) -> BatchConfig:
     """``base`` (default ``BatchConfig()``) with ``batch_size``, ``max_concurrent_batches`` and
-    ``memory_limit_mb`` set from :func:`calculate_optimal_batch_config`."""
+    ``memory_limit_mb`` set from :func:`calculate_optimal_batch_config` (same arguments; ``data=`` too)."""
     from airflow_batch_provider.config import BatchConfig
 
-    rec = calculate_optimal_batch_config(source_or_dataframe, processor_name, target_memory_usage_mb)
+    rec = calculate_optimal_batch_config(
+        _data_argument(source_or_dataframe, data), processor_name, target_memory_usage_mb
+    )
     base = base if base is not None else BatchConfig()
     return base.with_overrides(
         {
