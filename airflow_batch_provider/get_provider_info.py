@@ -34,6 +34,11 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "extra-links": [
+            "airflow_batch_provider.operators.links.BatchReportLink",
+            "airflow_batch_provider.operators.links.BatchOutputLink",
+            "airflow_batch_provider.operators.links.BatchJobLink",
+        ],
         "notifications": [
             "airflow_batch_provider.notifications.alert.BatchAlertNotifier",
             "airflow_batch_provider.notifications.failure.BatchFailureNotifier",

@@ -26,6 +26,7 @@ from airflow_batch_provider.operators.conf import (  # noqa: F401 - re-exported:
     records_target,
     storage_target,
 )
+from airflow_batch_provider.operators.links import LINKS
 from airflow_batch_provider.operators.retry_policy import BatchRetryPolicy
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ class BatchJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("source", "output_path", "config_overrides")
     template_fields_renderers: ClassVar[dict[str, str]] = {"config_overrides": "json"}
     ui_color = "#dbeafe"
+    #: "Report", "Output", "Batch job": pages of the provider's plugin, found by the task instance's ids
+    operator_extra_links = LINKS
     #: subclasses set the processor (a class or registered name) and add their own typed parameters
     processor_class: ClassVar[Any] = None
 
@@ -260,6 +263,7 @@ class BatchJobOperator(BaseOperator):
 
         apply_log_row_values()
         folder = self.job_folder(context)
+        record_job_folder(context, folder, self.log)
         reporter = _TaskReporter(context, self.log, folder)
         self._cancel = threading.Event()
         try:
@@ -293,6 +297,9 @@ class BatchJobOperator(BaseOperator):
             raise BatchInputFailure(str(err)) from err
         summary = result.to_dict()
         summary["output_uri"] = folder
+        html = publish_html_report(context, folder, self.output_conn_id, self.log)
+        if html:
+            summary["report_html_uri"] = html
         reporter.finish(summary)
         self.log.info(
             "batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
@@ -319,6 +326,46 @@ class BatchJobOperator(BaseOperator):
         """Ask the engine to stop: it writes a checkpoint, then the task exits."""
         if self._cancel is not None:
             self._cancel.set()
+
+
+#: XCom key of the job folder, pushed when the task starts: the plugin's pages find the folder through it
+JOB_FOLDER_XCOM = "batch_job"
+
+
+def record_job_folder(context: Context, folder: str, log: Any) -> None:
+    """Push ``{"output_uri": folder}`` as XCom ``batch_job`` (kept when the task fails, unlike the result)."""
+    try:
+        context["ti"].xcom_push(key=JOB_FOLDER_XCOM, value={"output_uri": folder})
+    except Exception:  # noqa: BLE001 - the links fall back to the default folder layout
+        log.warning("could not push the %s XCom", JOB_FOLDER_XCOM, exc_info=True)
+
+
+def publish_html_report(context: Context, folder: str, output_conn_id: str | None, log: Any) -> str | None:
+    """Write ``_report.html`` for a profiling/quality job folder, compared with the previous run of this task
+    (history under ``{base_path}/_records/reports/``); never fails the task."""
+    from airflow_batch_provider.reports import write_html_report
+    from airflow_batch_provider.storage import Location
+
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    try:
+        history = Location.of(records_target(connection=output_conn_id)).child(
+            "reports", _segment(ti.dag_id), _segment(ti.task_id), f"{_segment(map_index)}.json"
+        )
+        uri = write_html_report(
+            storage_target(folder, conn_id(output_conn_id)),
+            title=f"{ti.dag_id} / {ti.task_id}"
+            + (f" [{map_index}]" if isinstance(map_index, int) and map_index >= 0 else ""),
+            subtitle=f"run {ti.run_id} \u00b7 {folder}",
+            history=history,
+            run_id=str(ti.run_id),
+        )
+    except Exception:  # noqa: BLE001 - the JSON report is committed; the page is a view of it
+        log.warning("could not write the HTML report of %s", folder, exc_info=True)
+        return None
+    if uri:
+        log.info("HTML report: %s", uri)
+    return uri
 
 
 def _alert_callable(callback: Any, context: Context) -> Callable[[Any], Any]:

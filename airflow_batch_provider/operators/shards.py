@@ -39,6 +39,8 @@ from airflow_batch_provider.operators.batch import (
     _base_operator_params,
     _segment,
     base_path,
+    publish_html_report,
+    record_job_folder,
     storage_target,
 )
 from airflow_batch_provider.operators.conf import apply_log_row_values, records_target
@@ -155,6 +157,7 @@ class ShardPlanOperator(_ShardedJobPart):
 
         apply_log_row_values()
         folder = self.job_folder(context)
+        record_job_folder(context, folder, self.log)
         source = self.source_target()
         output = self.output_target(folder)
         check_shared_storage({"output_path": output, "source": source}, executor_name(self.executor))
@@ -221,6 +224,7 @@ class ShardOperator(_ShardedJobPart):
             )
         apply_log_row_values()
         folder = self.job_folder(context)
+        record_job_folder(context, folder, self.log)
         output = self.output_target(folder)
         ti = context["ti"]
         reporter = _reporter(context, self.log, folder)
@@ -302,6 +306,7 @@ class ShardMergeOperator(_ShardedJobPart):
 
         apply_log_row_values()
         folder = self.job_folder(context)
+        record_job_folder(context, folder, self.log)
         reporter = _reporter(context, self.log, folder)
         try:
             result = merge_shards(
@@ -314,6 +319,9 @@ class ShardMergeOperator(_ShardedJobPart):
             raise BatchInputFailure(str(err)) from err
         summary = result.to_dict()
         summary["output_uri"] = folder
+        html = publish_html_report(context, folder, self.output_conn_id, self.log)
+        if html:
+            summary["report_html_uri"] = html
         if self.shard_results is not None:
             runs = [dict(r) for r in self.shard_results if r]
             summary["chunks_processed"] = sum(int(r.get("chunks_processed", 0)) for r in runs)
