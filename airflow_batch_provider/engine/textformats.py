@@ -102,6 +102,14 @@ def parse_type(text: str, *, what: str = "type") -> pa.DataType:
         raise ConfigError(f"{what}: {text!r} is not a pyarrow type; use e.g. {_TYPE_HINT}") from None
 
 
+def _close(name: str, candidates: list[str]) -> str:
+    """``"; did you mean 'amount'?"`` when a candidate is close to ``name`` (difflib), else ``""``."""
+    import difflib
+
+    found = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean {found[0]!r}?" if found else ""
+
+
 def _check_char(name: str, value: Any) -> str:
     aliases = {"\\t": "\t", "tab": "\t"}
     value = aliases.get(value, value) if isinstance(value, str) else value
@@ -227,7 +235,10 @@ class TextOptions:
         valid = [f.name for f in cls.__dataclass_fields__.values()]
         unknown = sorted(set(m) - set(valid))
         if unknown:
-            raise ConfigError(f"{OPTIONS_PARAM}: unknown key {unknown[0]!r}; valid keys: {', '.join(valid)}")
+            raise ConfigError(
+                f"{OPTIONS_PARAM}: unknown key {unknown[0]!r}{_close(unknown[0], valid)}; "
+                f"valid keys: {', '.join(valid)}"
+            )
         return cls(**m)
 
     def to_dict(self) -> dict[str, Any]:
@@ -1037,8 +1048,8 @@ def _apply_declared(path: str, fmt: str, schema: pa.Schema, options: TextOptions
     unknown = [n for n in declared if n not in schema.names]
     if unknown and fmt == "csv":
         raise ConfigError(
-            f"column_types names column {unknown[0]!r}, which is not in the header of {path}; "
-            f"its columns are {schema.names}"
+            f"column_types names column {unknown[0]!r}, which is not in the header of {path}"
+            f"{_close(unknown[0], schema.names)}; its columns are {schema.names}"
         )
     fields = [pa.field(f.name, declared.get(f.name, f.type)) for f in schema]
     return pa.schema(fields + [pa.field(n, declared[n]) for n in unknown])

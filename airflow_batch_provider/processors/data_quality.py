@@ -81,6 +81,7 @@ import pandas as pd
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.processors import arrow_hashing, hashing, quality_defaults, side_files
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
+from airflow_batch_provider.processors.catalog import did_you_mean
 from airflow_batch_provider.processors.frames import kind_of_frame, like, to_arrow
 
 FORMAT_VERSION = 1
@@ -483,11 +484,16 @@ def _parse_rule(raw: Any, i: int) -> Rule:
         raise ConfigError(f"{where}: a rule is a dict with a 'type', got {raw!r}")
     kind = raw.get("type")
     if kind not in _RULE_KEYS:
-        raise ConfigError(f"{where}: unknown rule type {kind!r}; use one of {', '.join(_RULE_KEYS)}")
+        raise ConfigError(
+            f"{where}: unknown rule type {kind!r}{did_you_mean(str(kind), _RULE_KEYS)}; "
+            f"use one of {', '.join(_RULE_KEYS)}"
+        )
     unknown = sorted(set(raw) - _COMMON_KEYS - _RULE_KEYS[kind])
     if unknown:
+        allowed = sorted(_COMMON_KEYS | _RULE_KEYS[kind])
         raise ConfigError(
-            f"{where} ({kind}): unknown key(s) {unknown}; allowed: {sorted(_COMMON_KEYS | _RULE_KEYS[kind])}"
+            f"{where} ({kind}): unknown key(s) {unknown}{did_you_mean(str(unknown[0]), allowed)}; "
+            f"allowed: {allowed}"
         )
     columns = _rule_columns(raw, kind, where)
     severity = raw.get("severity", "error")

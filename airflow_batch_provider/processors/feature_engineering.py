@@ -249,6 +249,8 @@ class FeatureEngineeringProcessor(BaseProcessor):
         plan = self._plan()
         for param, rules in self._rules().items():
             check_columns(self.name, param, list(rules), schema)
+        if self.spec is not None:  # a column of the fitted spec missing here would pass through untransformed
+            check_columns(self.name, "spec", list(self.fitted_spec()["columns"]), schema)
         if plan:
             self._check_columns(plan, schema.empty_table().to_pandas())
 
