@@ -9,7 +9,8 @@ merge exactly; the only inexactness is a 64-bit collision (about n^2 / 2^65, as 
 - numbers, timestamps, booleans: the value's 64 bits (-0.0 as 0.0, NaN as null), mixed (splitmix64);
 - text (and dictionary-encoded text): 8-byte words of the UTF-8 bytes folded with splitmix64, then the length;
   values longer than ``LONG_TEXT`` bytes by BLAKE2b (rare; keeps the vector loop short);
-- anything else (decimals, lists, structs, ...): pandas' ``hash_pandas_object`` of the column;
+- lists, structs, maps: the canonical hash of :mod:`~airflow_batch_provider.processors.nested_hashing`;
+- anything else (decimals, binary, ...): pandas' ``hash_pandas_object`` of the column;
 - null: one constant per type family; a row hash folds its columns' hashes in column order.
 
 No Airflow imports.
@@ -145,6 +146,10 @@ def column_hashes(col: Any) -> np.ndarray:
         h = dictionary[indices] if len(dictionary) else np.full(len(arr), _NULL, dtype=np.uint64)
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return text_hashes(arr)
+    elif pa.types.is_nested(t) and not pa.types.is_union(t):
+        from airflow_batch_provider.processors.nested_hashing import nested_hashes
+
+        return nested_hashes(arr)
     else:
         bits = _bits(arr)
         if bits is None:

@@ -78,6 +78,7 @@ import pandas as pd
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.machine import usable_cpus
 from airflow_batch_provider.processors import histogram_bins as hb
+from airflow_batch_provider.processors import nested_profiling as nested
 from airflow_batch_provider.processors import profiling_kernels as pk
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
@@ -262,7 +263,7 @@ class DataProfilingProcessor(BaseProcessor):
             return None  # read everything: partial_stats reports the problem
         if self.columns is not None:
             return [str(c) for c in self.columns]  # partial_stats selects them all
-        cols = [str(c) for c in self._numeric(frame)]
+        cols = [str(c) for c in self._numeric(frame)] + nested.stats_columns(schema, None)
         if not cols:
             return [str(frame.columns[0])] if len(frame.columns) else None
         return cols
@@ -276,6 +277,9 @@ class DataProfilingProcessor(BaseProcessor):
         for name, col, (kind, _) in zip(
             table.column_names, table.columns, self._kinds(table.schema), strict=True
         ):
+            if nested.is_nested(col.type):  # numeric leaves of lists/structs/maps: their histogram edges
+                ranges.update(nested.ranges(name, col))
+                continue
             if kind not in NUMERIC:
                 continue
             if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
@@ -331,6 +335,9 @@ class DataProfilingProcessor(BaseProcessor):
         legacy = []
         self._row_parts: dict[int, np.ndarray] = {}  # per-row value hashes the text kernels computed
         for j, (name, col, (kind, dtype)) in enumerate(zip(names, table.columns, kinds, strict=True)):
+            if nested.handles(col.type):  # lists, structs, maps, dates, times: processors/nested_profiling.py
+                cols[name], self._row_parts[j] = nested.column_state(self, j, name, col)
+                continue
             col_state = self._arrow_state(j, name, col, kind, dtype, rows)
             if col_state is None:
                 legacy.append(j)
@@ -675,6 +682,8 @@ def top_values_of(values: np.ndarray, counts: np.ndarray, capacity: int, arrow: 
 def merge_column(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge one column's chunk states (in source order) into one state of the same shape."""
     first = parts[0]
+    if first["t"] in nested.KINDS:
+        return nested.merge(parts, merge_column)
     out: dict[str, Any] = {k: first[k] for k in ("t", "dtype", "unit", "tz") if k in first}
     out["nulls"] = sum(p["nulls"] for p in parts)
     out["mem"] = sum(p.get("mem", 0) for p in parts)
@@ -705,6 +714,8 @@ def _pin_integer_bounds(out: dict[str, Any], parts: list[dict[str, Any]]) -> Non
 
 
 def column_report(col: dict[str, Any], rows: int, qs: list[float], top_k: int) -> dict[str, Any]:
+    if col["t"] in nested.KINDS:
+        return nested.report(col, rows, qs, top_k, column_report)
     nulls = int(col["nulls"])
     report: dict[str, Any] = {
         "type": col["t"],
