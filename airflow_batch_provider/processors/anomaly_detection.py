@@ -78,6 +78,7 @@ import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
+from airflow_batch_provider.processors.frames import arrow_to_pandas
 from airflow_batch_provider.processors.registry import import_object
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class AnomalyDetectionProcessor(BaseProcessor):
             if isinstance(self.features, str) or not isinstance(self.features, Sequence):
                 return None
             return [str(f) for f in self.features]
-        empty = schema.empty_table().to_pandas()
+        empty = arrow_to_pandas(schema.empty_table())
         return [
             str(c)
             for c in empty.columns
@@ -190,7 +191,7 @@ class AnomalyDetectionProcessor(BaseProcessor):
         self._validate()
         if self.features is not None:
             check_columns(self.name, "features", self.features, schema)
-        self._select_features(schema.empty_table().to_pandas())  # numeric columns, at least one
+        self._select_features(arrow_to_pandas(schema.empty_table()))  # numeric columns, at least one
 
     def _validate(self) -> None:
         if not isinstance(self.algorithm, str) or not self.algorithm:
@@ -271,10 +272,17 @@ class AnomalyDetectionProcessor(BaseProcessor):
                 )
             return chosen
         check_columns(self.name, "features", self.features, list(names))
-        bad = [f for f in self.features if not pd.api.types.is_numeric_dtype(sample[names[str(f)]].dtype)]
+        bad = {
+            str(f): str(sample[names[str(f)]].dtype)
+            for f in self.features
+            if not pd.api.types.is_numeric_dtype(sample[names[str(f)]].dtype)
+            or pd.api.types.is_bool_dtype(sample[names[str(f)]].dtype)
+        }
         if bad:
+            listed = ", ".join(f"{c!r} ({t})" for c, t in bad.items())
             raise ConfigError(
-                f"anomaly_detection: features: column(s) {bad} are not numeric; give numeric columns only"
+                f"anomaly_detection: features: column(s) {listed} are not numeric; give numeric columns only "
+                "(lists, structs and maps are passed through with the rows, never scored)"
             )
         return [str(f) for f in self.features]
 

@@ -60,6 +60,7 @@ from airflow_batch_provider.processors.column_stats import (
     bin_index,
     equal_width_edges,
 )
+from airflow_batch_provider.processors.frames import arrow_to_pandas
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ class FeatureEngineeringProcessor(BaseProcessor):
         if self.spec is not None:  # a column of the fitted spec missing here would pass through untransformed
             check_columns(self.name, "spec", list(self.fitted_spec()["columns"]), schema)
         if plan:
-            self._check_columns(plan, schema.empty_table().to_pandas())
+            self._check_columns(plan, arrow_to_pandas(schema.empty_table()))
 
     @staticmethod
     def _check_columns(plan: dict[str, dict[str, Any]], chunk: pd.DataFrame) -> dict[str, str]:
@@ -265,6 +266,7 @@ class FeatureEngineeringProcessor(BaseProcessor):
                     next(iter(steps)), f"column {col!r} is not in the source; it has {list(names)[:50]!r}"
                 )
             dtype = chunk[names[col]].dtype
+            _check_scalar(col, steps, dtype)
             numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
             if "date_parts" in steps:
                 if not pd.api.types.is_datetime64_any_dtype(dtype):
@@ -642,7 +644,26 @@ def _categorical_outputs(
     return [(n, pd.Series(onehot[:, i], index=series.index)) for i, n in enumerate(names)]
 
 
+def _check_scalar(col: str, steps: dict[str, Any], dtype: Any) -> None:
+    """A ``ConfigError`` naming a list/struct/map column (or another Arrow type pandas has no scalar for) that a
+    step would transform: those columns can only be passed through."""
+    import pyarrow as pa
+
+    arrow = getattr(dtype, "pyarrow_dtype", None)
+    if arrow is not None and (pa.types.is_nested(arrow) or pa.types.is_time(arrow)):
+        raise _fail(
+            next(iter(steps)),
+            f"column {col!r} has type {arrow}, which no step transforms (lists, structs, maps and times are "
+            "passed through); profile it with data_profiling, or leave it out",
+        )
+
+
 def _date_outputs(col: str, series: pd.Series, parts: list[str]) -> list[tuple[str, Any]]:
+    import pyarrow as pa
+
+    arrow = getattr(series.dtype, "pyarrow_dtype", None)
+    if arrow is not None and pa.types.is_date(arrow):  # a date (any year): its parts as a timestamp's, hour 0
+        series = series.astype(pd.ArrowDtype(pa.timestamp("s")))
     dt = series.dt
     out = []
     for part in parts:

@@ -142,12 +142,24 @@ def test_columns_beyond_the_vocabulary_limit_or_all_null_pass_through(tmp_path):
     assert out["name"].tolist() == df["name"].tolist() and out["none"].isna().all()
 
 
-def test_a_column_of_lists_is_refused_naming_it(tmp_path):
+def test_a_column_of_lists_is_passed_through_and_an_explicit_step_on_it_is_refused(tmp_path):
+    """The defaults leave a list column as it is (written back with its exact type); a step naming it is a
+    ConfigError of the pre-flight check, naming the column and its type, before any chunk."""
     table = pa.table({"tags": pa.array([["a"], ["b", "c"], []] * 10), "x": pa.array(np.arange(30.0))})
     (tmp_path / "src").mkdir()
     pq.write_table(table, tmp_path / "src" / "a.parquet")
-    with pytest.raises(ConfigError, match="column 'tags' holds values that cannot be counted"):
-        run_batch_job(tmp_path / "src", "feature_engineering", output_path=tmp_path / "out")
+    result = run_batch_job(tmp_path / "src", "feature_engineering", output_path=tmp_path / "out")
+    assert result.report["spec"]["defaults"]["skipped"]["tags"].endswith("passed through")
+    out = pq.read_table(next((tmp_path / "out").rglob("parts/*.parquet")))
+    assert out.column("tags").type == table.column("tags").type
+    assert out.column("tags").to_pylist() == table.column("tags").to_pylist()[: out.num_rows]
+    with pytest.raises(
+        ConfigError, match=r"encode: column 'tags' has type list<element: string>.*passed through"
+    ):
+        run_batch_job(
+            tmp_path / "src", "feature_engineering", output_path=tmp_path / "bad", encode={"tags": "onehot"}
+        )
+    assert not list((tmp_path / "bad").rglob("parts/*.parquet"))
 
 
 def test_any_setting_turns_the_defaults_off(tmp_path):

@@ -69,7 +69,7 @@ def _fails_before_any_chunk(out: Path) -> None:
         (
             "anomaly_detection",
             {"features": ["x", "cat"]},
-            r"anomaly_detection: features: .*\['cat'\] are not",
+            r"anomaly_detection: features: .*'cat' \(str\) are not",
         ),
         (
             "data_profiling",
