@@ -78,7 +78,12 @@ class BatchJobOperator(BaseOperator):
     """Run a processor over a large source in chunks; resume from the checkpoint on every retry.
 
     :param source: file, folder or glob of Parquet/CSV/JSON Lines, local or object storage (templated).
-        Chain jobs with ``source=upstream.output["output_uri"]``.
+        Chain jobs with ``source=upstream.output["output_uri"]``. Or an in-memory frame arriving at run time (a
+        pandas or polars DataFrame, a pyarrow Table): an upstream ``@task``'s return value (``source=make()``,
+        through XCom), or a callable ``def make_source(context, **_)`` that Airflow's templating calls with
+        ``context=`` and ``jinja_env=`` when the task starts. The first try stores the frame once in the job folder
+        (``_input/``, Parquet, fingerprinted by content); retries (and a sharded job's shards) read that copy and
+        do not call the callable again. Any other type fails the task without retry (``SourceError``).
     :param processor: a registered name, an import path ``"module:attr"``, a processor class, or a sync/async
         callable ``fn(batch_df, context, **processor_kwargs)``. Not templated: ``dag_run.conf`` cannot choose code.
     :param config: a :class:`~airflow_batch_provider.config.BatchConfig`.
@@ -131,6 +136,8 @@ class BatchJobOperator(BaseOperator):
     operator_extra_links = LINKS
     #: subclasses set the processor (a class or registered name) and add their own typed parameters
     processor_class: ClassVar[Any] = None
+    #: whether a callable ``source`` is called when the job folder holds no stored copy (shards read the plan's)
+    calls_source: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -243,10 +250,52 @@ class BatchJobOperator(BaseOperator):
         )
 
     def source_target(self) -> Any:
-        """The source as the engine opens it, checked against ``[batch_provider] allowed_source_roots``."""
+        """The source as the engine opens it, checked against ``[batch_provider] allowed_source_roots``; an
+        in-memory frame (or its stored copy) as it is: it is stored in the job folder, not read from a root."""
+        from airflow_batch_provider.engine import memory_sources
+        from airflow_batch_provider.exceptions import SourceError
         from airflow_batch_provider.operators.roots import confined_source
 
+        if memory_sources.is_in_memory(self.source):
+            return self.source
+        try:
+            memory_sources.check_source(self.source, where=f"{self.task_id}: source")
+        except SourceError as err:
+            raise BatchInputFailure(str(err)) from err
         return storage_target(confined_source(self.source, task=self.task_id), self.source_conn_id)
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        """Airflow's rendering, except for a callable ``source`` once its frame is stored: then the stored copy
+        is used and the callable is not called again (retries, shards)."""
+        if parent is not self or "source" not in template_fields or not _source_callable(self.source):
+            super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+            return
+        others = [f for f in template_fields if f != "source"]
+        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)  # output_path first
+        self.source = self._call_source(self.source, context, jinja_env)
+
+    def _call_source(self, fn: Callable[..., Any], context: Any, jinja_env: Any) -> Any:
+        from airflow_batch_provider.engine import memory_sources
+
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        stored = memory_sources.stored_copy(
+            storage_target(self.job_folder(context), conn_id(self.output_conn_id))
+        )
+        if stored is not None:
+            self.log.info(
+                "source: %s is not called again: the frame it returned is stored in %s (%d rows)",
+                name,
+                stored.uri,
+                stored.rows,
+            )
+            return stored
+        if not self.calls_source:
+            return fn  # a shard: the engine looks for the plan's copy and says so when it is missing
+        value = fn(context=context, jinja_env=jinja_env)
+        self.log.info("source: %s returned a %s", name, type(value).__name__)
+        return value
 
     def process_kwargs(self, context: Context) -> dict[str, Any]:
         """Parameters for the processor (subclasses add their own typed ones)."""
@@ -366,6 +415,11 @@ def publish_html_report(context: Context, folder: str, output_conn_id: str | Non
     if uri:
         log.info("HTML report: %s", uri)
     return uri
+
+
+def _source_callable(source: Any) -> bool:
+    """A callable ``source`` (templating calls it): not a string, path or frame, and not an ``XComArg``."""
+    return callable(source) and not isinstance(source, (str, bytes)) and not hasattr(source, "resolve")
 
 
 def _alert_callable(callback: Any, context: Context) -> Callable[[Any], Any]:

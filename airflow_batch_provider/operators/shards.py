@@ -160,7 +160,11 @@ class ShardPlanOperator(_ShardedJobPart):
         record_job_folder(context, folder, self.log)
         source = self.source_target()
         output = self.output_target(folder)
-        check_shared_storage({"output_path": output, "source": source}, executor_name(self.executor))
+        from airflow_batch_provider.engine.memory_sources import is_in_memory
+
+        # a frame is stored in the job folder (output_path): only a source read from elsewhere is checked
+        shared = {"output_path": output, "source": None if is_in_memory(source) else source}
+        check_shared_storage(shared, executor_name(self.executor))
         cap = conf.getint("core", "max_map_length", fallback=1024)
         if self.shards > cap:
             self.log.warning(
@@ -208,6 +212,7 @@ class ShardOperator(_ShardedJobPart):
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "spec")
     ui_color = "#c7d2fe"
+    calls_source = False  # an in-memory source: the copy the plan stored
 
     def __init__(self, *, spec: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("multiple_outputs", False)  # one XCom row per shard, not one per key
@@ -295,6 +300,7 @@ class ShardMergeOperator(_ShardedJobPart):
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "shard_results")
     ui_color = "#a5b4fc"
+    calls_source = False  # the merge reads no source
 
     def __init__(self, *, shard_results: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
