@@ -1,4 +1,5 @@
-"""Airflow UI plugin: the batch monitoring dashboard at ``/batch-provider`` (entry point ``airflow.plugins``).
+"""Airflow UI plugin: the batch monitoring dashboard at ``/batch-provider`` (entry point ``airflow.plugins``),
+and the pages of the operators' extra links under ``/batch-provider/jobs/`` (:mod:`.jobs`, per-DAG authorization).
 
 Airflow adds no authentication to plugin FastAPI apps, so the JSON endpoints validate the caller's Airflow
 API token themselves (``Authorization: Bearer <jwt>`` or the UI's ``_token`` cookie, checked by the
@@ -57,6 +58,12 @@ def create_app() -> FastAPI:
     @app.get("/dashboard", response_class=HTMLResponse)
     def page() -> str:
         return DASHBOARD_HTML
+
+    from airflow_batch_provider.plugins.jobs import create_router
+
+    app.include_router(
+        create_router()
+    )  # the extra links' pages: /jobs/{dag_id}/{run_id}/{task_id}/{map_index}/...
 
     return app
 
