@@ -11,11 +11,22 @@ FLOOR_PYTEST_ARGS ?= -q -p no:cacheprovider
 
 .PHONY: install lint test demo airflow bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: Python >= 3.11 is needed: run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
+	touch $@
+
+# everything make test needs (the provider, editable, with its test extra); also satisfies the demo's needs
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
 	$(VENV)/bin/pip install -q -e '.[test]' || { echo "make: installing the provider with its test extra failed (see above); the package index must be reachable" >&2; exit 1; }
+	rm -rf airflow_batch_provider.egg-info
+	touch $@ $(VENV)/.installed-demo
+
+# what make demo needs: the provider and its runtime dependencies (Airflow, pandas, pyarrow ...), no test extra;
+# the same venv, so make test afterwards only adds the test extra
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
+	$(VENV)/bin/pip install -q -e . || { echo "make: installing the provider failed (see above); the package index must be reachable" >&2; exit 1; }
 	rm -rf airflow_batch_provider.egg-info
 	touch $@
 
@@ -41,12 +52,15 @@ test: install $(FLOOR)/.installed lint
 	PYTHONPATH=$(CURDIR)/$(FLOOR) $(PY) -m pytest $(FLOOR_PYTEST_ARGS) tests/unit
 
 ## make demo: SQLite Airflow + local storage + 1,000,000 generated rows, runs dags/example_batch_job.py
-demo: install
+## (installs the provider and its runtime dependencies only, not the test extra)
+demo: $(VENV)/.installed-demo
 	$(PY) scripts/demo.py --home $(AIRFLOW_HOME_DEMO) --rows $(ROWS)
 
-## make airflow: the Airflow UI with the example DAGs on 127.0.0.1 (Ctrl-C stops it)
-airflow: install
-	$(PY) scripts/local_airflow.py --home $(AIRFLOW_HOME_DEMO) --dags dags
+## make airflow [DAGS=my_dags]: the Airflow UI on 127.0.0.1 with the example DAGs (dags/), or with your own
+## DAGs folder (Ctrl-C stops it). my_dags/ is yours: no test reads it.
+DAGS ?= dags
+airflow: $(VENV)/.installed-demo
+	$(PY) scripts/local_airflow.py --home $(AIRFLOW_HOME_DEMO) --dags $(DAGS)
 
 ## make bench: the engine benchmark (prints a table, writes benchmarks/results/engine.json)
 bench: install
