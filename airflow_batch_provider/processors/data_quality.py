@@ -79,10 +79,16 @@ import numpy as np
 import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
-from airflow_batch_provider.processors import arrow_hashing, hashing, quality_defaults, side_files
+from airflow_batch_provider.processors import (
+    arrow_hashing,
+    hashing,
+    nested_paths,
+    quality_defaults,
+    side_files,
+)
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.catalog import did_you_mean
-from airflow_batch_provider.processors.frames import kind_of_frame, like, to_arrow
+from airflow_batch_provider.processors.frames import arrow_to_pandas, kind_of_frame, like, to_arrow
 
 FORMAT_VERSION = 1
 STATE_VERSION = 2  # fitted state: distinct counts + repeated keys (v1: every key's first position)
@@ -763,6 +769,10 @@ class DataQualityProcessor(BaseProcessor):
         kinds: dict[str, str] | None = None
         for i, rule in enumerate(rules):
             columns = sorted(rule.expression.columns) if rule.expression is not None else rule.columns
+            if rule.expression is None:  # struct fields (address.city): their top-level column must exist
+                columns = nested_paths.source_columns(
+                    columns, schema, f"{self.name}: rules[{i}] ({rule.name})"
+                )
             check_columns(self.name, f"rules[{i}] ({rule.name})", columns, schema)
             if rule.expression is not None:
                 kinds = kinds if kinds is not None else column_kinds(schema.empty_table().to_pandas())
@@ -779,7 +789,9 @@ class DataQualityProcessor(BaseProcessor):
         rules = self._unique_rules()
         if not rules or any(not r.columns for r in rules):
             return None
-        return list(dict.fromkeys(str(c) for r in rules for c in r.columns))
+        return list(
+            dict.fromkeys(nested_paths.source_columns([c for r in rules for c in r.columns], schema, ""))
+        )
 
     @staticmethod
     def _key_columns(rule: Rule, table: Any) -> list[str]:
@@ -789,6 +801,7 @@ class DataQualityProcessor(BaseProcessor):
 
     def _key_hashes(self, rule: Rule, table: Any) -> np.ndarray:
         """One uint64 per row: the hash of the rule's key (numpy over the Arrow buffers, the same in both passes)."""
+        table = nested_paths.with_paths(table, rule.columns)  # struct fields as key columns
         return arrow_hashing.row_hashes(table, self._key_columns(rule, table))
 
     # statistics pass (unique rules) -------------------------------------------------------------------------
@@ -880,6 +893,10 @@ class DataQualityProcessor(BaseProcessor):
             assert rule.expression is not None
             holds = rule.expression.evaluate(view.pandas(sorted(rule.expression.columns)))
             return np.ones(view.table.num_rows, dtype=bool), ~holds
+        field = nested_paths.column(view.table, rule.column)
+        if field is not None:  # a struct field (address.city): processors/nested_paths.py
+            fast = _arrow_check(rule, field)
+            return fast if fast is not None else _VALUE_CHECKS[rule.type](arrow_to_pandas_column(field), rule)
         name = _arrow_column(view.table, rule.column, rule.name)
         fast = _arrow_check(rule, view.table.column(name))
         if fast is not None:
@@ -1048,7 +1065,7 @@ class _Chunk:
             if self.kind == "pandas":
                 self._series[name] = self.original[_column(self.original, name, name)]
             else:
-                self._series[name] = self.table.select([name]).to_pandas()[name]
+                self._series[name] = arrow_to_pandas_column(self.table.column(name))
         return self._series[name]
 
     def pandas(self, names: list[str]) -> pd.DataFrame:
@@ -1056,6 +1073,13 @@ class _Chunk:
         if missing:  # the expression names the unknown columns itself
             return self.original if self.kind == "pandas" else self.table.to_pandas()
         return pd.DataFrame({name: self.series(name) for name in names}, index=self.series(names[0]).index)
+
+
+def arrow_to_pandas_column(values: Any) -> pd.Series:
+    """One Arrow column as the pandas Series a chunk's column would be (:func:`frames.arrow_to_pandas`)."""
+    import pyarrow as pa
+
+    return arrow_to_pandas(pa.table({"v": values}))["v"]
 
 
 def _arrow_column(table: Any, name: str, rule: str) -> str:
