@@ -14,6 +14,10 @@ its base path came from (and, when there is no records folder there, says so ins
 ``airflow-batch cleanup [--days 7] [--base PATH] [--dry-run] [--json]`` deletes failure records older than
 ``--days`` (job folders are cleaned by ``BatchCleanupOperator``).
 
+``airflow-batch status [JOB_ID] [--base PATH] [--json]`` prints the running jobs (from their heartbeats) with
+their progress and processed rows; with JOB_ID, that job's status (running, stale, failed, succeeded or
+not_found) from its heartbeat, else its checkpoint or committed manifest.
+
 ``airflow-batch suggest-rules SOURCE [--from-profile]`` prints, as JSON, the rules ``data_quality`` derives
 from SOURCE when given none (completeness, duplicate rows, type consistency, outliers), to paste into
 ``rules=`` and edit; ``--from-profile``: SOURCE is a saved ``data_profiling`` report (``_report.json``).
@@ -68,6 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--days", type=float, default=7.0, metavar="D", help="keep D days of records (7)")
     clean.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     _common(clean)
+    stat = sub.add_parser(
+        "status",
+        help="running jobs and their progress, or one job's status",
+        description="Print the running jobs with their progress, or the status of JOB_ID.",
+    )
+    stat.add_argument(
+        "job_id", nargs="?", metavar="JOB_ID", help="a job id (dag_id/run_id/task_id/map_index for a task)"
+    )
+    _common(stat)
     sug = sub.add_parser(
         "suggest-rules",
         help="data_quality rules derived from a source (the default assessment)",
@@ -367,11 +380,57 @@ def _suggest_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_line(job: Mapping[str, Any]) -> str:
+    rate = job.get("rows_per_second")
+    return (
+        f"{job.get('status', '?')}, {float(job.get('progress_percentage') or 0):.1f}% "
+        f"({int(job.get('processed_items') or 0):,} of {int(job.get('total_items') or 0):,} rows, "
+        f"{int(job.get('chunks_done') or 0):,}/{int(job.get('chunks_total') or 0):,} chunks"
+        + (f", {float(rate):,.0f} rows/s" if rate else "")
+        + ")"
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from airflow_batch_provider.monitoring import status
+    from airflow_batch_provider.operators.conf import conn_id, storage_target
+
+    base, how = base_path_source(args.base)
+    target = storage_target(base, conn_id(args.conn_id))
+    if args.job_id:
+        job = status.get_job_status(args.job_id, base_path=target)
+        if args.json:
+            _output.write(json.dumps({"base": str(target), **job}, indent=2, default=str) + "\n")
+        else:
+            lines = [f"Job {args.job_id} under {target} ({how}): {_job_line(job)}"]
+            lines += [f"  output: {job['output_uri']}"] if job.get("output_uri") else []
+            lines += [f"  error: {job['error']}"] if job.get("error") else []
+            lines += [f"  looked in: {', '.join(job['searched'])}"] if job.get("searched") else []
+            _output.write("\n".join(lines) + "\n")
+        return 0 if job["status"] != "not_found" else 1
+    system = status.get_system_status(target)
+    if args.json:
+        _output.write(json.dumps({"base": str(target), **system}, indent=2, default=str) + "\n")
+        return 0
+    lines = [
+        f"Jobs under {system['records_root']} ({how}): {system['running_jobs']} running, "
+        f"{system['stale_jobs']} stale; {system['processed_items']:,} rows processed by the running jobs, "
+        f"{system['active_alerts']} active alert(s). Queued work is Airflow's: see the UI or the REST API."
+    ]
+    lines += [f"  {job['job_id']}: {_job_line(job)}" for job in system["jobs"]]
+    lines += [
+        f"  {job['job_id']}: stale (no heartbeat for {job['heartbeat_age_s']} s)" for job in system["stale"]
+    ]
+    _output.write("\n".join(lines) + "\n")
+    return 0
+
+
 COMMANDS = {
     "recommend": _recommend,
     "failures": _failures,
     "cleanup": _cleanup,
     "suggest-rules": _suggest_rules,
+    "status": _status,
 }
 
 

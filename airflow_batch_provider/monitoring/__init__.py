@@ -9,6 +9,13 @@ from airflow_batch_provider.monitoring.alerts import Alert, AlertRules
 from airflow_batch_provider.monitoring.dashboard import get_active_alerts, get_monitoring_dashboard_data
 from airflow_batch_provider.monitoring.monitor import JobMonitor, records_root
 from airflow_batch_provider.monitoring.sampler import ResourceSample, ResourceSampler
+from airflow_batch_provider.monitoring.status import (
+    cleanup_old_records,
+    get_failure_statistics,
+    get_job_failure_history,
+    get_job_status,
+    get_system_status,
+)
 
 __all__ = [
     "Alert",
@@ -16,7 +23,12 @@ __all__ = [
     "JobMonitor",
     "ResourceSample",
     "ResourceSampler",
+    "cleanup_old_records",
     "get_active_alerts",
+    "get_failure_statistics",
+    "get_job_failure_history",
+    "get_job_status",
     "get_monitoring_dashboard_data",
+    "get_system_status",
     "records_root",
 ]
