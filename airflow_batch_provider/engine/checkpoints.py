@@ -132,6 +132,14 @@ def decide_generation(out: Location, fingerprint: str, *, resume: bool = True) -
     committed = out.child(OUTPUT_MANIFEST).read_json()
     committed_gen = committed.get("generation") if isinstance(committed, dict) else None
     gens = sorted(int(m.group(1)) for n in out.listdir() if (m := _GEN_RE.match(n)))
+    log.debug(
+        "resume decision for %s: generations %s, committed %s, fingerprint %s, checkpointing %s",
+        out.uri,
+        gens or "none",
+        committed_gen,
+        fingerprint,
+        "on" if resume else "off",
+    )
     if not gens:
         return Decision(1, False, "no checkpoint: starting a new job")
     latest = gens[-1]
@@ -216,10 +224,20 @@ class CheckpointStore:
     def write(self, status: str, **extra: Any) -> None:
         """Append a segment with the records since the last checkpoint, then rewrite the working manifest."""
         self._check()
+        written = len(self._pending)
         if self._pending:
             self.gen.child("segments", f"s{self.segments:06d}.json").write_json(self._pending)
             self.segments += 1
             self._pending = []
+        log.debug(
+            "checkpoint %s: generation %d %s, %s; %d range(s), %d rows done in all",
+            self.gen.uri,
+            self.generation,
+            status,
+            f"segment {self.segments - 1} with {written} new range(s)" if written else "no new range",
+            len(self.records),
+            self.rows_done,
+        )
         self.gen.child(CHECKPOINT).write_json(
             {
                 "format_version": FORMAT_VERSION,

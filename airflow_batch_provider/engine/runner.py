@@ -187,6 +187,17 @@ def _split(task: workers.ChunkTask, rows: int) -> list[workers.ChunkTask]:
     ]
 
 
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``(start, stop)`` ranges with touching ones joined."""
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
 def plan_chunks(
     files: list[sources.SourceFile], batch_size: int, done: Iterable[tuple[int, int, int]]
 ) -> list[workers.ChunkTask]:
@@ -412,6 +423,8 @@ class JobRunner:
             self.row_cap = int(cap)
         self._start_adapter(batch_size)
         done = [(r["f"], r["s"], r["e"]) for r in store.records.values()]
+        if done and log.isEnabledFor(logging.DEBUG):
+            self._log_resume_ranges(files, done)
         tasks = self.plan_tasks(files, batch_size, done)
         readable = [i for i, f in enumerate(files) if f.size]
         if not tasks and not done and len(schema) and readable and not any(f.rows for f in files):
@@ -836,6 +849,8 @@ class JobRunner:
             )
 
     def _record(self, record: dict[str, Any]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_chunk(record)
         record["seq"] = self.processed
         self.store.add(record)
         self.processed += 1
@@ -848,6 +863,53 @@ class JobRunner:
             self.adapter.poll_control(self.out)
         if self.recovery.enable_checkpointing and self.store.pending >= self.config.checkpoint_interval:
             self._checkpoint("running")
+
+    def _log_chunk(self, record: dict[str, Any]) -> None:
+        """One DEBUG line per finished chunk: range, worker, rows in/out, seconds, memory."""
+        path = self.files[record["f"]].path if record["f"] < len(self.files) else f"file {record['f']}"
+        if record.get("skipped"):
+            log.debug(
+                "job %s: %s rows %d-%d skipped (quarantined)", self.job_id, path, record["s"], record["e"]
+            )
+            return
+        mb = {k: f"{float(record[k]) / 2**20:.1f}" for k in ("mem_start", "mem_peak") if k in record}
+        log.debug(
+            "job %s: chunk %s rows %d-%d done by worker pid %s: %d rows in, %d rows out%s, %.3fs, memory peak "
+            "%s MB over the worker's baseline (%s MB retained before it)",
+            self.job_id,
+            path,
+            record["s"],
+            record["e"],
+            record.get("pid", "?"),
+            record.get("rows_in", record["e"] - record["s"]),
+            record.get("rows_out", 0),
+            f", {record['rows_quarantined']} quarantined" if record.get("rows_quarantined") else "",
+            float(record.get("seconds") or 0.0),
+            mb.get("mem_peak", "?"),
+            mb.get("mem_start", "?"),
+        )
+
+    def _log_resume_ranges(self, files: list[sources.SourceFile], done: list[tuple[int, int, int]]) -> None:
+        """DEBUG: per file, the row ranges finished by an earlier try (skipped) and those to run, contiguous
+        chunks merged into one range each."""
+        finished: dict[int, list[tuple[int, int]]] = {}
+        for fi, s, e in done:
+            finished.setdefault(fi, []).append((s, e))
+        for fi, f in enumerate(files):
+            pos = 0
+            for s, e in _merged(sorted(finished.get(fi, []))):
+                if pos < s:
+                    log.debug("job %s: resume: %s rows %d-%d to run", self.job_id, f.path, pos, s)
+                log.debug(
+                    "job %s: resume: %s rows %d-%d finished in an earlier try: skipped",
+                    self.job_id,
+                    f.path,
+                    s,
+                    e,
+                )
+                pos = max(pos, e)
+            if pos < f.rows:
+                log.debug("job %s: resume: %s rows %d-%d to run", self.job_id, f.path, pos, f.rows)
 
     def _checkpoint(self, status: str, **extra: Any) -> None:
         store = self._store

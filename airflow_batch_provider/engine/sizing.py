@@ -511,6 +511,31 @@ def _recommend(
     concurrency: int | None = None,
     per_worker: int = 1,
 ) -> BatchRecommendation:
+    log.debug(
+        "sizing inputs: %s: %d of %d rows sampled, %.1f bytes/row in memory (%.1f in strings), %.1f encoded, "
+        "row groups up to %d rows, columns %s; profile %s (overhead x%g, %g ms/row, cpu=%s memory=%s io=%s); "
+        "machine %d CPU(s), load %.2f, %d MB usable (cgroup limit %s); target %s MB; concurrency %s",
+        data.label,
+        data.sample_rows,
+        data.total_rows,
+        data.bytes_per_row,
+        data.string_bytes_per_row,
+        data.encoded_bytes_per_row,
+        data.row_group_rows,
+        data.column_types,
+        profile.processor_name,
+        profile.memory_overhead_factor,
+        profile.estimated_processing_time_per_row_ms,
+        profile.cpu_intensive,
+        profile.memory_intensive,
+        profile.io_intensive,
+        machine.cpus,
+        machine.load_1min,
+        machine.usable_bytes // _MB,
+        machine.cgroup_limit_bytes,
+        "default" if target_mb is None else f"{target_mb:g}",
+        "auto" if concurrency is None else concurrency,
+    )
     reasons: list[str] = []
     bpr = _sample_bytes_per_row(data, reasons)
     overhead = profile.memory_overhead_factor
@@ -616,16 +641,6 @@ def calculate_optimal_batch_config(
     _check_target(target_memory_usage_mb)
     sample = sample_source(_data_argument(source_or_dataframe, data))
     profile = get_processing_profile(processor_name or DEFAULT_PROFILE_NAME)
-    log.debug(
-        "sizing %s for %s: %d sampled of %d rows, %.1f bytes/row in memory, %.1f encoded; target %s MB",
-        sample.label,
-        profile.processor_name,
-        sample.sample_rows,
-        sample.total_rows,
-        sample.bytes_per_row,
-        sample.encoded_bytes_per_row,
-        "default" if target_memory_usage_mb is None else f"{target_memory_usage_mb:g}",
-    )
     return _recommend(sample, profile, machine_info(), target_memory_usage_mb)
 
 
