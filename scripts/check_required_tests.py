@@ -4,6 +4,7 @@
 Usage::
 
     python scripts/check_required_tests.py results.xml [more.xml ...] [--required .ci/required-tests.txt]
+        [--required .ci/required-browser-tests.txt ...]
 
 ``results.xml`` is what ``pytest --junitxml=results.xml`` writes. The required list has one entry per line
 (``#`` starts a comment). An entry is
@@ -133,17 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "reports", nargs="+", type=Path, help="JUnit XML file(s) written by pytest --junitxml"
     )
-    parser.add_argument("--required", type=Path, default=DEFAULT_REQUIRED, help="the required-test list")
+    parser.add_argument(
+        "--required",
+        type=Path,
+        action="append",
+        help="a required-test list (repeat for several; default .ci/required-tests.txt)",
+    )
     args = parser.parse_args(argv)
+    lists = args.required or [DEFAULT_REQUIRED]
     try:
-        required = read_required(args.required)
+        required = [entry for path in lists for entry in read_required(path)]
         cases = [case for report in args.reports for case in read_cases(report)]
     except BadInput as err:
         print(f"check_required_tests: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     problems = check(required, cases)
     if problems:
-        print(f"{len(problems)} required test(s) did not pass (list: {args.required}):", file=sys.stderr)
+        names = ", ".join(str(p) for p in lists)
+        print(f"{len(problems)} required test(s) did not pass (list: {names}):", file=sys.stderr)
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return EXIT_MISSING

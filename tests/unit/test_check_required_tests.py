@@ -160,3 +160,18 @@ def test_the_repository_list_names_tests_that_exist():
             assert f"def {name.split('[')[0]}(" in source, entry
         else:  # a whole test file
             assert "\ndef test_" in source, entry
+
+
+def test_several_required_lists_add_up(tmp_path, capsys):
+    report = tmp_path / "r.xml"
+    report.write_text(
+        '<testsuite><testcase classname="tests.a" name="t1"/>'
+        '<testcase classname="tests.b" name="t2"><skipped message="no browser"/></testcase></testsuite>'
+    )
+    first = tmp_path / "one.txt"
+    first.write_text("tests/a.py::t1\n")
+    second = tmp_path / "two.txt"
+    second.write_text("tests/b.py\n")
+    assert crt.main([str(report), "--required", str(first)]) == 0
+    assert crt.main([str(report), "--required", str(first), "--required", str(second)]) == 1
+    assert "SKIPPED  tests/b.py -> tests.b.t2: no browser" in capsys.readouterr().err
