@@ -85,7 +85,9 @@ def _floats(col: Any) -> np.ndarray:
     import pyarrow.compute as pc
 
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        # integers past 2**53 round to the nearest float (the fences are floats anyway; a safe cast refuses them)
+        values = pc.cast(col, pa.float64(), safe=False)
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
     return col.to_pandas().to_numpy(dtype="float64", na_value=np.nan)
 
 
