@@ -311,9 +311,11 @@ class RecoveryConfig:
 
 
 # -- deterministic processor errors: fail fast ------------------------------------------------------------
-#: raised by the processor's own code, these are bugs: every chunk fails the same way, so no retry can help
+#: raised by the processor's own code, these are bugs: every chunk fails the same way, so no retry can help.
+#: NotImplementedError covers pyarrow's "no kernel matching input types": the column's type, not the moment
 DETERMINISTIC_TYPES: tuple[type[BaseException], ...] = (
     TypeError,
+    NotImplementedError,
     NameError,
     AttributeError,
     ImportError,

@@ -210,3 +210,28 @@ def test_fail_fast_rules():
     assert error_signature(ValueError("row 17: 'Alice' has 3.5")) == error_signature(
         ValueError("row 9: 'Bo' has 1")
     )
+
+
+def test_an_arrow_kernel_missing_for_the_column_type_fails_after_one_attempt(tmp_path):
+    """pyarrow's ArrowNotImplementedError (a NotImplementedError) comes from the data's type: every chunk and
+    every retry would fail alike, so the first attempt fails the job (#23)."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    (tmp_path / "src").mkdir()
+    days = pa.array([dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(40)], pa.date32())
+    pq.write_table(pa.table({"day": days}), tmp_path / "src" / "d.parquet")
+    attempts = Attempts(tmp_path / "attempts")
+
+    def hours(table, ctx):
+        attempts(ctx)
+        return {"hours": pc.sum(pc.hour(table.column("day"))).as_py()}  # no hour kernel for date32
+
+    hours.input_format = "arrow"
+    with pytest.raises(DeterministicProcessorError) as info:
+        run_batch_job(tmp_path / "src", hours, config=_config(batch_size=10), output_path=tmp_path / "out")
+    assert info.value.error_type == "ArrowNotImplementedError" and "date32" in str(info.value)
+    assert all(c.endswith(":1") for c in attempts.calls())
