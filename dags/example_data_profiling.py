@@ -2,7 +2,9 @@
 
 The full report (per-column counts, nulls, exact distinct, moments, quantiles, histograms, top values,
 date ranges, duplicate rows) is ``_report.json`` in the task's job folder; a compact summary is the
-``profile`` XCom. Trigger it from the UI (the ``rows`` param sets the dataset size).
+``profile`` XCom. The task's "Report" extra link (Details tab) opens ``_report.html``, the same numbers as a
+page: per-column histograms, top values and warnings, and the change since the previous run. Trigger it from
+the UI (the ``rows`` param sets the dataset size).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Trigger it from the UI (``rows`` sets the dataset size, ``fail_on`` what fails the task). Rules with
 severity ``warning`` report without failing under ``fail_on="error"``. The failing rows, with their source
 position and broken rules, are the ``check_quality`` task's output Parquet; the per-rule report is in its
-XCom (``report``) and in ``{output_uri}/_report.json``.
+XCom (``report``) and in ``{output_uri}/_report.json``; the task's "Report" extra link (Details tab) opens
+``_report.html``: per rule pass/fail, counts, ratio vs threshold, failing examples, the quarantine's location.
 """
 
 from __future__ import annotations
