@@ -18,14 +18,14 @@ $(VENV)/.created:
 	touch $@
 
 # everything make test needs (the provider, editable, with its test extra); also satisfies the demo's needs
-$(VENV)/.installed: pyproject.toml $(VENV)/.created
+$(VENV)/.installed: pyproject.toml | $(VENV)/.created
 	$(VENV)/bin/pip install -q -e '.[test]' || { echo "make: installing the provider with its test extra failed (see above); the package index must be reachable" >&2; exit 1; }
 	rm -rf airflow_batch_provider.egg-info
 	touch $@ $(VENV)/.installed-demo
 
 # what make demo needs: the provider and its runtime dependencies (Airflow, pandas, pyarrow ...), no test extra;
 # the same venv, so make test afterwards only adds the test extra
-$(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
+$(VENV)/.installed-demo: pyproject.toml | $(VENV)/.created
 	$(VENV)/bin/pip install -q -e . || { echo "make: installing the provider failed (see above); the package index must be reachable" >&2; exit 1; }
 	rm -rf airflow_batch_provider.egg-info
 	touch $@
