@@ -400,7 +400,9 @@ def _status(args: argparse.Namespace) -> int:
     if args.job_id:
         job = status.get_job_status(args.job_id, base_path=target)
         if args.json:
-            _output.write(json.dumps({"base": str(target), **job}, indent=2, default=str) + "\n")
+            _output.write(
+                json.dumps({"base": str(target), "base_path_from": how, **job}, indent=2, default=str) + "\n"
+            )
         else:
             lines = [f"Job {args.job_id} under {target} ({how}): {_job_line(job)}"]
             lines += [f"  output: {job['output_uri']}"] if job.get("output_uri") else []
@@ -410,7 +412,9 @@ def _status(args: argparse.Namespace) -> int:
         return 0 if job["status"] != "not_found" else 1
     system = status.get_system_status(target)
     if args.json:
-        _output.write(json.dumps({"base": str(target), **system}, indent=2, default=str) + "\n")
+        _output.write(
+            json.dumps({"base": str(target), "base_path_from": how, **system}, indent=2, default=str) + "\n"
+        )
         return 0
     lines = [
         f"Jobs under {system['records_root']} ({how}): {system['running_jobs']} running, "

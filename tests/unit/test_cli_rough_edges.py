@@ -137,3 +137,14 @@ def test_the_base_path_from_airflow_cfg_is_named(tmp_path):
     assert f"base path from [batch_provider] base_path in the Airflow configuration ({home}/airflow.cfg)" in (
         proc.stdout
     )
+
+
+def test_status_says_which_base_path_it_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(ENV, str(tmp_path / "jobs"))
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'jobs'}" in out and f"({ENV})" in out
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["base_path_from"] == ENV
+    assert main(["status", "--base", str(tmp_path / "other"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["base_path_from"] == "--base"
