@@ -29,21 +29,31 @@ import numpy as np
 SKEW_SHARE = 0.5
 #: ... when those values span at least this many octaves (powers of two)
 SKEW_OCTAVES = 4
-#: frexp exponents of finite float64 values lie in [-1073, 1024]
-_OFFSET = 1100
+#: a biased IEEE-754 exponent b is the octave e = b - 1022 (``x = m * 2**e``, ``0.5 <= m < 1``, as ``frexp``)
+_BIAS = 1022
 
 
 def octave_counts(finite: np.ndarray) -> dict[str, Any]:
     """Counts of finite ``float64`` values per octave: ``{"p": [[e, n], ...], "n": [[e, n], ...], "z": n}``
-    (``p``: positive values in ``[2**(e-1), 2**e)``; ``n``: negative values whose magnitude is; ``z``: zeros)."""
-    x = np.asarray(finite, dtype=np.float64)
-    out: dict[str, Any] = {"p": [], "n": [], "z": int(np.count_nonzero(x == 0))}
-    for key, part in (("p", x[x > 0]), ("n", -x[x < 0])):
-        if len(part):
-            _, exp = np.frexp(part)
-            counts = np.bincount(exp.astype(np.int64) + _OFFSET)
-            nz = np.flatnonzero(counts)
-            out[key] = [[int(e) - _OFFSET, int(counts[e])] for e in nz]
+    (``p``: positive values in ``[2**(e-1), 2**e)``; ``n``: negative values whose magnitude is; ``z``: zeros).
+
+    Read from the IEEE-754 bits (sign and biased exponent: one shift and one ``bincount``, no ``frexp``); a
+    subnormal value counts in the lowest normal octave (``e = -1021``)."""
+    x = np.ascontiguousarray(finite, dtype=np.float64)
+    bits = x.view(np.int64)
+    code = (bits >> 52) & 0xFFF  # sign bit (2048) + biased exponent
+    counts = np.bincount(code, minlength=4096)
+    zeros = int(np.count_nonzero(x == 0))
+    positive_zero = zeros - int(np.count_nonzero(bits == np.iinfo(np.int64).min))  # -0.0: sign bit only
+    counts[0] -= positive_zero
+    counts[2048] -= zeros - positive_zero
+    counts[1] += counts[0]  # subnormals: the lowest normal octave
+    counts[2049] += counts[2048]
+    counts[0] = counts[2048] = 0
+    out: dict[str, Any] = {"p": [], "n": [], "z": zeros}
+    for key, base in (("p", 0), ("n", 2048)):
+        part = counts[base : base + 2048]
+        out[key] = [[int(b) - _BIAS, int(part[b])] for b in np.flatnonzero(part)]
     return out
 
 
@@ -55,7 +65,8 @@ def finite_range_and_octaves(col: Any) -> tuple[list[float] | None, dict[str, An
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     values = col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False)
-    finite = values[np.isfinite(values)]
+    keep = np.isfinite(values)
+    finite = values if keep.all() else values[keep]  # no copy in the common all-finite case
     if not len(finite):
         return None, None
     return [float(finite.min()), float(finite.max())], octave_counts(finite)
