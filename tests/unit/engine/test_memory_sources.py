@@ -224,3 +224,16 @@ def test_a_dataframe_source_killed_mid_job_resumes_to_the_output_of_a_clean_run(
                    cwd=ROOT, check=True, timeout=120)  # fmt: skip
     pd.testing.assert_frame_equal(read_output(out), read_output(clean))
     assert len(read_output(out)) == 2000
+
+
+def test_airflow_batch_recommend_reads_a_jobs_stored_frame(tmp_path, capsys):
+    from airflow_batch_provider.cli import main
+
+    df = sample_frame(20_000, seed=9)
+    result = run_batch_job(df, "count", config=CONFIG, output_path=tmp_path / "job")
+    assert main(["recommend", f"{result.output_uri}/_input", "--processor", "data_quality", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    by_frame = tuning.calculate_optimal_batch_config(data=df, processor_name="data_quality")
+    assert payload["recommendation"]["recommended_batch_size"] == by_frame.recommended_batch_size
+    assert payload["recommendation"]["total_rows"] == 20_000
+    assert {"type", "kind", "message"} <= set(payload["system"][0])
