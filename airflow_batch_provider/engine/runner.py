@@ -59,7 +59,7 @@ from airflow_batch_provider.exceptions import (
     StaleAttemptError,
     WorkerDiedError,
 )
-from airflow_batch_provider.processors import side_files
+from airflow_batch_provider.processors import frames, side_files
 from airflow_batch_provider.processors.base import BaseProcessor, StatsPass
 from airflow_batch_provider.storage import Location
 
@@ -491,6 +491,8 @@ class JobRunner:
     def validate_schema(self, schema: Any) -> None:
         """The processor's pre-flight checks (``validate(schema)``): once per job, after the plan, before any
         chunk (statistics pass included). A ``BatchInputError`` fails the job without retry."""
+        if getattr(self.processor, "input_format", "pandas") == "polars":
+            frames.check_polars_types(schema)
         check = getattr(self.processor, "validate", None)
         if callable(check):
             check(schema)

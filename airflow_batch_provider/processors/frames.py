@@ -157,19 +157,28 @@ def _wide(arrow_type: Any) -> Any:
     t = pa.types
     if t.is_string(arrow_type) or t.is_string_view(arrow_type):
         return pa.large_string()
-    if t.is_binary(arrow_type) or t.is_binary_view(arrow_type):
+    if t.is_binary(arrow_type) or t.is_binary_view(arrow_type) or t.is_fixed_size_binary(arrow_type):
         return pa.large_binary()
     if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_list_view(arrow_type):
         return pa.large_list(_wide(arrow_type.value_type))
+    if t.is_map(arrow_type):
+        return pa.map_(_wide(arrow_type.key_type), _wide(arrow_type.item_type))
+    if t.is_struct(arrow_type):
+        return pa.struct([f.with_type(_wide(f.type)) for f in arrow_type])
     if t.is_dictionary(arrow_type):
         return pa.dictionary(pa.int64(), _wide(arrow_type.value_type))
+    if t.is_time(arrow_type):  # polars has one time type (ns) and no seconds duration
+        return pa.time64("ns")
+    if t.is_duration(arrow_type):
+        return pa.duration("ns")
     return arrow_type
 
 
 def restore_types(table: Any, schema: Any) -> Any:
     """``table`` with each column named like a column of ``schema`` cast back to that column's type when the
     trip through pandas or polars changed only its layout (``string`` -> ``large_string``, dictionary index
-    width, ``list`` -> ``large_list``) or made it all-null (``null``). Decided by the types alone, never by the
+    width, ``list`` -> ``large_list``, fields of structs and maps alike, a time's or duration's unit) or made it
+    all-null (``null``). Decided by the types alone, never by the
     values, so every chunk's part gets the same schema; a column a processor really changed is left alone."""
     import pyarrow as pa
 
@@ -212,6 +221,24 @@ def like(table: Any, original: Any) -> Any:
     if kind == "polars":
         return polars().from_arrow(table)
     return arrow_to_pandas(table)
+
+
+def check_polars_types(schema: Any, where: str = "input_format='polars'") -> None:
+    """A ``ConfigError`` naming the first column whose Arrow type polars cannot hold (e.g. ``decimal256``),
+    found on a one-row null column of each type before any chunk (a polars panic cannot cross a worker)."""
+    import pyarrow as pa
+
+    pl = polars()
+    for field in schema:
+        try:
+            pl.from_arrow(pa.table({field.name: pa.nulls(1, field.type)}))
+        except BaseException as err:  # noqa: BLE001 - polars panics are BaseExceptions (pyo3 PanicException)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise ConfigError(
+                f"{where}: column {field.name!r} has type {field.type}, which polars cannot hold "
+                f"({type(err).__name__}); use input_format='arrow' or 'pandas' (pd.ArrowDtype holds it)"
+            ) from None
 
 
 def polars() -> Any:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_provider.engine import run_batch_job, sources
-from airflow_batch_provider.exceptions import DataCorruptionError
+from airflow_batch_provider.exceptions import ConfigError, DataCorruptionError
 from airflow_batch_provider.processors import frames
 from airflow_batch_provider.storage import Location
 from tests.type_corpus import INT96_FAR, LEGACY, read_exact, tables, write_corpus
@@ -208,3 +208,26 @@ def test_restore_types_is_decided_by_types_never_by_values():
     assert frames.restore_types(from_pandas, schema).schema == schema
     changed = pa.table({"s": pa.array([1.5]), "n": pa.array([0.5])})  # a processor made them numbers
     assert frames.restore_types(changed, schema).schema == changed.schema
+
+
+def identity_polars(df, ctx):
+    return df
+
+
+identity_polars.input_format = "polars"
+
+
+@pytest.mark.parametrize("stem", ["structs-v1", "maps-v1", "bool_text_binary-v1", "far_dates-v1", "ints-v1"])
+def test_a_polars_processor_returning_its_input_writes_back_the_arrow_types(stem, corpus, tmp_path):
+    """polars widens strings, lists, fixed-size binary and time units: the layout-only changes are undone."""
+    result = run_batch_job(str(corpus[stem]), identity_polars, config=CONFIG, output_path=tmp_path)
+    out, want = output_table(result), read_exact(corpus[stem])
+    assert out.schema.types == want.schema.types and same(out, want)
+
+
+def test_a_type_polars_cannot_hold_is_refused_before_any_chunk(corpus, tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"column 'd256' has type decimal256\(50, 0\), which polars cannot hold"
+    ):
+        run_batch_job(str(corpus["decimals-v1"]), identity_polars, config=CONFIG, output_path=tmp_path)
+    assert not list(tmp_path.rglob("parts/*.parquet"))
