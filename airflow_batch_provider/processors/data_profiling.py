@@ -158,7 +158,7 @@ class DataProfilingProcessor(BaseProcessor):
     """
 
     name = "data_profiling"
-    version = "3"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes; 3: log/quantile histogram bins
+    version = "4"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes; 3: log/quantile histogram bins; 4: nested columns, dates as timestamps
     chunk_invariant = True
     stats_pass = True
     #: chunks arrive as Arrow tables: the kernels read Arrow buffers (numpy views, polars), never a pandas copy
