@@ -157,7 +157,8 @@ def base_path_source(explicit: str | None = None) -> tuple[str, str]:
             if home
             else "the default $AIRFLOW_HOME/batch_provider (AIRFLOW_HOME is not set: ~/airflow"
         ) + f"; nothing set {env_var} or [{settings.SECTION}] base_path)"
-    return resolve_base_path(configured), how
+    # settings.resolve_base_path, not --base's resolver: it also warns about a deprecated variable it ignores
+    return settings.resolve_base_path(configured), how
 
 
 def _records_root(args: argparse.Namespace) -> tuple[str, Any, str]:

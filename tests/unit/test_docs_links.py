@@ -34,7 +34,8 @@ def slug(heading: str) -> str:
 
 def anchors(page: Path) -> set[str]:
     headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M), re.M)
-    return {slug(h) for h in headings}
+    explicit = re.findall(r'<a (?:id|name)="([^"]+)"', page.read_text())  # <a id="..."></a> anchors
+    return {slug(h) for h in headings} | set(explicit)
 
 
 def test_slugs_follow_github():
