@@ -771,7 +771,9 @@ def _date_report(col: dict[str, Any]) -> dict[str, Any]:
     if not col.get("dt"):
         return {"date_range": None}
     start, end = (_timestamp(v, col["unit"], col.get("tz")) for v in col["dt"])
-    days = (end - start) / pd.Timedelta(days=1)
+    # from the integer values: a Timedelta of far-apart dates overflows nanoseconds on pandas 2
+    per_day = 86_400 * {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}.get(col["unit"], 10**9)
+    days = (int(col["dt"][1]) - int(col["dt"][0])) / per_day
     return {
         "min": start.isoformat(),
         "max": end.isoformat(),

@@ -1092,12 +1092,21 @@ def _numeric_bound(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _without_float16(col: Any) -> Any:
+    """A float16 column as float32, which holds every float16 value exactly (pyarrow < 17 has no NaN
+    kernels for float16)."""
+    import pyarrow as pa
+
+    return col.cast(pa.float32()) if pa.types.is_float16(col.type) else col
+
+
 def _arrow_check(rule: Rule, col: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """``not_null`` and numeric ``between``/``min``/``max`` by Arrow kernels (nulls and NaN are null, as in
     pandas); None when the rule or the column type has no Arrow kernel here (the pandas check runs)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    col = _without_float16(col)
     missing = pc.is_null(col, nan_is_null=True)
     if rule.type == "not_null":
         return np.ones(len(col), dtype=bool), _flags(missing)
