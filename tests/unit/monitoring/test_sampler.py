@@ -16,8 +16,9 @@ def hold_memory(ready, done):
     done.wait(30)
 
 
-def test_rss_includes_forked_children_and_pss_is_smaller(tmp_path):
-    sampler = ResourceSampler(disk_path=str(tmp_path / "not-yet" / "out"), measure_pss=True)
+def measure_a_fork(disk_path, results):
+    """In a process of its own, so other tests' children (servers, browsers) cannot join or leave the tree."""
+    sampler = ResourceSampler(disk_path=disk_path, measure_pss=True)
     before = sampler.sample()
     ctx = multiprocessing.get_context("fork")
     ready, done = ctx.Event(), ctx.Event()
@@ -29,12 +30,24 @@ def test_rss_includes_forked_children_and_pss_is_smaller(tmp_path):
     finally:
         done.set()
         child.join(30)
+    results.put((before, during, sampler.peak_rss_mb))
+
+
+def test_rss_includes_forked_children_and_pss_is_smaller(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    probe = ctx.Process(target=measure_a_fork, args=(str(tmp_path / "not-yet" / "out"), results))
+    probe.start()
+    before, during, peak = results.get(timeout=60)
+    probe.join(30)
+    assert probe.exitcode == 0
+    assert before.processes == 1  # the probe alone: a tree of its own
     assert during.processes == before.processes + 1
     assert during.rss_mb - before.rss_mb > 140
     assert during.pss_mb is not None and during.pss_mb <= during.rss_mb  # shared forked pages counted once
     assert during.disk_free_mb is not None and during.disk_free_mb > 0  # nearest existing parent
     assert 0 <= during.system_memory_percent <= 100
-    assert sampler.peak_rss_mb == during.rss_mb
+    assert peak == during.rss_mb
 
 
 def test_thread_delivers_samples_until_stopped():
