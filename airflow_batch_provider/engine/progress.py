@@ -1,4 +1,10 @@
-"""Progress events: one object per event, sent to the log (throttled) and to callbacks."""
+"""Progress events: one object per event, sent to the log (throttled) and to callbacks.
+
+One progress per job: a job with a statistics pass runs two phases over the source ("statistics 1/2",
+"processing 2/2"); its events carry the phase and one ``progress_percentage`` over both (each phase reads every
+row once, so each counts for an equal share). Only the job's own ``started``, ``completed`` and ``failed`` are
+terminal: a phase that is not the last one reports ``phase_started`` / ``phase_completed`` / ``phase_failed``.
+"""
 
 from __future__ import annotations
 
@@ -40,11 +46,24 @@ class ProgressEvent(RecordView):
     message: str = ""
     timestamp: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the phase this event belongs to (``statistics``, ``processing``), its 1-based index and the number of phases
+    phase: str = "processing"
+    phase_index: int = 1
+    phases_total: int = 1
+    #: the percentage of the current phase alone (``progress_percentage`` is over all phases)
+    phase_percentage: float = 0.0
+
+    @property
+    def phase_label(self) -> str:
+        """``"statistics 1/2"``; empty for a job of one phase."""
+        return f"{self.phase} {self.phase_index}/{self.phases_total}" if self.phases_total > 1 else ""
 
     def line(self) -> str:
         eta = "-" if self.eta_seconds is None else _duration(self.eta_seconds)
+        phase = f" | {self.phase_label} ({self.phase_percentage:.1f}%)" if self.phases_total > 1 else ""
         return (
-            f"{self.event_type}: {self.progress_percentage:5.1f}% | {self.rows_processed:,}/{self.rows_total:,} rows"
+            f"{self.event_type}: {self.progress_percentage:5.1f}%{phase}"
+            f" | {self.rows_processed:,}/{self.rows_total:,} rows"
             f" | {self.chunks_done:,}/{self.chunks_total:,} chunks | {self.rows_per_second:,.0f} rows/s | ETA {eta}"
             + (f" | {self.message}" if self.message else "")
         )
@@ -64,6 +83,12 @@ class ProgressTracker:
 
     Rows resumed from a checkpoint count as done but not into the rate, so the ETA after a resume
     reflects this run's speed.
+
+    :param phase: ``(name, index, total)`` of the phase this tracker counts (1-based index). Before the last
+        phase the ETA is unknown (None): the later phases' speed is not known yet.
+    :param sub_phase: this tracker counts one phase of a job whose own tracker is another one (a statistics
+        pass): its ``started`` / ``completed`` / ``failed`` events are renamed ``phase_*``, so no consumer takes
+        them for the job's.
     """
 
     def __init__(
@@ -75,8 +100,12 @@ class ProgressTracker:
         interval: float = 5.0,
         callbacks: Iterable[Callable[[ProgressEvent], Any]] = (),
         enabled: bool = True,
+        phase: tuple[str, int, int] = ("processing", 1, 1),
+        sub_phase: bool = False,
     ) -> None:
         self.job_id = job_id
+        self.phase = phase
+        self.sub_phase = sub_phase
         self.rows_total = rows_total
         self.chunks_total = chunks_total
         self.interval = interval
@@ -106,17 +135,28 @@ class ProgressTracker:
         elapsed = time.monotonic() - self._started
         return (self.rows_done - self._resumed_rows) / elapsed if elapsed > 0 else 0.0
 
+    def enter_phase(self, name: str, index: int) -> None:
+        """Move this (the job's own) tracker to a later phase; its counts are that phase's from now on."""
+        self.phase = (name, index, self.phase[2])
+
     def event(self, event_type: str, message: str = "", **extra: Any) -> ProgressEvent:
-        pct = 100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0
+        name, index, total = self.phase
+        last = index >= total
+        if self.sub_phase and event_type in ("started", "completed", "failed"):
+            event_type = f"phase_{event_type}"
+        pct = min(100.0 * self.rows_done / self.rows_total if self.rows_total else 100.0, 100.0)
+        overall = ((index - 1) * 100.0 + pct) / total
+        if total > 1 and event_type != "completed":
+            overall = min(overall, 99.9)  # a job of several phases shows 100% only once it has ended
         rate = self.rate
         remaining = self.rows_total - self.rows_done
-        eta = remaining / rate if rate > 0 else None
+        eta = remaining / rate if rate > 0 and last else None
         if self.rows_skipped:
             extra = {"rows_skipped": self.rows_skipped, **extra}
         return ProgressEvent(
             event_type,
             self.job_id,
-            round(min(pct, 100.0), 2),
+            round(overall, 2),
             self.rows_done,
             self.rows_total,
             self.chunks_done,
@@ -125,6 +165,10 @@ class ProgressTracker:
             eta,
             message,
             extra=extra,
+            phase=name,
+            phase_index=index,
+            phases_total=total,
+            phase_percentage=round(pct, 2),
         )
 
     def emit(self, event_type: str, message: str = "", **extra: Any) -> ProgressEvent:

@@ -285,8 +285,12 @@ class JobRunner:
         records: FailureRecords | None = None,
         task_info: Mapping[str, Any] | None = None,
         success_marker: bool | Callable[[Any], bool] = True,
+        phase: tuple[str, int, int] | None = None,
+        event_job_id: str | None = None,
     ) -> None:
         self.source = Location.of(source)
+        #: a statistics pass runs as a nested runner counting phase 1 of its job's progress, under the job's id
+        self.phase, self.event_job_id = phase, event_job_id
         self.success_marker = success_marker
         self.columns = columns
         self.processor = processor
@@ -369,6 +373,8 @@ class JobRunner:
         saved = store.gen.child("fit_state.json").read_json()
         if saved is not None:
             self.processor.set_state(saved)
+            if stats_pass:
+                self._enter_processing()
             return
         if stats_pass:
             log.info("job %s: statistics pass over the whole source before processing", self.job_id)
@@ -386,8 +392,11 @@ class JobRunner:
                 fence=self.fence,
                 records=self.records,
                 task_info=self.task_info,
+                phase=("statistics", 1, 2),
+                event_job_id=self.event_job_id or self.job_id,
             )
             self.processor.fit_stats(nested.run().report)
+            self._enter_processing()
         if size:
             from airflow_batch_provider.engine.sampling import deterministic_sample
 
@@ -396,6 +405,13 @@ class JobRunner:
                 deterministic_sample(self.source.fs, files, schema, self.text_options, size, columns=columns)
             )
         store.gen.child("fit_state.json").write_json(to_jsonable(self.processor.get_state()))
+
+    def _enter_processing(self) -> None:
+        """The statistics pass is over: the job's progress moves to its processing phase (2/2)."""
+        tracker = getattr(self, "tracker", None)  # none when a shard plan runs the statistics pass
+        if tracker is not None and tracker.phase[0] != "processing":
+            tracker.enter_phase("processing", 2)
+            tracker.emit("phase_started", "statistics pass done; processing the source")
 
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> JobResult:
@@ -433,13 +449,26 @@ class JobRunner:
             tasks = [workers.ChunkTask(0, readable[0], 0, 0)]
         self.fail_fast = FailFast(len(tasks), succeeded=bool(done))
         rows_total = sum(f.rows for f in files)
+        phase, sub_phase = self.phase, self.phase is not None
+        if phase is None:  # the job's own tracker: two phases when a statistics pass runs first
+            stats_pass = bool(getattr(self.processor, "stats_pass", False))
+            fitted = stats_pass and store.gen.child("fit_state.json").exists()
+            phase = (
+                ("processing", 1, 1)
+                if not stats_pass
+                else ("processing", 2, 2)
+                if fitted
+                else ("statistics", 1, 2)
+            )
         self.tracker = ProgressTracker(
-            self.job_id,
+            self.event_job_id or self.job_id,
             rows_total,
             len(tasks) + len(done),
             interval=self.config.progress_interval_seconds,
             callbacks=self.callbacks,
             enabled=self.config.enable_progress_tracking,
+            phase=phase,
+            sub_phase=sub_phase,
         )
         self.tracker.resume(store.rows_done, len(done))
         log.info(

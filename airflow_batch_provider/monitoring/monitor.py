@@ -37,6 +37,10 @@ PROGRESS_KEYS = (
     "chunks_total",
     "rows_per_second",
     "eta_seconds",
+    "phase",
+    "phase_index",
+    "phases_total",
+    "phase_percentage",
 )
 
 
@@ -146,7 +150,8 @@ class JobMonitor:
             self._progress["message"] = scrub_message(event.get("message"), limit=300)  # the dashboard's
             self._progress["timestamp"] = event.get("timestamp")
             fired = self.rules.on_event(event)
-            terminal = event.get("event_type") in ("started", "completed", "failed")
+            kind = str(event.get("event_type") or "")
+            terminal = kind in ("started", "completed", "failed") or kind.startswith("phase_")
             self._write(force=terminal or bool(fired))
 
     def on_sample(self, sample: Any) -> None:

@@ -38,6 +38,10 @@ def _progress_fields(progress: dict[str, Any]) -> dict[str, Any]:
         "rows_per_second": progress.get("rows_per_second"),
         "eta_seconds": progress.get("eta_seconds"),
         "message": progress.get("message") or "",
+        # one progress per job: a job with a statistics pass is "statistics 1/2", then "processing 2/2"
+        "phase": progress.get("phase") or "processing",
+        "phase_index": int(progress.get("phase_index") or 1),
+        "phases_total": int(progress.get("phases_total") or 1),
     }
 
 

@@ -450,11 +450,20 @@ class _TaskReporter:
     def __call__(self, event: Any) -> None:
         now = time.monotonic()
         terminal = event.event_type in self.TERMINAL
-        if terminal or now - self._last_progress >= self.MIN_INTERVAL:
+        if (
+            terminal
+            or event.event_type.startswith("phase_")
+            or now - self._last_progress >= self.MIN_INTERVAL
+        ):
             self._last_progress = now
             self._set("progress", self._progress(event))
-        if event.event_type in ("checkpoint", "failed") and (
-            terminal or now - self._last_checkpoint >= self.MIN_INTERVAL
+        final_phase = (
+            event.phase_index >= event.phases_total
+        )  # a statistics pass's checkpoints are not the job's
+        if (
+            final_phase
+            and event.event_type in ("checkpoint", "failed")
+            and (terminal or now - self._last_checkpoint >= self.MIN_INTERVAL)
         ):
             self._last_checkpoint = now
             pointer = {
@@ -483,6 +492,10 @@ class _TaskReporter:
             "chunks_done": event.chunks_done,
             "chunks_total": event.chunks_total,
             "message": event.message[:300],
+            "phase": event.phase,
+            "phase_index": event.phase_index,
+            "phases_total": event.phases_total,
+            "phase_percentage": event.phase_percentage,
             "at": event.timestamp,
         }
 

@@ -89,7 +89,8 @@ const rows = (id, head, items, cells) => { document.getElementById(id).innerHTML
   items.map((i) => "<tr>" + cells(i).map((c) => "<td>" + c + "</td>").join("") + "</tr>").join(""); };
 const num = (v) => (typeof v === "number" ? Math.round(v).toLocaleString() : "-");
 const job = (j) => { const p = j.progress || {}, r = j.resources || {}, pct = Number(p.progress_percentage) || 0;
-  return [esc(j.job_id), '<div class="bar"><div style="width:' + pct + '%"></div></div>' + esc(pct) + "%",
+  const phase = (p.phases_total || 1) > 1 ? " " + esc(p.phase) + " " + esc(p.phase_index) + "/" + esc(p.phases_total) : "";
+  return [esc(j.job_id), '<div class="bar"><div style="width:' + pct + '%"></div></div>' + esc(pct) + "%" + phase,
     num(p.rows_processed) + " / " + num(p.rows_total), num(p.rows_per_second), num(p.eta_seconds),
     esc(r.cpu_percent), num(r.pss_mb ?? r.rss_mb), esc(j.age_s) + " s"]; };
 const alert = (a) => ['<span class="' + esc(a.level) + '">' + esc(a.level) + "</span>", esc(a.title),
