@@ -115,6 +115,11 @@ class BatchJobOperator(BaseOperator):
         ``docs/lineage.md``). Added to ``outlets=`` (which are kept); each successful run puts its facts
         (``output_uri``, rows, schema, quality score ...) in the event's extra, for every ``Asset`` of ``outlets``.
         Not templated: outlets are part of the parsed DAG.
+    :param asset_partitions: partition key(s) of the run's output (templated; a string or a list of strings, e.g.
+        ``["eu|{{ ds }}", "us|{{ ds }}"]``): each outlet ``Asset`` event is emitted once per key
+        (``outlet_events[asset].add_partitions``), for DAGs scheduled with ``PartitionedAssetTimetable``. Not
+        needed in a partitioned DAG run: Airflow gives the events the run's own partition key. An event with a
+        partition key does not trigger DAGs with a plain ``schedule=[asset]``.
     :param input_format: the frame a callable processor is handed per chunk: ``"pandas"`` (default),
         ``"arrow"`` (a ``pyarrow.Table``) or ``"polars"`` (a ``polars.DataFrame`` from Arrow, no pandas copy).
         ``None``: the processor's own (the standard processors read Arrow). Not templated.
@@ -136,7 +141,7 @@ class BatchJobOperator(BaseOperator):
     is also its own XCom, so ``upstream.output["output_uri"]`` works in downstream templates.
     """
 
-    template_fields: Sequence[str] = ("source", "output_path", "config_overrides")
+    template_fields: Sequence[str] = ("source", "output_path", "config_overrides", "asset_partitions")
     template_fields_renderers: ClassVar[dict[str, str]] = {"config_overrides": "json"}
     ui_color = "#dbeafe"
     #: "Report", "Output", "Batch job": pages of the provider's plugin, found by the task instance's ids
@@ -174,6 +179,7 @@ class BatchJobOperator(BaseOperator):
         retry_policy: Any = None,
         input_format: str | None = None,
         asset: Any = None,
+        asset_partitions: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         given = keywords.given_arguments(BatchJobOperator, locals()) | set(kwargs)
@@ -225,6 +231,7 @@ class BatchJobOperator(BaseOperator):
             check_input_format(input_format)
         self.input_format = input_format  # DAG code only: not templated
         self.asset = asset
+        self.asset_partitions = asset_partitions
         self.output_asset: Any = None
         if self.declares_asset:
             self.declare_asset(self.task_id)
@@ -341,6 +348,7 @@ class BatchJobOperator(BaseOperator):
         from airflow_batch_provider.jobs import run_batch_job
 
         apply_log_row_values()
+        self.partition_keys()  # a bad key fails before any row is read
         folder = self.job_folder(context)
         record_job_folder(context, folder, self.log)
         reporter = _TaskReporter(context, self.log, folder)
@@ -398,9 +406,25 @@ class BatchJobOperator(BaseOperator):
 
         job = JobOutput(storage_target(folder, conn_id(self.output_conn_id)), summary, source=self.source)
         self._job_output = job
-        events = record_outlet_events(context, self.outlets, asset_extra(job, context["ti"].map_index))
+        extra = asset_extra(job, context["ti"].map_index)
+        keys = self.partition_keys()
+        events = record_outlet_events(context, self.outlets, extra, partitions=keys)
         if events:
-            self.log.info("the run's facts are in the extra of %d outlet asset event(s)", events)
+            self.log.info(
+                "the run's facts are in the extra of %d outlet asset event(s)%s",
+                events,
+                f", partitions {', '.join(keys)}" if keys else "",
+            )
+
+    def partition_keys(self) -> list[str]:
+        """``asset_partitions`` (rendered) as a list of keys; a key that is not a non-empty string fails the task
+        without retries, naming it."""
+        from airflow_batch_provider.operators.lineage import partition_keys
+
+        try:
+            return partition_keys(self.asset_partitions)
+        except ValueError as err:
+            raise BatchInputFailure(f"{self.task_id}: asset_partitions: {err}") from err
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (``[openlineage]`` extra): one input (the source) and one output (the asset) dataset, the

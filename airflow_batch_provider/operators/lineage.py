@@ -201,11 +201,39 @@ def asset_extra(job: JobOutput, map_index: int | None = None) -> dict[str, Any]:
     return extra
 
 
-def record_outlet_events(context: Mapping[str, Any], outlets: Iterable[Any], extra: Mapping[str, Any]) -> int:
+#: Airflow's limit on a partition key (the metadata DB's ID column)
+MAX_PARTITION_KEY = 250
+
+
+def partition_keys(value: Any) -> list[str]:
+    """Rendered ``asset_partitions`` as a list of keys: None -> [], a string -> [it], a list -> its strings.
+
+    :raises ValueError: a key that is not a string, is blank, or is longer than ``MAX_PARTITION_KEY``.
+    """
+    if value is None:
+        return []
+    keys = [value] if isinstance(value, str) else list(value)
+    for key in keys:
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_PARTITION_KEY:
+            raise ValueError(
+                f"partition key {key!r} must be a non-blank string of at most {MAX_PARTITION_KEY} characters "
+                "(a list of them, or one string; templates render to strings)"
+            )
+    return list(dict.fromkeys(keys))
+
+
+def record_outlet_events(
+    context: Mapping[str, Any],
+    outlets: Iterable[Any],
+    extra: Mapping[str, Any],
+    partitions: Iterable[str] = (),
+) -> int:
     """Put ``extra`` on the event of every concrete ``Asset`` among the task's outlets (keys the task already set
-    are kept). Returns how many events got it (0 without an ``outlet_events`` context, e.g. ``op.execute({})``)."""
+    are kept), with the ``partitions`` keys (``add_partitions``: one event per key). Returns how many assets got
+    it (0 without an ``outlet_events`` context, e.g. ``op.execute({})``)."""
     from airflow.sdk import Asset
 
+    keys = list(partitions)
     events = context.get("outlet_events")
     if events is None:
         return 0
@@ -215,6 +243,8 @@ def record_outlet_events(context: Mapping[str, Any], outlets: Iterable[Any], ext
             event = events[outlet]
             for key, value in extra.items():
                 event.extra.setdefault(key, value)
+            if keys:
+                event.add_partitions(keys)
             count += 1
     return count
 

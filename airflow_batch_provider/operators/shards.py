@@ -314,6 +314,7 @@ class ShardMergeOperator(_ShardedJobPart):
         from airflow_batch_provider.exceptions import BatchInputError
 
         apply_log_row_values()
+        self.partition_keys()  # a bad key fails before the merge
         folder = self.job_folder(context)
         record_job_folder(context, folder, self.log)
         reporter = _reporter(context, self.log, folder)

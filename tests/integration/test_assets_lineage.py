@@ -42,6 +42,7 @@ def airflow(home):
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(ROOT / "dags" / "example_assets.py", dags)
+    shutil.copy(ROOT / "tests" / "dags" / "partitioned_asset_jobs.py", dags)
     (home / "openlineage").mkdir()
     transport = {"type": "file", "log_file_path": str(home / "openlineage" / "events.jsonl"), "append": True}
     env = {
@@ -188,3 +189,37 @@ def test_openlineage_events_carry_one_input_one_output_and_the_reports(airflow, 
     assert [a["params"]["failed"] for a in assertions] == [r["failed"] for r in report["rules"]]
     assert output["outputFacets"]["outputStatistics"]["rowCount"] == manifest["summary"]["rows_out"]
     assert output["outputFacets"]["outputStatistics"]["fileCount"] == len(manifest["parts"])
+
+
+def test_asset_partitions_give_one_consumer_run_per_key(airflow, home):
+    """``asset_partitions`` renders per run; a ``PartitionedAssetTimetable`` DAG gets one run per key."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = home / "regional-src" / "part.parquet"
+    source.parent.mkdir()
+    pq.write_table(pa.table({"region": ["eu", "us", "eu"], "n": [1, 2, 3]}), source)
+    airflow.wait_for_dag("partitioned_producer")
+    airflow.wait_for_dag("partitioned_consumer")
+    r = airflow.api("PATCH", "/api/v2/dags/partitioned_consumer", json={"is_paused": False})
+    assert r.status_code == 200, r.text
+    run_id = airflow.trigger("partitioned_producer", conf={"source": str(source.parent), "day": "2026-06-01"})
+    assert airflow.wait_for_run("partitioned_producer", run_id, timeout=300) == "success"
+
+    deadline = time.monotonic() + 240
+    while True:
+        runs = airflow.api("GET", "/api/v2/dags/partitioned_consumer/dagRuns").json()["dag_runs"]
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        if len(done) >= 2:
+            break
+        assert time.monotonic() < deadline, f"consumer runs after 240s: {runs}"
+        time.sleep(1.0)
+    assert [r["state"] for r in done] == ["success", "success"], done
+    results = sorted(
+        (_xcom(airflow, "partitioned_consumer", r["dag_run_id"], "read_partition") for r in done),
+        key=lambda v: v["partition_key"],
+    )
+    assert [v["partition_key"] for v in results] == ["eu|2026-06-01", "us|2026-06-01"]
+    for value in results:
+        assert [e["partition_key"] for e in value["events"]] == [value["partition_key"]]
+        assert value["events"][0]["rows_in"] == 3 and value["events"][0]["output_uri"].endswith("/count/-1")

@@ -307,3 +307,42 @@ def test_lineage_module_needs_no_openlineage_import_to_declare_assets():
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {getattr(n, "module", None) or n.names[0].name for n in top}
     assert not any(str(n).startswith(("openlineage", "airflow.providers.openlineage")) for n in names)
+
+
+# -- partitions ----------------------------------------------------------------------------------------
+def test_asset_partitions_emit_one_event_per_key(source):
+    from airflow_batch_provider.operators import BatchJobOperator
+
+    with _dag():
+        op = BatchJobOperator(
+            task_id="count",
+            source=str(source),
+            processor="count",
+            asset_partitions=["eu|2026-06-01", "us|2026-06-01"],
+        )
+    assert "asset_partitions" in op.template_fields
+    _, events = _run(op)
+    event = events[op.output_asset]
+    assert event.partition_keys == {"eu|2026-06-01", "us|2026-06-01"} and event.extra["rows_in"] == 1500
+
+
+@pytest.mark.parametrize(
+    ("value", "keys"), [(None, []), ("2026-06-01", ["2026-06-01"]), (["a", "b", "a"], ["a", "b"])]
+)
+def test_partition_keys_forms(value, keys):
+    from airflow_batch_provider.operators.lineage import partition_keys
+
+    assert partition_keys(value) == keys
+
+
+@pytest.mark.parametrize("bad", ["", "  ", ["ok", 3], ["x" * 251]])
+def test_a_bad_partition_key_fails_before_any_row_is_read(source, bad):
+    from airflow_batch_provider.operators import BatchInputFailure, BatchJobOperator
+
+    with _dag():
+        op = BatchJobOperator(task_id="count", source=str(source), processor="count", asset_partitions=bad)
+    with pytest.raises(
+        BatchInputFailure, match="count: asset_partitions: partition key .* must be a non-blank string"
+    ):
+        _run(op)
+    assert not list(Path(source).parent.glob("base/batch_dag/*/count"))  # no job folder was written
