@@ -90,6 +90,8 @@ def resolve_asset(asset: Any, *, output_path: Any, dag_id: str | None, task_key:
     if isinstance(asset, Asset):
         return asset
     if isinstance(asset, str):
+        if not asset.strip():
+            raise ValueError(f"{task_key}: asset is an empty string; give a URI, an Asset, or False for none")
         return Asset(uri=location_uri(asset))
     if asset is not None:
         raise TypeError(f"{task_key}: asset must be an Asset, a URI string, False or None, got {asset!r}")

@@ -120,6 +120,8 @@ def test_asset_argument_and_user_outlets_are_kept(base):
     assert none.outlets == [] and none.output_asset is None
     with pytest.raises(TypeError, match="asset must be an Asset, a URI string, False or None"):
         BatchJobOperator(task_id="bad", source="/in", processor="count", asset=3)
+    with pytest.raises(ValueError, match="empty: asset is an empty string; give a URI"):
+        BatchJobOperator(task_id="empty", source="/in", processor="count", asset=" ")
 
 
 def test_an_operator_outside_a_dag_declares_no_default_asset():
