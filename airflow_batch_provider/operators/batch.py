@@ -108,6 +108,18 @@ class BatchJobOperator(BaseOperator):
     :param csv_options: CSV/JSON Lines options (``delimiter``, ``quote_char``, ``encoding``, ``column_types``).
     :param allow_any_output_path: let ``output_path`` point outside ``[batch_provider] base_path`` and
         ``allowed_output_roots`` (not templated: only DAG code can set it; see ``docs/security.md``).
+    :param asset: the outlet ``Asset`` the job's output is declared as, so that DAGs can be scheduled on it
+        (``schedule=[Asset(uri)]``): an ``Asset``, a URI string, or False for none. Default: a URI that stays
+        the same from run to run: ``output_path`` (its folder before the first Jinja expression when templated),
+        else ``{[batch_provider] base_path}/{dag_id}/{task_id}`` (the job folders of the runs without the run id;
+        ``docs/lineage.md``). Added to ``outlets=`` (which are kept); each successful run puts its facts
+        (``output_uri``, rows, schema, quality score ...) in the event's extra, for every ``Asset`` of ``outlets``.
+        Not templated: outlets are part of the parsed DAG.
+    :param asset_partitions: partition key(s) of the run's output (templated; a string or a list of strings, e.g.
+        ``["eu|{{ ds }}", "us|{{ ds }}"]``): each outlet ``Asset`` event is emitted once per key
+        (``outlet_events[asset].add_partitions``), for DAGs scheduled with ``PartitionedAssetTimetable``. Not
+        needed in a partitioned DAG run: Airflow gives the events the run's own partition key. An event with a
+        partition key does not trigger DAGs with a plain ``schedule=[asset]``.
     :param input_format: the frame a callable processor is handed per chunk: ``"pandas"`` (default),
         ``"arrow"`` (a ``pyarrow.Table``) or ``"polars"`` (a ``polars.DataFrame`` from Arrow, no pandas copy).
         ``None``: the processor's own (the standard processors read Arrow). Not templated.
@@ -129,7 +141,7 @@ class BatchJobOperator(BaseOperator):
     is also its own XCom, so ``upstream.output["output_uri"]`` works in downstream templates.
     """
 
-    template_fields: Sequence[str] = ("source", "output_path", "config_overrides")
+    template_fields: Sequence[str] = ("source", "output_path", "config_overrides", "asset_partitions")
     template_fields_renderers: ClassVar[dict[str, str]] = {"config_overrides": "json"}
     ui_color = "#dbeafe"
     #: "Report", "Output", "Batch job": pages of the provider's plugin, found by the task instance's ids
@@ -138,6 +150,8 @@ class BatchJobOperator(BaseOperator):
     processor_class: ClassVar[Any] = None
     #: whether a callable ``source`` is called when the job folder holds no stored copy (shards read the plan's)
     calls_source: ClassVar[bool] = True
+    #: whether the constructor declares the output asset (a sharded job's merge declares it, not plan and shards)
+    declares_asset: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -164,6 +178,8 @@ class BatchJobOperator(BaseOperator):
         max_retry_delay: timedelta | float | None = None,
         retry_policy: Any = None,
         input_format: str | None = None,
+        asset: Any = None,
+        asset_partitions: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         given = keywords.given_arguments(BatchJobOperator, locals()) | set(kwargs)
@@ -214,7 +230,28 @@ class BatchJobOperator(BaseOperator):
 
             check_input_format(input_format)
         self.input_format = input_format  # DAG code only: not templated
+        self.asset = asset
+        self.asset_partitions = asset_partitions
+        self.output_asset: Any = None
+        if self.declares_asset:
+            self.declare_asset(self.task_id)
         self._cancel: threading.Event | None = None
+        self._job_output: Any = None
+
+    def declare_asset(self, key: str) -> None:
+        """Resolve ``asset`` (``key`` names the job folder) and add it to ``outlets`` unless it is there already.
+        Reads ``[batch_provider] base_path`` for the default: outlets are fixed when the DAG is parsed. A task
+        unmapped from ``.partial().expand()`` adds nothing: only the outlets given to ``partial()`` are known to
+        the scheduler."""
+        from airflow_batch_provider.operators.lineage import resolve_asset
+
+        dag_id = self.dag_id if self.has_dag() else None
+        self.output_asset = resolve_asset(
+            self.asset, output_path=self.output_path, dag_id=dag_id, task_key=key
+        )
+        from_mapped = getattr(self, "_BaseOperator__from_mapped", False)
+        if self.output_asset is not None and not from_mapped and self.output_asset not in self.outlets:
+            self.outlets = [*self.outlets, self.output_asset]
 
     # -- parameters resolved at run time ----------------------------------------------------------
     def resolve_config(self) -> BatchConfig:
@@ -311,6 +348,7 @@ class BatchJobOperator(BaseOperator):
         from airflow_batch_provider.jobs import run_batch_job
 
         apply_log_row_values()
+        self.partition_keys()  # a bad key fails before any row is read
         folder = self.job_folder(context)
         record_job_folder(context, folder, self.log)
         reporter = _TaskReporter(context, self.log, folder)
@@ -349,6 +387,7 @@ class BatchJobOperator(BaseOperator):
         html = publish_html_report(context, folder, self.output_conn_id, self.log)
         if html:
             summary["report_html_uri"] = html
+        self.record_output(context, folder, summary)
         reporter.finish(summary)
         self.log.info(
             "batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
@@ -360,6 +399,42 @@ class BatchJobOperator(BaseOperator):
             folder,
         )
         return summary
+
+    def record_output(self, context: Context, folder: str, summary: dict[str, Any]) -> None:
+        """The run's facts in the outlet asset events' extra; kept for :meth:`get_openlineage_facets_on_complete`."""
+        from airflow_batch_provider.operators.lineage import JobOutput, asset_extra, record_outlet_events
+
+        job = JobOutput(storage_target(folder, conn_id(self.output_conn_id)), summary, source=self.source)
+        self._job_output = job
+        extra = asset_extra(job, context["ti"].map_index)
+        keys = self.partition_keys()
+        events = record_outlet_events(context, self.outlets, extra, partitions=keys)
+        if events:
+            self.log.info(
+                "the run's facts are in the extra of %d outlet asset event(s)%s",
+                events,
+                f", partitions {', '.join(keys)}" if keys else "",
+            )
+
+    def partition_keys(self) -> list[str]:
+        """``asset_partitions`` (rendered) as a list of keys; a key that is not a non-empty string fails the task
+        without retries, naming it."""
+        from airflow_batch_provider.operators.lineage import partition_keys
+
+        try:
+            return partition_keys(self.asset_partitions)
+        except ValueError as err:
+            raise BatchInputFailure(f"{self.task_id}: asset_partitions: {err}") from err
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (``[openlineage]`` extra): one input (the source) and one output (the asset) dataset, the
+        profile as data-quality metrics and the rules as data-quality assertions (``operators.lineage``)."""
+        if self._job_output is None:
+            return None
+        from airflow_batch_provider.operators.lineage import openlineage_facets
+
+        asset = self.output_asset
+        return openlineage_facets(self._job_output, asset.uri if asset is not None else None)
 
     def _metrics(self, context: Context, config: BatchConfig) -> list[Callable[[Any], Any]]:
         if not self.emit_metrics:

@@ -119,6 +119,8 @@ class _ShardedJobPart(BatchJobOperator):
     :param job_key: names the job folder (default: the task group's id, else the task id up to its last dot).
     """
 
+    declares_asset = False  # the merge declares the job's output asset
+
     def __init__(self, *, job_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_key = job_key or (self.task_id.rsplit(".", 1)[0] if "." in self.task_id else self.task_id)
@@ -305,12 +307,14 @@ class ShardMergeOperator(_ShardedJobPart):
     def __init__(self, *, shard_results: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.shard_results = shard_results
+        self.declare_asset(self.job_key)  # {base_path}/{dag_id}/{job_key}: the job folders without the run
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_provider.engine.shards import merge_shards
         from airflow_batch_provider.exceptions import BatchInputError
 
         apply_log_row_values()
+        self.partition_keys()  # a bad key fails before the merge
         folder = self.job_folder(context)
         record_job_folder(context, folder, self.log)
         reporter = _reporter(context, self.log, folder)
@@ -328,6 +332,7 @@ class ShardMergeOperator(_ShardedJobPart):
         html = publish_html_report(context, folder, self.output_conn_id, self.log)
         if html:
             summary["report_html_uri"] = html
+        self.record_output(context, folder, summary)
         if self.shard_results is not None:
             runs = [dict(r) for r in self.shard_results if r]
             summary["chunks_processed"] = sum(int(r.get("chunks_processed", 0)) for r in runs)
@@ -389,6 +394,8 @@ class ShardedBatchJob(TaskGroup):
         ``config``, ``output_path``, ``retries``, ``pool``, ``pool_slots``, ``queue``, ``executor``,
         ``executor_config`` (e.g. a KubernetesExecutor ``pod_override``), ``max_active_tis_per_dagrun`` /
         ``max_active_tis_per_dag`` (limit how many shards run at once) ...; other keywords go to the processor (checked as for ``BatchJobOperator``).
+        ``asset`` and ``outlets`` apply to the merge only: it declares the job's output asset (default
+        ``{[batch_provider] base_path}/{dag_id}/{group_id}``) and puts the run's facts in its event.
 
     Attributes: ``plan``, ``shard`` (the mapped operator), ``merge``, ``output`` (``merge.output``).
     """
@@ -411,6 +418,9 @@ class ShardedBatchJob(TaskGroup):
         super().__init__(
             group_id=group_id, tooltip=tooltip or f"sharded batch job: plan, {shards} shards, merge"
         )
+        outlets = kwargs.pop(
+            "outlets", None
+        )  # the job's output: the merge's outlets, not the plan's or shards'
         task_args = self._task_args(kwargs, priority)
         with self:
             self.plan = ShardPlanOperator(
@@ -430,6 +440,7 @@ class ShardedBatchJob(TaskGroup):
                 processor=processor,
                 job_key=self.group_id,
                 shard_results=self.shard.output,
+                outlets=outlets,
                 **task_args,
             )
 
