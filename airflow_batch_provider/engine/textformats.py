@@ -756,7 +756,7 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     if "UTF8" in reason or "UTF-8" in reason or _UNDECODABLE in reason:
         return (
             f"the bytes are not {index.codec or options.encoding}: set {OPTIONS_PARAM}={{'encoding': ...}} to the file's "
-            "encoding (e.g. 'cp1252', 'latin-1'), or re-encode it to UTF-8 (e.g. with iconv)"
+            "encoding (e.g. cp1252 or latin-1), or re-encode it to UTF-8 (e.g. with iconv)"
         )
     if "conversion error" in reason or "changed from" in reason:
         name = _column_name(reason, index, options)
@@ -764,8 +764,8 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
         if name in declared:
             return (
                 f"the value is not a valid {declared[name]}, as {OPTIONS_PARAM}['column_types'] declares for "
-                f"{name!r}: fix the value, declare another type (e.g. string), or let the job skip such "
-                "chunks with recovery={'max_skipped_fraction': ...}"
+                f"{name!r}: fix the value, declare another type (e.g. string), or let the job quarantine such "
+                "rows with recovery={'max_skipped_fraction': ...}"
             )
         mixed = " or make the field hold one JSON kind (e.g. all numbers)" if index.fmt == "jsonl" else ""
         return (
@@ -842,11 +842,9 @@ def _conform(path: str, table: pa.Table, schema: pa.Schema, span: _Span) -> pa.T
     return table if table.schema == schema else table.cast(schema)
 
 
-def _exact(
-    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, start: int, stop: int
-) -> tuple[bytes, _Span]:
-    """The bytes of records ``[start, stop)`` alone, found by splitting ``span``'s bytes (``data``) into
-    records again (the index keeps every ``stride``-th offset only)."""
+def _record_starts(path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span) -> np.ndarray:
+    """The file offsets where each of ``span``'s records starts, found by splitting ``span``'s bytes (``data``)
+    into records again (the index keeps every ``stride``-th offset only)."""
     wide = int(index.codec[4:6]) // 8 if index.codec else 0
     scanner = _Scanner(path, index.fmt, ord(options.quote_char), 0 if wide else span.begin, 1)
     scanner.header = (scanner.pos, scanner.pos)  # the span holds data records only
@@ -862,9 +860,144 @@ def _exact(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) split "
             f"into {len(starts)} records, but the index found {span.count}; the file changed since indexing"
         )
+    return starts
+
+
+def _exact(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, start: int, stop: int
+) -> tuple[bytes, _Span]:
+    """The bytes of records ``[start, stop)`` alone, cut out of ``span``'s bytes (``data``)."""
+    starts = _record_starts(path, data, index, options, span)
     begin = int(starts[start - span.first])
     end = int(starts[stop - span.first]) if stop - span.first < len(starts) else span.end
     return data[begin - span.begin : end - span.begin], _Span(start, stop - start, begin, end)
+
+
+_STRING_INDEX = re.compile(r"string index (\d+)")
+
+
+def _check_utf8(table: pa.Table) -> None:
+    """JSON Lines: pyarrow's JSON reader keeps bytes that are not UTF-8 in string values as they are; such a
+    value is an undecodable record (named by row, 0-based in the range, when the column is a top-level string)."""
+    for i, (name, col) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        seen = 0
+        for chunk in col.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as err:
+                m = _STRING_INDEX.search(str(err))
+                flat = pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)
+                row = f" in row {seen + int(m.group(1))}" if m and flat else ""
+                raise pa.ArrowInvalid(f"a value of column #{i} ({name}) {_UNDECODABLE} UTF-8{row}") from None
+            seen += len(chunk)
+
+
+def _read_range(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema, span: _Span
+) -> pa.Table:
+    """``span``'s records (``data``: their bytes alone) as a table with exactly ``schema``."""
+    table = _parse(data, index, options, schema, span.begin)
+    if index.fmt == "jsonl":
+        _check_utf8(table)
+    return _conform(path, table, schema, span)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A data record that cannot be read: row ``row`` (0-based, header and blank lines not counted) in bytes
+    ``[begin, end)`` of the file, and why (the message names the fix)."""
+
+    row: int
+    begin: int
+    end: int
+    reason: str
+
+
+class _Search:
+    """The records of one span that cannot be read (see :func:`find_bad_records`)."""
+
+    def __init__(
+        self, path: str, index: TextIndex, options: TextOptions, schema: pa.Schema, span: _Span
+    ) -> None:
+        self.path, self.index, self.options, self.schema, self.span = path, index, options, schema, span
+        self.data = b""
+        self.bounds = np.empty(0, dtype=np.int64)
+
+    def load(self, fs: Any) -> None:
+        self.data = _fetch(fs, self.path, self.index, self.span)
+        starts = _record_starts(self.path, self.data, self.index, self.options, self.span)
+        self.bounds = np.append(starts, self.span.end)
+
+    def attempt(self, a: int, b: int) -> tuple[_Span, Exception | None]:
+        """Read records ``[a, b)`` alone: their span and the error (None: they read)."""
+        lo, hi = int(self.bounds[a - self.span.first]), int(self.bounds[b - self.span.first])
+        sub, data = _Span(a, b - a, lo, hi), self.data[lo - self.span.begin : hi - self.span.begin]
+        try:
+            table = _read_range(self.path, data, self.index, self.options, self.schema, sub)
+        except (*_ARROW_ERRORS, DataCorruptionError) as err:
+            return sub, err
+        if table.num_rows == b - a:
+            return sub, None
+        return sub, DataCorruptionError(
+            f"{self.path}: records {a}-{b} (bytes {lo}-{hi}) parsed into {table.num_rows} rows; check the "
+            f"quoting and line endings, and {OPTIONS_PARAM}"
+        )
+
+    def bad(self, sub: _Span, err: Exception) -> BadRecord:
+        reason = (
+            str(err)
+            if isinstance(err, DataCorruptionError)
+            else str(_corrupt(self.path, self.index, sub, err, self.options))
+        )
+        return BadRecord(sub.first, sub.begin, sub.end, reason)
+
+    def step(self, a: int, b: int, found: list[BadRecord]) -> list[tuple[int, int]]:
+        """Search records ``[a, b)``: the ranges still to search."""
+        sub, err = self.attempt(a, b)
+        if err is None:
+            return []
+        if b - a == 1:
+            found.append(self.bad(sub, err))
+            return []
+        row = None if isinstance(err, DataCorruptionError) else _error_row(str(err), self.index, sub)
+        if row is not None and a <= row < b:
+            one, err1 = self.attempt(row, row + 1)
+            if err1 is not None:  # pyarrow's row fails alone: bad; search the records around it
+                found.append(self.bad(one, err1))
+                mid = row + 1 + (b - row - 1) // 2
+                return [r for r in ((mid, b), (row + 1, mid), (a, row)) if r[0] < r[1]]
+        mid = a + (b - a) // 2
+        return [(mid, b), (a, mid)]
+
+
+def find_bad_records(
+    fs: Any,
+    path: str,
+    index: TextIndex,
+    start: int,
+    stop: int,
+    schema: pa.Schema,
+    options: TextOptions,
+    *,
+    limit: int,
+) -> tuple[list[BadRecord], bool]:
+    """The records of ``[start, stop)`` that cannot be read with ``schema``, in row order, and whether the
+    search was complete (False: it stopped after finding more than ``limit``).
+
+    A record is bad when it cannot be read on its own (undecodable bytes, a value not of its column's type,
+    a wrong number of fields): the same rows whatever the row ranges a job reads, so quarantining exactly
+    these is chunk-invariant. A range that fails is searched through pyarrow's row number (checked on that
+    row alone) or halved; a file that changed since indexing raises ``DataCorruptionError``.
+    """
+    if start >= stop:
+        return [], True
+    search = _Search(path, index, options, schema, _span(index, start, stop))
+    search.load(fs)
+    found: list[BadRecord] = []
+    todo = [(start, stop)]
+    while todo and len(found) <= limit:
+        todo += search.step(*todo.pop(), found)
+    return sorted(found, key=lambda r: r.row), not todo and len(found) <= limit
 
 
 def read_text_rows(
@@ -878,7 +1011,7 @@ def read_text_rows(
     span = _span(index, start, stop)
     data = _fetch(fs, path, index, span)
     try:
-        table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
+        table = _read_range(path, data, index, options, schema, span)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
         row = _error_row(str(err), index, span)
         if row is None or start <= row < stop:
@@ -886,7 +1019,7 @@ def read_text_rows(
         # the bad record is in the stride but not in these rows (another chunk's): parse these rows alone
         data, span = _exact(path, data, index, options, span, start, stop)
         try:
-            table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
+            table = _read_range(path, data, index, options, schema, span)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err2:
             raise _corrupt(path, index, span, err2, options) from err2
     if table.num_rows != span.count:
@@ -972,24 +1105,60 @@ _MAX_UNTYPED = 100  # malformed records one typing range may leave to the chunks
 
 def _span_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, span: _Span) -> list[pa.Schema]:
     data = _fetch(fs, path, index, span) if span.count else b""
-    skipped: list[int] = []
+    skipped: list[tuple[int, bool]] = []  # (data row, whether its bytes are undecodable)
     schemas = _typed(path, data, index, options, span, skipped)
     if skipped:
+        undecodable = sum(bad for _, bad in skipped)
+        fix = (
+            f"; {undecodable} of them hold bytes that are not {index.codec or options.encoding}: if the file has "
+            f"another encoding, set {OPTIONS_PARAM}={{'encoding': ...}} (e.g. 'cp1252', 'latin-1') or re-encode "
+            "it as UTF-8 (e.g. with iconv)"
+        )
         log.warning(
-            "%s: %d malformed record(s) (data rows %s, 1-based) were left out of the typing pass; the chunks "
-            "holding them will fail naming the row (or be skipped under max_skipped_fraction)",
-            path, len(skipped), [r + 1 for r in skipped[:10]],
+            "%s: %d malformed record(s) (data rows %s, 1-based) were left out of the typing pass; "
+            "reading them fails the job naming the row, or quarantines them under max_skipped_fraction%s",
+            path, len(skipped), sorted(r + 1 for r, _ in skipped)[:10], fix if undecodable else "",
         )  # fmt: skip
     return schemas
 
 
+def _binary_names(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+
+
+def _undecodable(
+    data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None, table: pa.Table, begin: int
+) -> Exception | None:
+    """CSV: pyarrow types a column binary when some of its bytes are not UTF-8. Parsing those columns as text
+    names the first such row (the error returned), so it can be left out of the typing pass like a malformed
+    record and the column keeps the type its other values have."""
+    binary = _binary_names(table.schema)
+    if index.fmt != "csv" or not binary:
+        return None
+    declared = list(types) if types is not None else []
+    as_text = pa.schema(
+        [*declared, *((n, pa.string()) for n in binary if n not in {f.name for f in declared})]
+    )
+    try:
+        _parse(data, index, options, as_text, begin)
+    except _ARROW_ERRORS as err:
+        return err
+    return None
+
+
 def _typed(
-    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, skipped: list[int]
+    path: str,
+    data: bytes,
+    index: TextIndex,
+    options: TextOptions,
+    span: _Span,
+    skipped: list[tuple[int, bool]],
 ) -> list[pa.Schema]:
-    """The inferred schema(s) of ``span``'s records. A malformed record (pyarrow names its row) is left out
-    and the records around it typed on their own, so one bad row fails (or is skipped with) the chunk that
-    holds it, not the whole job at planning."""
+    """The inferred schema(s) of ``span``'s records. A malformed record or one with undecodable bytes (pyarrow
+    names its row) is left out and the records around it typed on their own, so one bad row is quarantined
+    with (or fails) the chunk that holds it, not the whole job at planning, and does not change the types."""
     types = _typing_types(index, options)
+    table = None
     try:
         if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
             try:
@@ -998,18 +1167,26 @@ def _typed(
                 table = _parse(data, index, options, types, span.begin)  # declared fields first
         else:
             table = _parse(data, index, options, types, span.begin)  # the other columns are inferred
-    except _ARROW_ERRORS as err:
+        err = _undecodable(data, index, options, types, table, span.begin)
+    except _ARROW_ERRORS as parse_error:
+        err = parse_error
+    if err is not None:
         row = _error_row(str(err), index, span)
         last = span.first + span.count
         if row is None or not span.first <= row < last or len(skipped) >= _MAX_UNTYPED:
-            raise _corrupt(path, index, span, err, options) from err
-        skipped.append(row)
+            if table is None:
+                raise _corrupt(path, index, span, err, options) from err
+            return [
+                table.schema
+            ]  # undecodable bytes left in: the column is read as text (_undecodable_as_text)
+        skipped.append((row, table is not None))
         out = []
         for a, b in ((span.first, row), (row + 1, last)):
             if a < b:
                 part, sub = _exact(path, data, index, options, span, a, b)
                 out += _typed(path, part, index, options, sub, skipped)
         return out
+    assert table is not None
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
