@@ -358,8 +358,8 @@ def row_corrupt_csv(env: Env, src: Path) -> list[Expected]:
     with pytest.raises(DataCorruptionError, match=rf"{bad_file}.*max_skipped_fraction=0"):
         env.run(bad_src, clean_processor, "corrupt_csv", "strict", config=cfg)
     return [
-        Expected("data_corruption", "quarantine", chunk, True, error_type="DataCorruptionError"),
-        Expected("data_corruption", "fail", chunk, False, error_type="DataCorruptionError"),
+        Expected("data_corruption", "quarantine", chunk, True, error_type="CorruptRowsError"),
+        Expected("data_corruption", "fail", chunk, False, error_type="CorruptRowsError"),
     ]
 
 
