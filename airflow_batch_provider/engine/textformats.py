@@ -1126,24 +1126,30 @@ def _binary_names(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
 
 
-def _undecodable(
-    data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None, table: pa.Table, begin: int
-) -> Exception | None:
-    """CSV: pyarrow types a column binary when some of its bytes are not UTF-8. Parsing those columns as text
-    names the first such row (the error returned), so it can be left out of the typing pass like a malformed
-    record and the column keeps the type its other values have."""
-    binary = _binary_names(table.schema)
-    if index.fmt != "csv" or not binary:
-        return None
-    declared = list(types) if types is not None else []
-    as_text = pa.schema(
-        [*declared, *((n, pa.string()) for n in binary if n not in {f.name for f in declared})]
-    )
-    try:
-        _parse(data, index, options, as_text, begin)
-    except _ARROW_ERRORS as err:
-        return err
-    return None
+def _undecodable_rows(table: pa.Table) -> list[int]:
+    """CSV: pyarrow types a column binary when some of its values are not UTF-8; the rows (0-based in the
+    range) holding such values."""
+    rows: set[int] = set()
+    for name in _binary_names(table.schema):
+        for i, value in enumerate(table.column(name).to_pylist()):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                rows.add(i)
+    return sorted(rows)
+
+
+def _typing_parse(
+    data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None, begin: int
+) -> pa.Table:
+    if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
+        try:
+            return _parse(data, index, options, None, begin)
+        except _ARROW_ERRORS:
+            return _parse(data, index, options, types, begin)  # declared fields first
+    return _parse(data, index, options, types, begin)  # the other columns are inferred
 
 
 def _typed(
@@ -1154,46 +1160,52 @@ def _typed(
     span: _Span,
     skipped: list[tuple[int, bool]],
 ) -> list[pa.Schema]:
-    """The inferred schema(s) of ``span``'s records. A malformed record or one with undecodable bytes (pyarrow
-    names its row) is left out and the records around it typed on their own, so one bad row is quarantined
-    with (or fails) the chunk that holds it, not the whole job at planning, and does not change the types."""
-    types = _typing_types(index, options)
-    table = None
+    """The inferred schema(s) of ``span``'s records. A malformed record (pyarrow names its row) and the records
+    with undecodable bytes are left out and the records around them typed on their own, so a bad row is
+    quarantined with (or fails) the chunk that holds it, not the whole job at planning, and changes no type."""
     try:
-        if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
-            try:
-                table = _parse(data, index, options, None, span.begin)
-            except _ARROW_ERRORS:
-                table = _parse(data, index, options, types, span.begin)  # declared fields first
-        else:
-            table = _parse(data, index, options, types, span.begin)  # the other columns are inferred
-        err = _undecodable(data, index, options, types, table, span.begin)
-    except _ARROW_ERRORS as parse_error:
-        err = parse_error
-    if err is not None:
+        table = _typing_parse(data, index, options, _typing_types(index, options), span.begin)
+    except _ARROW_ERRORS as err:
         row = _error_row(str(err), index, span)
-        last = span.first + span.count
-        if row is None or not span.first <= row < last or len(skipped) >= _MAX_UNTYPED:
-            if table is None:
-                raise _corrupt(path, index, span, err, options) from err
-            return [
-                table.schema
-            ]  # undecodable bytes left in: the column is read as text (_undecodable_as_text)
-        skipped.append((row, table is not None))
-        out = []
-        for a, b in ((span.first, row), (row + 1, last)):
-            if a < b:
-                part, sub = _exact(path, data, index, options, span, a, b)
-                out += _typed(path, part, index, options, sub, skipped)
-        return out
-    assert table is not None
+        if row is None or not span.first <= row < span.first + span.count or len(skipped) >= _MAX_UNTYPED:
+            raise _corrupt(path, index, span, err, options) from err
+        return _typed_around(path, data, index, options, span, skipped, [row], undecodable=False)
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
             f"parsed into {table.num_rows} rows, but the index found {span.count}; check the quoting and "
             f"line endings, and {OPTIONS_PARAM}"
         )
-    return [table.schema]
+    bad = _undecodable_rows(table) if index.fmt == "csv" else []
+    if bad and len(bad) < span.count:
+        rows = [span.first + i for i in bad]
+        return _typed_around(path, data, index, options, span, skipped, rows, undecodable=True)
+    return [table.schema]  # (all rows undecodable: the column is read as text, see _undecodable_as_text)
+
+
+def _typed_around(
+    path: str,
+    data: bytes,
+    index: TextIndex,
+    options: TextOptions,
+    span: _Span,
+    skipped: list[tuple[int, bool]],
+    rows: list[int],
+    *,
+    undecodable: bool,
+) -> list[pa.Schema]:
+    """The schemas of ``span``'s records but ``rows`` (sorted file rows), typed run by run."""
+    skipped.extend((r, undecodable) for r in rows)
+    starts = _record_starts(path, data, index, options, span)
+    bounds = np.append(starts, span.end)
+    out, pos = [], span.first
+    for r in [*rows, span.first + span.count]:
+        if pos < r:
+            lo, hi = int(bounds[pos - span.first]), int(bounds[r - span.first])
+            part = data[lo - span.begin : hi - span.begin]
+            out += _typed(path, part, index, options, _Span(pos, r - pos, lo, hi), skipped)
+        pos = r + 1
+    return out
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:

@@ -240,3 +240,53 @@ def test_resume_does_not_count_quarantined_rows_twice(tmp_path):
     assert result.chunks_resumed >= 6
     assert_quarantined(result, path, ranges)
     pd.testing.assert_frame_equal(read(result), expected_output())
+
+
+def test_the_search_finds_exactly_the_bad_records_in_any_window(tmp_path):
+    import fsspec
+
+    from airflow_batch_provider.engine.textformats import (
+        TextOptions,
+        find_bad_records,
+        index_text_file,
+        infer_text_schema,
+    )
+
+    fs, options = fsspec.filesystem("file"), TextOptions()
+    bad = tuple(range(5, ROWS, 37))  # 27 rows
+    path = tmp_path / "data.csv"
+    ranges = write_csv(path, bad=bad)
+    index = index_text_file(fs, str(path), "csv", options, stride=16)
+    schema = infer_text_schema(fs, str(path), index, options, span_bytes=500)
+    assert str(schema.field("amount").type) == "double"  # row 3 is not bad here: every number is clean
+    found, complete = find_bad_records(fs, str(path), index, 0, ROWS, schema, options, limit=100)
+    assert complete and [(b.row, (b.begin, b.end)) for b in found] == list(ranges.items())
+    for start, stop in ((0, 1), (5, 6), (3, 300), (301, 777), (999, 1000)):
+        window, complete = find_bad_records(fs, str(path), index, start, stop, schema, options, limit=100)
+        assert complete and [b.row for b in window] == [r for r in bad if start <= r < stop]
+    few, complete = find_bad_records(fs, str(path), index, 0, ROWS, schema, options, limit=3)
+    assert not complete and len(few) == 4  # one more than the limit, then the search stops
+
+
+def test_invalid_utf8_nested_in_a_json_record_is_found_by_halving(tmp_path):
+    import fsspec
+
+    from airflow_batch_provider.engine.textformats import (
+        TextOptions,
+        find_bad_records,
+        index_text_file,
+        infer_text_schema,
+        read_text_rows,
+    )
+
+    fs, options = fsspec.filesystem("file"), TextOptions()
+    path = tmp_path / "nested.jsonl"
+    rows = [b'{"id": %d, "tags": ["a", "b%s"]}\n' % (i, b"\xff" if i == 61 else b"") for i in range(100)]
+    path.write_bytes(b"".join(rows))
+    index = index_text_file(fs, str(path), "jsonl", options, stride=8)
+    schema = infer_text_schema(fs, str(path), index, options)
+    with pytest.raises(DataCorruptionError, match=r"nested\.jsonl.*UTF-8"):  # never read in silently
+        read_text_rows(fs, str(path), index, 0, 100, schema, options)
+    found, complete = find_bad_records(fs, str(path), index, 0, 100, schema, options, limit=5)
+    start = sum(map(len, rows[:61]))
+    assert complete and [(b.row, b.begin, b.end) for b in found] == [(61, start, start + len(rows[61]))]
