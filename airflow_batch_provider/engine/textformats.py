@@ -943,6 +943,20 @@ class _Search:
             f"quoting and line endings, and {OPTIONS_PARAM}"
         )
 
+    def read_together(self, ranges: list[tuple[int, int]]) -> bool:
+        """Whether the records of ``ranges`` read in one parse, their bytes joined (one parse instead of one
+        per range between undecodable rows)."""
+        lo = [int(self.bounds[a - self.span.first]) - self.span.begin for a, _ in ranges]
+        hi = [int(self.bounds[b - self.span.first]) - self.span.begin for _, b in ranges]
+        data = b"".join(self.data[x:y] for x, y in zip(lo, hi, strict=True))
+        count = sum(b - a for a, b in ranges)
+        joined = _Span(ranges[0][0], count, self.span.begin + lo[0], self.span.begin + hi[-1])
+        try:
+            table = _read_range(self.path, data, self.index, self.options, self.schema, joined)
+        except (*_ARROW_ERRORS, DataCorruptionError):
+            return False
+        return table.num_rows == count
+
     def bad(self, sub: _Span, err: Exception) -> BadRecord:
         reason = (
             str(err)
@@ -950,6 +964,22 @@ class _Search:
             else str(_corrupt(self.path, self.index, sub, err, self.options))
         )
         return BadRecord(sub.first, sub.begin, sub.end, reason)
+
+    def undecodable(self, a: int, b: int, limit: int) -> list[int]:
+        """UTF-8 CSV: the rows of ``[a, b)`` whose text fields are not UTF-8 (up to one more than ``limit``),
+        found in one parse with the text columns read as bytes; ``[]`` when that parse fails too."""
+        text = {f.name for f in self.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+        if self.index.fmt != "csv" or _range_codec(self.index, self.options) or not text:
+            return []
+        as_bytes = pa.schema([pa.field(f.name, pa.binary()) if f.name in text else f for f in self.schema])
+        try:
+            table = _parse(self.data, self.index, self.options, as_bytes, self.span.begin)
+        except _ARROW_ERRORS:
+            return []
+        if table.num_rows != self.span.count:
+            return []
+        rows = [self.span.first + i for i in _undecodable_rows(table)]
+        return [r for r in rows if a <= r < b][: limit + 1]
 
     def step(self, a: int, b: int, found: list[BadRecord]) -> list[tuple[int, int]]:
         """Search records ``[a, b)``: the ranges still to search."""
@@ -994,7 +1024,16 @@ def find_bad_records(
     search = _Search(path, index, options, schema, _span(index, start, stop))
     search.load(fs)
     found: list[BadRecord] = []
-    todo = [(start, stop)]
+    todo, pos = [], start
+    for row in [*search.undecodable(start, stop, limit), stop]:  # found in one pass, each checked alone
+        if pos < row:
+            todo.append((pos, row))
+        if row < stop:
+            todo += search.step(row, row + 1, found)
+        pos = row + 1
+    if len(todo) > 1 and search.read_together(todo):
+        todo = []  # the records between the undecodable ones read: nothing else to search
+    todo.reverse()  # searched in row order
     while todo and len(found) <= limit:
         todo += search.step(*todo.pop(), found)
     return sorted(found, key=lambda r: r.row), not todo and len(found) <= limit

@@ -393,7 +393,10 @@ def _read(job: JobState, task: ChunkTask) -> Any:
         )
         return frames.convert(table, getattr(job.processor, "input_format", "pandas"))
     except DataCorruptionError as err:
-        raise _unreadable_rows(job, task, err) from err
+        rows = _unreadable_rows(job, task, err)
+        if rows is err:
+            raise
+        raise rows from err
     except BatchInputError:
         raise
     except Exception as err:
