@@ -32,6 +32,23 @@ class DataCorruptionError(BatchInputError):
     """A file or a row range cannot be decoded (truncated file, malformed row, bad bytes)."""
 
 
+class CorruptRowsError(DataCorruptionError):
+    """Records of a text file that cannot be read, found one by one inside a chunk.
+
+    ``rows``: one mapping per bad record in row order, ``{"row", "byte_range": [begin, end], "reason"}`` (row
+    0-based among the file's data rows); ``complete`` False: the search stopped after more records than the job
+    may skip. The engine quarantines exactly these rows and reads the rest of the chunk.
+    """
+
+    def __init__(
+        self, message: str, *, path: str = "", rows: list[dict] | None = None, complete: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.rows = list(rows or [])
+        self.complete = complete
+
+
 class ProcessorNotFoundError(BatchInputError, LookupError):
     """A processor name that is not registered."""
 

@@ -52,6 +52,7 @@ from airflow_batch_provider.exceptions import (
     BatchInputError,
     ChunkFailedError,
     ChunkTimeoutError,
+    CorruptRowsError,
     DataCorruptionError,
     DeterministicProcessorError,
     JobCancelledError,
@@ -401,9 +402,16 @@ class JobRunner:
             from airflow_batch_provider.engine.sampling import deterministic_sample
 
             columns = wanted_columns(self.processor, "fit_columns", schema)
-            self.processor.fit(
-                deterministic_sample(self.source.fs, files, schema, self.text_options, size, columns=columns)
+            sample = deterministic_sample(
+                self.source.fs,
+                files,
+                schema,
+                self.text_options,
+                size,
+                columns=columns,
+                max_bad_rows=self.skip_allowance(files),
             )
+            self.processor.fit(sample)
         store.gen.child("fit_state.json").write_json(to_jsonable(self.processor.get_state()))
 
     def _enter_processing(self) -> None:
@@ -510,12 +518,17 @@ class JobRunner:
                 self.out.uri,
                 self.columns,
                 fence=self.fence,
+                max_bad_rows=self.skip_allowance(files),
             )
             self.run_tasks(deque(tasks), job)
         except BaseException as err:
             self._stop_failed(err)
             raise
         return self.finalize(decision, len(done))
+
+    def skip_allowance(self, files: list[sources.SourceFile]) -> int:
+        """The rows corrupt data may make the job skip: ``max_skipped_fraction`` of the source's rows."""
+        return int(self.recovery.max_skipped_fraction * sum(f.rows for f in files))
 
     def validate_schema(self, schema: Any) -> None:
         """The processor's pre-flight checks (``validate(schema)``): once per job, after the plan, before any
@@ -530,7 +543,14 @@ class JobRunner:
         """The first batch size and why; with auto-tuning also the concurrency (when not configured)."""
 
         def sample() -> sizing.DataSample:
-            return sizing.sample_files(self.source.fs, files, schema, self.text_options, columns=self.columns)
+            return sizing.sample_files(
+                self.source.fs,
+                files,
+                schema,
+                self.text_options,
+                columns=self.columns,
+                max_bad_rows=self.skip_allowance(files),
+            )
 
         size, why, self.recommendation = choose_batch_size(self.config, self.processor, sample)
         if self.recommendation is not None and self.config.max_concurrent_batches is None:
@@ -715,6 +735,8 @@ class JobRunner:
             self.store.counters["batch_size_cap"] = self.row_cap
             self._note_failure(task, err, kind, f"split; batch size capped at {self.row_cap}", lost, "split")
             q.pending.extendleft(reversed(_split(task, half)))
+        elif strategy is Strategy.QUARANTINE and isinstance(err, CorruptRowsError):
+            self._quarantine_rows(task, err, kind, lost, q)
         elif strategy is Strategy.QUARANTINE:
             self._quarantine(task, err, kind, lost)
         elif strategy in (Strategy.RETRY, Strategy.RETRY_JITTER, Strategy.SPLIT):
@@ -810,23 +832,63 @@ class JobRunner:
                 self.fatal = fatal
             return
         f = self.files[task.file_index]
+        self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
+        self._skip(task, kind, f"{type(err).__name__}: {err}", sources.byte_range(f, task.start, task.stop))
+
+    def _skip(self, task: workers.ChunkTask, kind: FailureClass, error: str, byte_range: Any) -> None:
+        """List rows ``[task.start, task.stop)`` in ``skipped/`` with the reason and record them as done."""
+        f = self.files[task.file_index]
         entry = {
             "file": f.path,
             "file_index": task.file_index,
             "start_row": task.start,
             "stop_row": task.stop,
             "rows": task.rows,
-            "byte_range": sources.byte_range(f, task.start, task.stop),
+            "byte_range": byte_range,
             "reason": kind.value,
-            "error": self.scrubber.record(f"{type(err).__name__}: {err}"),
+            "error": self.scrubber.record(error),
         }
         name = part_name(task.file_index, task.start).replace(".parquet", ".json")
         self.store.gen.child("skipped", name).write_json(entry)
         self.skipped_rows += task.rows
         self.tracker.rows_skipped = self.skipped_rows  # events report it: skip-rate alerts, metrics
-        self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
         log.warning("%s skipped (%s): listed in %s", task.label(self.files), kind.value, f"skipped/{name}")
         self._record(workers.chunk_record(task, skipped=name))
+
+    def _quarantine_rows(
+        self, task: workers.ChunkTask, err: CorruptRowsError, kind: FailureClass, lost: float, q: _RunQueue
+    ) -> None:
+        """Quarantine exactly the rows of a chunk that cannot be read (each listed with its byte range and
+        reason, so the listing is the same for any batch size) and run the rest of the chunk as new chunks;
+        fail, naming the rows and the fix, when the job may not skip that many."""
+        allowed = self.skip_allowance(self.files)
+        f = self.files[task.file_index]
+        if not err.complete or self.skipped_rows + len(err.rows) > allowed:
+            self._note_failure(
+                task, err, kind, "quarantine refused: over max_skipped_fraction", lost, "fail", fatal=True
+            )
+            if self.fatal is None:
+                where = f"rows {task.start}-{task.stop}"
+                before = f"; {self.skipped_rows:,} row(s) already skipped" if self.skipped_rows else ""
+                fraction = self.recovery.max_skipped_fraction
+                message = sources.too_many_bad_rows(f.path, err.rows, allowed, where, fraction)
+                fatal = DataCorruptionError(f"{message}{before}; finished chunks are checkpointed")
+                fatal.__cause__ = err
+                self.fatal = fatal
+            return
+        self._note_failure(task, err, kind, "quarantine", lost, "quarantine", recovered=True)
+        pos, rest = task.start, []
+        for bad in err.rows:
+            row = int(bad["row"])
+            if pos < row:
+                rest.append(workers.ChunkTask(task.index, task.file_index, pos, row, task.attempt))
+            one = workers.ChunkTask(task.index, task.file_index, row, row + 1, task.attempt)
+            self._skip(one, kind, f"{CorruptRowsError.__name__}: {bad['reason']}", bad["byte_range"])
+            pos = row + 1
+        if pos < task.stop:
+            rest.append(workers.ChunkTask(task.index, task.file_index, pos, task.stop, task.attempt))
+        self.tracker.chunks_total += len(err.rows) + len(rest) - 1  # the rows listed and the ranges left
+        q.pending.extendleft(reversed(rest))
 
     def _note_failure(
         self,

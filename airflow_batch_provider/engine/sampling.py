@@ -22,11 +22,15 @@ def deterministic_sample(
     size: int,
     seed: int = 0,
     columns: list[str] | None = None,
+    max_bad_rows: int | None = None,
 ) -> pd.DataFrame:
     """``size`` rows chosen by position with a fixed seed, in source order (only ``columns``, if given).
 
     With ``size`` at least the row count, the sample is the whole dataset in source order. The choice
     depends only on the row count and the seed, never on batch size or concurrency.
+
+    ``max_bad_rows``: chosen rows of a text file that cannot be read are left out of the sample (the job's
+    chunks quarantine them, once), up to this many per read window; None: the first one fails.
     """
     total = sum(f.rows for f in files)
     if size >= total:
@@ -41,8 +45,14 @@ def deterministic_sample(
             pick = local[(local >= w) & (local < w + WINDOW)]
             if len(pick):
                 stop = min(f.rows, w + WINDOW)
-                table = sources.read_rows(fs, f, w, stop, schema, options, columns)
-                tables.append(table.take(pa.array(pick - w)))
+                table, bad = sources.read_good_rows(
+                    fs, f, w, stop, schema, options, columns, limit=max_bad_rows
+                )
+                keep = pick - w
+                if bad:  # positions in the table once the bad rows are left out
+                    keep = keep[~np.isin(keep, bad)]
+                    keep = keep - np.searchsorted(np.asarray(bad), keep)
+                tables.append(table.take(pa.array(keep)))
         offset += f.rows
     if not tables:
         if columns is not None and len(schema):

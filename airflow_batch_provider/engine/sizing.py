@@ -322,9 +322,11 @@ def sample_files(
     columns: list[str] | None = None,
     rows: int = SAMPLE_ROWS,
     label: str = "",
+    max_bad_rows: int | None = None,
 ) -> DataSample:
     """Read up to ``rows`` rows of the first non-empty file of a planned source (``sources.SourceFile``
-    list, as the engine has it) and describe them; ``columns``: only these columns are read."""
+    list, as the engine has it) and describe them; ``columns``: only these columns are read.
+    ``max_bad_rows``: up to this many rows that cannot be read are left out (None: the first one fails)."""
     from airflow_batch_provider.engine import sources
 
     label = label or (files[0].path if files else "the source")
@@ -334,7 +336,9 @@ def sample_files(
     if first is None:
         return DataSample(label, 0, 0, 0.0, {}, None)
     started = time.perf_counter()
-    table = sources.read_rows(fs, first, 0, min(rows, first.rows), schema, options, columns)
+    table, _ = sources.read_good_rows(
+        fs, first, 0, min(rows, first.rows), schema, options, columns, limit=max_bad_rows
+    )
     sources.clear_row_group_cache()  # the sample's row group is not needed again in this process
     from airflow_batch_provider.processors.frames import arrow_to_pandas
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from airflow_batch_provider.engine import paths, textformats
 from airflow_batch_provider.engine.table_formats import refuse_table_folder
 from airflow_batch_provider.exceptions import (
+    CorruptRowsError,
     DataCorruptionError,
     SchemaMismatchError,
     SourceError,
@@ -424,6 +425,78 @@ def read_rows(
     if len(schema) and table.schema != schema:
         table = table.select(schema.names).cast(schema)
     return table
+
+
+def find_bad_rows(
+    fs: Any,
+    f: SourceFile,
+    start: int,
+    stop: int,
+    schema: pa.Schema,
+    options: textformats.TextOptions,
+    *,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of ``[start, stop)`` of a text file that cannot be read (undecodable bytes, a value not of its
+    column's type, a malformed record), each ``{"row", "byte_range", "reason"}``, and whether the search was
+    complete (False: more than ``limit`` were found). Parquet files are damaged per page, not per row: ``[]``."""
+    if f.format == "parquet" or not f.text_index:
+        return [], True
+    index = textformats.TextIndex.from_dict(f.text_index)
+    bad, complete = textformats.find_bad_records(fs, f.path, index, start, stop, schema, options, limit=limit)
+    return [{"row": b.row, "byte_range": [b.begin, b.end], "reason": b.reason} for b in bad], complete
+
+
+def too_many_bad_rows(
+    path: str, bad: list[dict[str, Any]], limit: int, where: str, fraction: float | None = None
+) -> str:
+    """The message of a job that meets more unreadable rows than it may skip: the file, the first rows with
+    their byte ranges and reason, and the two fixes."""
+    setting = "max_skipped_fraction" if fraction is None else f"max_skipped_fraction={fraction:g}"
+    shown = ", ".join(
+        f"data row {b['row'] + 1} (bytes {b['byte_range'][0]}-{b['byte_range'][1]})" for b in bad[:5]
+    )
+    more = f" and more ({len(bad)} found)" if len(bad) > 5 else ""
+    return (
+        f"{path} {where} hold unreadable records: {shown}{more}, more than the {limit:,} row(s) "
+        f"{setting} lets the job skip. First: {bad[0]['reason'] if bad else ''}. Fix the file, or "
+        "raise recovery={'max_skipped_fraction': ...} to quarantine such rows"
+    )
+
+
+def read_good_rows(
+    fs: Any,
+    f: SourceFile,
+    start: int,
+    stop: int,
+    schema: pa.Schema,
+    options: textformats.TextOptions,
+    columns: list[str] | None = None,
+    *,
+    limit: int | None = None,
+) -> tuple[pa.Table, list[int]]:
+    """:func:`read_rows` that leaves out rows that cannot be read (for samples: the chunks that hold them
+    quarantine them). Returns the table and the positions (relative to ``start``) of the rows left out.
+    ``limit`` None: nothing is left out, the first bad row fails; more than ``limit`` bad rows fail too."""
+    try:
+        return read_rows(fs, f, start, stop, schema, options, columns), []
+    except DataCorruptionError:
+        if limit is None:
+            raise
+        bad, complete = find_bad_rows(fs, f, start, stop, schema, options, limit=limit)
+        if not bad:
+            raise
+    if not complete:
+        message = too_many_bad_rows(f.path, bad, limit, f"rows {start}-{stop}")
+        raise CorruptRowsError(message, path=f.path, rows=bad, complete=False)
+    rows = [b["row"] for b in bad]
+    tables, pos = [], start
+    for r in [*rows, stop]:
+        if pos < r:
+            tables.append(read_rows(fs, f, pos, r, schema, options, columns))
+        pos = r + 1
+    table = pa.concat_tables(tables) if tables else read_rows(fs, f, start, start, schema, options, columns)
+    return table, [r - start for r in rows]
 
 
 # The last decoded row groups of this process, when a chunk used only part of them: chunks smaller than a

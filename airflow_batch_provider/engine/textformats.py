@@ -756,7 +756,7 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
     if "UTF8" in reason or "UTF-8" in reason or _UNDECODABLE in reason:
         return (
             f"the bytes are not {index.codec or options.encoding}: set {OPTIONS_PARAM}={{'encoding': ...}} to the file's "
-            "encoding (e.g. 'cp1252', 'latin-1'), or re-encode it to UTF-8 (e.g. with iconv)"
+            "encoding (e.g. cp1252 or latin-1), or re-encode it to UTF-8 (e.g. with iconv)"
         )
     if "conversion error" in reason or "changed from" in reason:
         name = _column_name(reason, index, options)
@@ -764,8 +764,8 @@ def _hint(reason: str, index: TextIndex, options: TextOptions) -> str:
         if name in declared:
             return (
                 f"the value is not a valid {declared[name]}, as {OPTIONS_PARAM}['column_types'] declares for "
-                f"{name!r}: fix the value, declare another type (e.g. string), or let the job skip such "
-                "chunks with recovery={'max_skipped_fraction': ...}"
+                f"{name!r}: fix the value, declare another type (e.g. string), or let the job quarantine such "
+                "rows with recovery={'max_skipped_fraction': ...}"
             )
         mixed = " or make the field hold one JSON kind (e.g. all numbers)" if index.fmt == "jsonl" else ""
         return (
@@ -842,11 +842,9 @@ def _conform(path: str, table: pa.Table, schema: pa.Schema, span: _Span) -> pa.T
     return table if table.schema == schema else table.cast(schema)
 
 
-def _exact(
-    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, start: int, stop: int
-) -> tuple[bytes, _Span]:
-    """The bytes of records ``[start, stop)`` alone, found by splitting ``span``'s bytes (``data``) into
-    records again (the index keeps every ``stride``-th offset only)."""
+def _record_starts(path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span) -> np.ndarray:
+    """The file offsets where each of ``span``'s records starts, found by splitting ``span``'s bytes (``data``)
+    into records again (the index keeps every ``stride``-th offset only)."""
     wide = int(index.codec[4:6]) // 8 if index.codec else 0
     scanner = _Scanner(path, index.fmt, ord(options.quote_char), 0 if wide else span.begin, 1)
     scanner.header = (scanner.pos, scanner.pos)  # the span holds data records only
@@ -862,9 +860,183 @@ def _exact(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) split "
             f"into {len(starts)} records, but the index found {span.count}; the file changed since indexing"
         )
+    return starts
+
+
+def _exact(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, start: int, stop: int
+) -> tuple[bytes, _Span]:
+    """The bytes of records ``[start, stop)`` alone, cut out of ``span``'s bytes (``data``)."""
+    starts = _record_starts(path, data, index, options, span)
     begin = int(starts[start - span.first])
     end = int(starts[stop - span.first]) if stop - span.first < len(starts) else span.end
     return data[begin - span.begin : end - span.begin], _Span(start, stop - start, begin, end)
+
+
+_STRING_INDEX = re.compile(r"string index (\d+)")
+
+
+def _check_utf8(table: pa.Table) -> None:
+    """JSON Lines: pyarrow's JSON reader keeps bytes that are not UTF-8 in string values as they are; such a
+    value is an undecodable record (named by row, 0-based in the range, when the column is a top-level string)."""
+    for i, (name, col) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        seen = 0
+        for chunk in col.chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as err:
+                m = _STRING_INDEX.search(str(err))
+                flat = pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)
+                row = f" in row {seen + int(m.group(1))}" if m and flat else ""
+                raise pa.ArrowInvalid(f"a value of column #{i} ({name}) {_UNDECODABLE} UTF-8{row}") from None
+            seen += len(chunk)
+
+
+def _read_range(
+    path: str, data: bytes, index: TextIndex, options: TextOptions, schema: pa.Schema, span: _Span
+) -> pa.Table:
+    """``span``'s records (``data``: their bytes alone) as a table with exactly ``schema``."""
+    table = _parse(data, index, options, schema, span.begin)
+    if index.fmt == "jsonl":
+        _check_utf8(table)
+    return _conform(path, table, schema, span)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A data record that cannot be read: row ``row`` (0-based, header and blank lines not counted) in bytes
+    ``[begin, end)`` of the file, and why (the message names the fix)."""
+
+    row: int
+    begin: int
+    end: int
+    reason: str
+
+
+class _Search:
+    """The records of one span that cannot be read (see :func:`find_bad_records`)."""
+
+    def __init__(
+        self, path: str, index: TextIndex, options: TextOptions, schema: pa.Schema, span: _Span
+    ) -> None:
+        self.path, self.index, self.options, self.schema, self.span = path, index, options, schema, span
+        self.data = b""
+        self.bounds = np.empty(0, dtype=np.int64)
+
+    def load(self, fs: Any) -> None:
+        self.data = _fetch(fs, self.path, self.index, self.span)
+        starts = _record_starts(self.path, self.data, self.index, self.options, self.span)
+        self.bounds = np.append(starts, self.span.end)
+
+    def attempt(self, a: int, b: int) -> tuple[_Span, Exception | None]:
+        """Read records ``[a, b)`` alone: their span and the error (None: they read)."""
+        lo, hi = int(self.bounds[a - self.span.first]), int(self.bounds[b - self.span.first])
+        sub, data = _Span(a, b - a, lo, hi), self.data[lo - self.span.begin : hi - self.span.begin]
+        try:
+            table = _read_range(self.path, data, self.index, self.options, self.schema, sub)
+        except (*_ARROW_ERRORS, DataCorruptionError) as err:
+            return sub, err
+        if table.num_rows == b - a:
+            return sub, None
+        return sub, DataCorruptionError(
+            f"{self.path}: records {a}-{b} (bytes {lo}-{hi}) parsed into {table.num_rows} rows; check the "
+            f"quoting and line endings, and {OPTIONS_PARAM}"
+        )
+
+    def read_together(self, ranges: list[tuple[int, int]]) -> bool:
+        """Whether the records of ``ranges`` read in one parse, their bytes joined (one parse instead of one
+        per range between undecodable rows)."""
+        lo = [int(self.bounds[a - self.span.first]) - self.span.begin for a, _ in ranges]
+        hi = [int(self.bounds[b - self.span.first]) - self.span.begin for _, b in ranges]
+        data = b"".join(self.data[x:y] for x, y in zip(lo, hi, strict=True))
+        count = sum(b - a for a, b in ranges)
+        joined = _Span(ranges[0][0], count, self.span.begin + lo[0], self.span.begin + hi[-1])
+        try:
+            table = _read_range(self.path, data, self.index, self.options, self.schema, joined)
+        except (*_ARROW_ERRORS, DataCorruptionError):
+            return False
+        return table.num_rows == count
+
+    def bad(self, sub: _Span, err: Exception) -> BadRecord:
+        reason = (
+            str(err)
+            if isinstance(err, DataCorruptionError)
+            else str(_corrupt(self.path, self.index, sub, err, self.options))
+        )
+        return BadRecord(sub.first, sub.begin, sub.end, reason)
+
+    def undecodable(self, a: int, b: int, limit: int) -> list[int]:
+        """UTF-8 CSV: the rows of ``[a, b)`` whose text fields are not UTF-8 (up to one more than ``limit``),
+        found in one parse with the text columns read as bytes; ``[]`` when that parse fails too."""
+        text = {f.name for f in self.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+        if self.index.fmt != "csv" or _range_codec(self.index, self.options) or not text:
+            return []
+        as_bytes = pa.schema([pa.field(f.name, pa.binary()) if f.name in text else f for f in self.schema])
+        try:
+            table = _parse(self.data, self.index, self.options, as_bytes, self.span.begin)
+        except _ARROW_ERRORS:
+            return []
+        if table.num_rows != self.span.count:
+            return []
+        rows = [self.span.first + i for i in _undecodable_rows(table)]
+        return [r for r in rows if a <= r < b][: limit + 1]
+
+    def step(self, a: int, b: int, found: list[BadRecord]) -> list[tuple[int, int]]:
+        """Search records ``[a, b)``: the ranges still to search."""
+        sub, err = self.attempt(a, b)
+        if err is None:
+            return []
+        if b - a == 1:
+            found.append(self.bad(sub, err))
+            return []
+        row = None if isinstance(err, DataCorruptionError) else _error_row(str(err), self.index, sub)
+        if row is not None and a <= row < b:
+            one, err1 = self.attempt(row, row + 1)
+            if err1 is not None:  # pyarrow's row fails alone: bad; search the records around it
+                found.append(self.bad(one, err1))
+                mid = row + 1 + (b - row - 1) // 2
+                return [r for r in ((mid, b), (row + 1, mid), (a, row)) if r[0] < r[1]]
+        mid = a + (b - a) // 2
+        return [(mid, b), (a, mid)]
+
+
+def find_bad_records(
+    fs: Any,
+    path: str,
+    index: TextIndex,
+    start: int,
+    stop: int,
+    schema: pa.Schema,
+    options: TextOptions,
+    *,
+    limit: int,
+) -> tuple[list[BadRecord], bool]:
+    """The records of ``[start, stop)`` that cannot be read with ``schema``, in row order, and whether the
+    search was complete (False: it stopped after finding more than ``limit``).
+
+    A record is bad when it cannot be read on its own (undecodable bytes, a value not of its column's type,
+    a wrong number of fields): the same rows whatever the row ranges a job reads, so quarantining exactly
+    these is chunk-invariant. A range that fails is searched through pyarrow's row number (checked on that
+    row alone) or halved; a file that changed since indexing raises ``DataCorruptionError``.
+    """
+    if start >= stop:
+        return [], True
+    search = _Search(path, index, options, schema, _span(index, start, stop))
+    search.load(fs)
+    found: list[BadRecord] = []
+    todo, pos = [], start
+    for row in [*search.undecodable(start, stop, limit), stop]:  # found in one pass, each checked alone
+        if pos < row:
+            todo.append((pos, row))
+        if row < stop:
+            todo += search.step(row, row + 1, found)
+        pos = row + 1
+    if len(todo) > 1 and search.read_together(todo):
+        todo = []  # the records between the undecodable ones read: nothing else to search
+    todo.reverse()  # searched in row order
+    while todo and len(found) <= limit:
+        todo += search.step(*todo.pop(), found)
+    return sorted(found, key=lambda r: r.row), not todo and len(found) <= limit
 
 
 def read_text_rows(
@@ -878,7 +1050,7 @@ def read_text_rows(
     span = _span(index, start, stop)
     data = _fetch(fs, path, index, span)
     try:
-        table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
+        table = _read_range(path, data, index, options, schema, span)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
         row = _error_row(str(err), index, span)
         if row is None or start <= row < stop:
@@ -886,7 +1058,7 @@ def read_text_rows(
         # the bad record is in the stride but not in these rows (another chunk's): parse these rows alone
         data, span = _exact(path, data, index, options, span, start, stop)
         try:
-            table = _conform(path, _parse(data, index, options, schema, span.begin), schema, span)
+            table = _read_range(path, data, index, options, schema, span)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err2:
             raise _corrupt(path, index, span, err2, options) from err2
     if table.num_rows != span.count:
@@ -972,51 +1144,107 @@ _MAX_UNTYPED = 100  # malformed records one typing range may leave to the chunks
 
 def _span_schema(fs: Any, path: str, index: TextIndex, options: TextOptions, span: _Span) -> list[pa.Schema]:
     data = _fetch(fs, path, index, span) if span.count else b""
-    skipped: list[int] = []
+    skipped: list[tuple[int, bool]] = []  # (data row, whether its bytes are undecodable)
     schemas = _typed(path, data, index, options, span, skipped)
     if skipped:
+        undecodable = sum(bad for _, bad in skipped)
+        fix = (
+            f"; {undecodable} of them hold bytes that are not {index.codec or options.encoding}: if the file has "
+            f"another encoding, set {OPTIONS_PARAM}={{'encoding': ...}} (e.g. 'cp1252', 'latin-1') or re-encode "
+            "it as UTF-8 (e.g. with iconv)"
+        )
         log.warning(
-            "%s: %d malformed record(s) (data rows %s, 1-based) were left out of the typing pass; the chunks "
-            "holding them will fail naming the row (or be skipped under max_skipped_fraction)",
-            path, len(skipped), [r + 1 for r in skipped[:10]],
+            "%s: %d malformed record(s) (data rows %s, 1-based) were left out of the typing pass; "
+            "reading them fails the job naming the row, or quarantines them under max_skipped_fraction%s",
+            path, len(skipped), sorted(r + 1 for r, _ in skipped)[:10], fix if undecodable else "",
         )  # fmt: skip
     return schemas
 
 
-def _typed(
-    path: str, data: bytes, index: TextIndex, options: TextOptions, span: _Span, skipped: list[int]
-) -> list[pa.Schema]:
-    """The inferred schema(s) of ``span``'s records. A malformed record (pyarrow names its row) is left out
-    and the records around it typed on their own, so one bad row fails (or is skipped with) the chunk that
-    holds it, not the whole job at planning."""
-    types = _typing_types(index, options)
-    try:
-        if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
+def _binary_names(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+
+
+def _undecodable_rows(table: pa.Table) -> list[int]:
+    """CSV: pyarrow types a column binary when some of its values are not UTF-8; the rows (0-based in the
+    range) holding such values."""
+    rows: set[int] = set()
+    for name in _binary_names(table.schema):
+        for i, value in enumerate(table.column(name).to_pylist()):
+            if value is None:
+                continue
             try:
-                table = _parse(data, index, options, None, span.begin)
-            except _ARROW_ERRORS:
-                table = _parse(data, index, options, types, span.begin)  # declared fields first
-        else:
-            table = _parse(data, index, options, types, span.begin)  # the other columns are inferred
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                rows.add(i)
+    return sorted(rows)
+
+
+def _typing_parse(
+    data: bytes, index: TextIndex, options: TextOptions, types: pa.Schema | None, begin: int
+) -> pa.Table:
+    if index.fmt == "jsonl" and types is not None:  # fields in file order unless inference needs them
+        try:
+            return _parse(data, index, options, None, begin)
+        except _ARROW_ERRORS:
+            return _parse(data, index, options, types, begin)  # declared fields first
+    return _parse(data, index, options, types, begin)  # the other columns are inferred
+
+
+def _typed(
+    path: str,
+    data: bytes,
+    index: TextIndex,
+    options: TextOptions,
+    span: _Span,
+    skipped: list[tuple[int, bool]],
+) -> list[pa.Schema]:
+    """The inferred schema(s) of ``span``'s records. A malformed record (pyarrow names its row) and the records
+    with undecodable bytes are left out and the records around them typed on their own, so a bad row is
+    quarantined with (or fails) the chunk that holds it, not the whole job at planning, and changes no type."""
+    try:
+        table = _typing_parse(data, index, options, _typing_types(index, options), span.begin)
     except _ARROW_ERRORS as err:
         row = _error_row(str(err), index, span)
-        last = span.first + span.count
-        if row is None or not span.first <= row < last or len(skipped) >= _MAX_UNTYPED:
+        if row is None or not span.first <= row < span.first + span.count or len(skipped) >= _MAX_UNTYPED:
             raise _corrupt(path, index, span, err, options) from err
-        skipped.append(row)
-        out = []
-        for a, b in ((span.first, row), (row + 1, last)):
-            if a < b:
-                part, sub = _exact(path, data, index, options, span, a, b)
-                out += _typed(path, part, index, options, sub, skipped)
-        return out
+        return _typed_around(path, data, index, options, span, skipped, [row], undecodable=False)
     if table.num_rows != span.count:
         raise DataCorruptionError(
             f"{path}: records {span.first}-{span.first + span.count} (bytes {span.begin}-{span.end}) "
             f"parsed into {table.num_rows} rows, but the index found {span.count}; check the quoting and "
             f"line endings, and {OPTIONS_PARAM}"
         )
-    return [table.schema]
+    bad = _undecodable_rows(table) if index.fmt == "csv" else []
+    if bad and len(bad) < span.count:
+        rows = [span.first + i for i in bad]
+        return _typed_around(path, data, index, options, span, skipped, rows, undecodable=True)
+    return [table.schema]  # (all rows undecodable: the column is read as text, see _undecodable_as_text)
+
+
+def _typed_around(
+    path: str,
+    data: bytes,
+    index: TextIndex,
+    options: TextOptions,
+    span: _Span,
+    skipped: list[tuple[int, bool]],
+    rows: list[int],
+    *,
+    undecodable: bool,
+) -> list[pa.Schema]:
+    """The schemas of ``span``'s records but ``rows`` (sorted file rows), typed run by run."""
+    skipped.extend((r, undecodable) for r in rows)
+    starts = _record_starts(path, data, index, options, span)
+    bounds = np.append(starts, span.end)
+    out, pos = [], span.first
+    for r in [*rows, span.first + span.count]:
+        if pos < r:
+            lo, hi = int(bounds[pos - span.first]), int(bounds[r - span.first])
+            part = data[lo - span.begin : hi - span.begin]
+            out += _typed(path, part, index, options, _Span(pos, r - pos, lo, hi), skipped)
+        pos = r + 1
+    return out
 
 
 def _check_names(path: str, schema: pa.Schema) -> None:

@@ -30,7 +30,7 @@ import pyarrow as pa
 from airflow_batch_provider.engine import polars_fork, sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
 from airflow_batch_provider.engine.failures import FailureClass, classify, mark_processor_frames
-from airflow_batch_provider.exceptions import BatchInputError, DataCorruptionError
+from airflow_batch_provider.exceptions import BatchInputError, CorruptRowsError, DataCorruptionError
 from airflow_batch_provider.processors import frames
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
 from airflow_batch_provider.storage import Location
@@ -55,6 +55,9 @@ class JobState:
     output_uri: str
     columns: list[str] | None = None  # read only these source columns (None: all)
     fence: Fence | None = None  # checked before a worker writes anything
+    #: the rows the job may skip (``max_skipped_fraction`` of the source): a chunk that cannot be read looks for
+    #: its unreadable rows one by one up to one more than this, so only they are quarantined
+    max_bad_rows: int = 0
     crumbs: Breadcrumbs = field(default_factory=lambda: Breadcrumbs())
 
 
@@ -381,13 +384,19 @@ _NOT_CORRUPTION = {FailureClass.NETWORK, FailureClass.MEMORY, FailureClass.SYSTE
 
 def _read(job: JobState, task: ChunkTask) -> Any:
     """The chunk in the form the processor asks for (``input_format``: a pandas DataFrame, the Arrow table as
-    read, or a polars DataFrame from it); bytes that cannot be decoded raise ``DataCorruptionError``."""
+    read, or a polars DataFrame from it); bytes that cannot be decoded raise ``DataCorruptionError``, a
+    :class:`CorruptRowsError` naming each unreadable row when the file is a text file."""
     f = job.files[task.file_index]
     try:
         table = sources.read_rows(
             job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
         )
         return frames.convert(table, getattr(job.processor, "input_format", "pandas"))
+    except DataCorruptionError as err:
+        rows = _unreadable_rows(job, task, err)
+        if rows is err:
+            raise
+        raise rows from err
     except BatchInputError:
         raise
     except Exception as err:
@@ -396,6 +405,27 @@ def _read(job: JobState, task: ChunkTask) -> Any:
         raise DataCorruptionError(
             f"{f.path} rows {task.start}-{task.stop} cannot be decoded: {type(err).__name__}: {err}"
         ) from err
+
+
+def _unreadable_rows(job: JobState, task: ChunkTask, err: DataCorruptionError) -> DataCorruptionError:
+    """``err`` as a :class:`CorruptRowsError` listing the chunk's rows that cannot be read on their own (text
+    files; up to one more than the job may skip), or ``err`` itself when no single row is to blame."""
+    f = job.files[task.file_index]
+    if isinstance(err, CorruptRowsError):
+        return err
+    bad, complete = sources.find_bad_rows(
+        job.source_fs, f, task.start, task.stop, job.schema, job.text_options, limit=job.max_bad_rows
+    )
+    if not bad:
+        return err
+    count = f"{len(bad)}{'' if complete else ' or more'}"
+    return CorruptRowsError(
+        f"{f.path} rows {task.start}-{task.stop}: {count} record(s) cannot be read, first at data row "
+        f"{bad[0]['row'] + 1} (bytes {bad[0]['byte_range'][0]}-{bad[0]['byte_range'][1]}): {bad[0]['reason']}",
+        path=f.path,
+        rows=bad,
+        complete=complete,
+    )
 
 
 def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:

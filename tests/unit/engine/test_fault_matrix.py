@@ -308,8 +308,8 @@ def row_network_mount(env: Env, src: Path) -> list[Expected]:
     return [Expected("network", "retry_jitter", (1, 0, 200), True, error_type="ConnectionResetError")]
 
 
-# A CSV file bigger than the schema sampler's three spans (beginning, middle, end: 10,000 rows at most), so
-# the bad bytes are found by the chunk that reads them and not while the job is planned.
+# A CSV file with one undecodable byte in row CSV_BAD_ROW of file b: planning types the column from the other
+# rows; the chunk holding it quarantines exactly that row and reads the rest.
 CSV_ROWS_B, CSV_BAD_ROW, CSV_BATCH = 40_000, 10_500, 2_000
 
 
@@ -336,24 +336,30 @@ def row_corrupt_csv(env: Env, src: Path) -> list[Expected]:
     result = env.run(
         bad_src, clean_processor, "corrupt_csv", config=cfg, recovery={"max_skipped_fraction": 0.1}
     )
-    assert result.chunks_skipped == 1 and result.extra["rows_skipped"] == CSV_BATCH
+    assert result.chunks_skipped == 1 and result.extra["rows_skipped"] == 1  # the bad row, not its chunk
     [listed] = result.extra["skipped"]
     entry = json.loads((Path(result.output_uri) / listed).read_text())
     assert entry["file"] == str(bad_file) and entry["reason"] == "data_corruption"
-    assert (entry["file_index"], entry["start_row"], entry["stop_row"], entry["rows"]) == (*chunk, CSV_BATCH)
-    first, last = entry["byte_range"]
-    assert first <= offset < last <= bad_file.stat().st_size
+    assert (entry["file_index"], entry["start_row"], entry["stop_row"], entry["rows"]) == (
+        1,
+        CSV_BAD_ROW,
+        CSV_BAD_ROW + 1,
+        1,
+    )
+    first, last = entry["byte_range"]  # exactly the record's line
+    line = bad_file.read_bytes()[first:last]
+    assert first <= offset < last and line.endswith(b"\n") and line.count(b"\n") == 1
     expected = read_output(clean.output_uri)
-    lost = expected["id"].between(1000 + chunk[1], 1000 + chunk[2] - 1)  # file b's ids start at 1000
-    assert lost.sum() == CSV_BATCH
+    lost = expected["id"] == 1000 + CSV_BAD_ROW  # file b's ids start at 1000
+    assert lost.sum() == 1
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected[~lost].reset_index(drop=True))
 
     # the default max_skipped_fraction=0 skips nothing: the job fails, naming the file and the option
     with pytest.raises(DataCorruptionError, match=rf"{bad_file}.*max_skipped_fraction=0"):
         env.run(bad_src, clean_processor, "corrupt_csv", "strict", config=cfg)
     return [
-        Expected("data_corruption", "quarantine", chunk, True, error_type="DataCorruptionError"),
-        Expected("data_corruption", "fail", chunk, False, error_type="DataCorruptionError"),
+        Expected("data_corruption", "quarantine", chunk, True, error_type="CorruptRowsError"),
+        Expected("data_corruption", "fail", chunk, False, error_type="CorruptRowsError"),
     ]
 
 

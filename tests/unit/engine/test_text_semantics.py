@@ -290,7 +290,7 @@ def test_a_value_not_of_its_declared_type_names_file_row_and_value(tmp_path):
     assert "oops" not in str(err.value)  # values are shown only where the deployment logs row values
 
 
-def test_declared_type_errors_quarantine_only_their_chunk(tmp_path):
+def test_declared_type_errors_quarantine_only_their_row(tmp_path):
     path = tmp_path / "decl.csv"
     path.write_text("a,b\n" + "".join(f"{i},{'oops' if i == 250 else i}\n" for i in range(400)))
     kwargs = dict(
@@ -301,7 +301,7 @@ def test_declared_type_errors_quarantine_only_their_chunk(tmp_path):
     result = run_batch_job(
         path, "count", output_path=tmp_path / "o2", recovery={"max_skipped_fraction": 0.5}, **kwargs
     )
-    assert (result.report["rows"], result.extra["rows_skipped"]) == (300, 100)
+    assert (result.report["rows"], result.extra["rows_skipped"]) == (399, 1)
 
 
 # ---------------------------------------------------------------- fingerprint, header-only, round trip

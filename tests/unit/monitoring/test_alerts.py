@@ -227,15 +227,17 @@ def test_memory_shared_with_forked_workers_is_counted_once(tmp_path):
 
 
 def test_skip_rate_alert_from_quarantined_rows(tmp_path):
-    """Corrupt bytes in one chunk of a CSV file, quarantined under ``max_skipped_fraction``: progress events
-    carry ``rows_skipped`` and the failure rule fires once on the skip rate (no retries happened)."""
-    rows, bad_row, batch = 40_000, 10_500, 2_000  # past the schema sampler's spans: found by the chunk
+    """Corrupt bytes in 200 rows of one chunk of a CSV file, quarantined row by row under
+    ``max_skipped_fraction``: progress events carry ``rows_skipped`` and the failure rule fires once on the
+    skip rate (no retries happened)."""
+    rows, bad_rows, batch = 40_000, range(10_500, 10_700), 2_000
     frame = sample_frame(rows)[["id", "x", "cat"]]
     path = tmp_path / "events.csv"
     frame.to_csv(path, index=False)
     data = bytearray(path.read_bytes())
-    line_start = sum(len(line) + 1 for line in data.split(b"\n")[: bad_row + 1])
-    data[line_start] = 0xFF
+    lines = data.split(b"\n")
+    for bad_row in bad_rows:
+        data[sum(len(line) + 1 for line in lines[: bad_row + 1])] = 0xFF
     path.write_bytes(bytes(data))
     alerts: list[Alert] = []
     result = run_batch_job(
@@ -245,11 +247,12 @@ def test_skip_rate_alert_from_quarantined_rows(tmp_path):
         output_path=tmp_path / "out",
         records_path=tmp_path / "base" / "_records",
         recovery={"max_skipped_fraction": 0.1},
-        alert_rules={"failure_rate": 0.01, "cpu_saturation_percent": None, "throughput_drop_ratio": None},
+        alert_rules={"failure_rate": 0.004, "cpu_saturation_percent": None, "throughput_drop_ratio": None},
         alert_callbacks=[alerts.append],
     )
-    assert result.extra["rows_skipped"] == batch and result.rows_out == rows - batch
+    assert result.extra["rows_skipped"] == len(bad_rows) and result.rows_out == rows - len(bad_rows)
     skipped = [a for a in alerts if a.condition == "failures"]
     assert len(skipped) == 1, [a.to_dict() for a in alerts]
-    # the rate of the rows processed when it fired: 2,000 of the first 20,000 (the checkpoint after the skip)
-    assert skipped[0].metric == "skip_rate" and batch / rows <= skipped[0].value <= 0.1
+    # the rate of the rows processed when it fired: past the rule's rate as the rows were listed one by one
+    assert skipped[0].metric == "skip_rate" and 0.004 <= skipped[0].value <= 0.1
+    assert "rows skipped" in skipped[0].message
