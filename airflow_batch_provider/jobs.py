@@ -128,6 +128,7 @@ def run_shard(
     spec: Mapping[str, Any],
     source: Any,
     processor: Any,
+    /,
     *,
     output_path: Any = None,
     shard: int | None = None,
@@ -154,7 +155,8 @@ def run_shard(
     shard's folder against an older attempt of the same shard (the Airflow try number).
     ``recovery``, ``records_path`` (``False``: no failure records, no monitor), ``task_info``,
     ``alert_callbacks``, ``alert_rules`` and ``monitor`` are those of
-    :func:`run_batch_job`.
+    :func:`run_batch_job`. ``spec``, ``source`` and ``processor`` are positional only, so a processor parameter
+    may bear one of their names (``feature_engineering``'s ``spec``, a saved fit).
     """
     if output_path is None:
         raise BatchInputError("run_shard needs output_path: the job folder the plan was written to")

@@ -343,6 +343,7 @@ def merge_shards(
     processor: Any,
     *,
     job_id: str | None = None,
+    success_marker: bool | Callable[[Any], bool] = True,
     **processor_kwargs: Any,
 ) -> JobResult:
     """Merge every shard's partial states in source order, finalize once, and commit the job folder.
@@ -350,16 +351,26 @@ def merge_shards(
     Writes ``_manifest.json`` (every shard's parts, relative to ``output_path``, in source order),
     ``_report.json`` and ``_SUCCESS``, like a single-task run. Raises :class:`ShardIncompleteError` when a
     shard is missing or unfinished.
+
+    :param success_marker: as ``run_batch_job``'s: a bool, or a callable given the final report (a quality
+        job failed by ``fail_on`` commits its report and quarantine without ``_SUCCESS``).
     """
     out = Location.of(output_path)
     side_files.register(out)  # the shards' side files on object storage (see processors/side_files.py)
     try:
-        return _merge_shards(out, processor, job_id=job_id, **processor_kwargs)
+        return _merge_shards(out, processor, job_id=job_id, success_marker=success_marker, **processor_kwargs)
     finally:
         side_files.release(out)
 
 
-def _merge_shards(out: Location, processor: Any, *, job_id: str | None, **processor_kwargs: Any) -> JobResult:
+def _merge_shards(
+    out: Location,
+    processor: Any,
+    *,
+    job_id: str | None,
+    success_marker: bool | Callable[[Any], bool],
+    **processor_kwargs: Any,
+) -> JobResult:
     started = time.monotonic()
     plan = _latest_plan(out)
     specs = plan.child(SHARD_SPECS).read_json()
@@ -386,7 +397,9 @@ def _merge_shards(out: Location, processor: Any, *, job_id: str | None, **proces
     report = to_jsonable(report) if report is not None else None
     rows_in = sum(int(s["rows"]) for s in specs)
     summary = {"rows_in": rows_in, **totals, "chunks_skipped": len(skipped)}
-    _commit(out, plan, specs, {"parts": parts, "quarantine": quarantine, "skipped": skipped}, report, summary)
+    success = success_marker(report) if callable(success_marker) else success_marker
+    listed = {"parts": parts, "quarantine": quarantine, "skipped": skipped}
+    _commit(out, plan, specs, listed, report, summary, success=bool(success))
     duration = round(time.monotonic() - started, 3)
     log.info(
         "job %s: merged %d shard(s), %d chunk(s), %d rows out in %.2fs; output %s",
@@ -423,8 +436,10 @@ def _commit(
     listed: dict[str, list[str]],
     report: Any,
     summary: dict[str, Any],
+    success: bool = True,
 ) -> None:
-    """Report, committed manifest, ``_SUCCESS``; then mark the plan succeeded and drop older plans."""
+    """Report, committed manifest, ``_SUCCESS`` (removed instead when not ``success``); then mark the plan
+    succeeded and drop older plans."""
     plan.child("_report.json").write_json(report)
     out.child(sources.OUTPUT_MANIFEST).write_json(
         {
@@ -440,7 +455,11 @@ def _commit(
         }
     )
     out.child("_report.json").write_json(report)
-    out.child("_SUCCESS").write_bytes(b"")
+    marker = out.child("_SUCCESS")
+    if success:
+        marker.write_bytes(b"")
+    elif marker.exists():
+        marker.remove()
     working = plan.child(CHECKPOINT).read_json() or {}
     working.update(status="succeeded", updated_at=time.time())
     plan.child(CHECKPOINT).write_json(working)

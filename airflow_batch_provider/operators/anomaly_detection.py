@@ -88,14 +88,18 @@ class AnomalyDetectionOperator(BatchJobOperator):
             "threshold": _number("threshold", self.threshold, float),
             "random_state": self.random_state,
             "algorithm_params": dict(self.algorithm_params) if self.algorithm_params else None,
-            "memory_limit_mb": self.resolve_config().memory_limit_mb or 2048,
+            # an explicit processor parameter wins over the config's limit
+            "memory_limit_mb": self.processor_kwargs.get("memory_limit_mb")
+            or self.resolve_config().memory_limit_mb
+            or 2048,
         }
         AnomalyDetectionProcessor(**params)._validate()
         return params
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        summary = super().execute(context)
-        report = summary.get("report") or {}
+    def finish_job(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """Log the anomalies found; a single task and a sharded job's merge both run it."""
+        summary = super().finish_job(context, summary)
+        report = self.full_report(summary)
         self.log.info(
             "anomaly detection: %s anomalies in %s rows (threshold %s, %s features)",
             report.get("anomalies"),

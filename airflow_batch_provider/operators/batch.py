@@ -344,6 +344,15 @@ class BatchJobOperator(BaseOperator):
 
     # -- run -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        """Run the job (:meth:`run_job`), then apply this operator's extras (:meth:`finish_job`).
+
+        A sharded job's merge task is a subclass of the processor's operator that replaces only :meth:`run_job`
+        (``operators.shards``), so it applies exactly the same extras as this task.
+        """
+        return self.finish_job(context, self.run_job(context))
+
+    def run_job(self, context: Context) -> dict[str, Any]:
+        """Run the engine over the source; the job summary with ``output_uri`` (the job folder)."""
         from airflow_batch_provider.exceptions import BatchInputError
         from airflow_batch_provider.jobs import run_batch_job
 
@@ -384,10 +393,6 @@ class BatchJobOperator(BaseOperator):
             raise BatchInputFailure(str(err)) from err
         summary = result.to_dict()
         summary["output_uri"] = folder
-        html = publish_html_report(context, folder, self.output_conn_id, self.log)
-        if html:
-            summary["report_html_uri"] = html
-        self.record_output(context, folder, summary)
         reporter.finish(summary)
         self.log.info(
             "batch job done: %d rows in, %d rows out, %d chunks (%d resumed) in %.1fs; output %s",
@@ -435,6 +440,32 @@ class BatchJobOperator(BaseOperator):
 
         asset = self.output_asset
         return openlineage_facets(self._job_output, asset.uri if asset is not None else None)
+
+    def finish_job(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """What the task does once the job is committed, on a single task and on a sharded job's merge alike.
+
+        Here: write ``_report.html`` (``report_html_uri``) and the run's facts in the outlet asset events
+        (:meth:`record_output`). The processor operators extend it (``super()``
+        first): XCom keys (``profile``), log lines, ``fail_on``. Put every such extra here, never in
+        :meth:`run_job`, so that ``ShardedBatchJob`` applies it too (a test holds every operator to it).
+
+        :param summary: :meth:`run_job`'s summary (``output_uri``, ``report`` ...); returned, possibly extended.
+        """
+        html = publish_html_report(context, summary["output_uri"], self.output_conn_id, self.log)
+        if html:
+            summary["report_html_uri"] = html
+        self.record_output(context, summary["output_uri"], summary)
+        return summary
+
+    def full_report(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The job's report: the summary's, or ``{output_uri}/_report.json`` when it was too large to inline."""
+        report = summary.get("report")
+        if report is not None:
+            return dict(report)
+        from airflow_batch_provider.storage import Location
+
+        target = storage_target(summary["output_uri"], conn_id(self.output_conn_id))
+        return Location.of(target).child("_report.json").read_json() or {}
 
     def _metrics(self, context: Context, config: BatchConfig) -> list[Callable[[Any], Any]]:
         if not self.emit_metrics:
@@ -584,13 +615,17 @@ class _TaskReporter:
             self.log.warning("could not write task_state_store[%r]", key, exc_info=True)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self._set(
-            "checkpoint",
-            {
-                "output_uri": self.folder,
-                "generation": summary.get("generation"),
-                "status": "succeeded",
-                "rows_out": summary.get("rows_out"),
-                "at": time.time(),
-            },
-        )
+        """The final pointer, in ``task_state_store`` and as the last ``checkpoint`` XCom (a sharded job's merge
+        ends with the same one as a single task, whose chunk checkpoints are throttled)."""
+        pointer = {
+            "output_uri": self.folder,
+            "generation": summary.get("generation"),
+            "status": "succeeded",
+            "rows_out": summary.get("rows_out"),
+            "at": time.time(),
+        }
+        self._set("checkpoint", pointer)
+        try:
+            self.ti.xcom_push(key="checkpoint", value=pointer)
+        except Exception:  # noqa: BLE001 - progress reporting must never fail the job
+            self.log.warning("could not push the checkpoint XCom", exc_info=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_batch_provider.operators.batch import BatchJobOperator, storage_target
-from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
+from airflow_batch_provider.operators.batch import BatchJobOperator
 
 # the processor (and pandas) load when the task runs, not when the DAG file is parsed
 DEFAULT_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -70,15 +69,11 @@ class DataProfilingOperator(BatchJobOperator):
             "top_values_capacity": self.top_values_capacity,
         }
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def finish_job(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """Add the ``profile`` XCom key (the report's compact summary); a single task and a sharded job's merge
+        both run it (``BatchJobOperator.finish_job``)."""
         from airflow_batch_provider.processors.data_profiling import compact_summary
 
-        summary = super().execute(context)
-        report = summary.get("report")
-        if report is None:  # too large to inline: read the committed report
-            from airflow_batch_provider.storage import Location
-
-            target = storage_target(summary["output_uri"], resolve_conn_id(self.output_conn_id))
-            report = Location.of(target).child("_report.json").read_json()
-        summary["profile"] = compact_summary(report)
+        summary = super().finish_job(context, summary)
+        summary["profile"] = compact_summary(self.full_report(summary))
         return summary

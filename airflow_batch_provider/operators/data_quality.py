@@ -6,12 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_batch_provider.operators.batch import (
-    BatchInputFailure,
-    BatchJobOperator,
-    storage_target,
-)
-from airflow_batch_provider.operators.conf import conn_id as resolve_conn_id
+from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,11 +72,13 @@ class DataQualityOperator(BatchJobOperator):
         fail_on = self.fail_on
         return {"success_marker": lambda report: not fail_on_message(report or {}, fail_on)}
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def finish_job(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """Log the outcome (a WARNING naming each failed rule, of any severity), then apply ``fail_on``; a single
+        task and a sharded job's merge both run it (``BatchJobOperator.finish_job``)."""
         from airflow_batch_provider.processors.data_quality import fail_on_message
 
-        summary = super().execute(context)
-        report = summary.get("report") or self._read_report(summary["output_uri"])
+        summary = super().finish_job(context, summary)
+        report = self.full_report(summary)
         failed = [e for e in report.get("rules", []) if not e.get("passed", True)]
         # a failed rule (of any severity, warning included) is a WARNING line naming it; a clean run is INFO
         self.log.log(
@@ -101,10 +98,3 @@ class DataQualityOperator(BatchJobOperator):
         if message:
             raise DataQualityFailure(f"{message}; quarantine and report in {summary['output_uri']}")
         return summary
-
-    def _read_report(self, folder: str) -> dict[str, Any]:
-        """The full report when it was too large for the XCom summary."""
-        from airflow_batch_provider.storage import Location
-
-        target = storage_target(folder, resolve_conn_id(self.output_conn_id))
-        return Location.of(target).child("_report.json").read_json() or {}

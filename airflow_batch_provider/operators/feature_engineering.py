@@ -71,12 +71,14 @@ class FeatureEngineeringOperator(BatchJobOperator):
         self.vocabulary_limit = vocabulary_limit
 
     def process_kwargs(self, context: Context) -> dict[str, Any]:
+        params = super().process_kwargs(context)
         return {
-            **super().process_kwargs(context),
+            **params,
             "scale": self.scale,
             "encode": self.encode,
             "impute": self.impute,
-            "log": list(self.log_columns) if self.log_columns is not None else None,
+            # the processor's own name (``log=``, a processor keyword) counts when log_columns is not given
+            "log": list(self.log_columns) if self.log_columns is not None else params.get("log"),
             "bins": self.bins,
             "date_parts": self.date_parts,
             "keep_original": self.keep_original,

@@ -9,6 +9,12 @@
 - ``{group}.merge`` (:class:`ShardMergeOperator`): merges the shards' partial states, writes the report and
   the manifest, and returns the same summary as a single ``BatchJobOperator`` (``output_uri`` ...).
 
+For a standard processor (``"data_quality"`` ...) the three tasks are also instances of its operator
+(``DataQualityOperator`` ...; :func:`sharded_part`): they take its typed parameters (``fail_on``, ``features``
+...) and its ``process_kwargs``, and the merge runs the operator's own ``execute``, with only the job itself
+(``run_job``) replaced by the merge, so its extras (``finish_job``: XCom keys, ``fail_on``, log lines, the HTML
+report; ``job_kwargs``: the ``_SUCCESS`` rule) are applied exactly as on a single task.
+
 Nothing here depends on the executor: the tasks run wherever Airflow sends them, so the job folder must be
 storage that every worker reaches (object storage, or a shared mount declared with
 ``[batch_provider] shared_storage = True``). See ``docs/shards.md``.
@@ -20,6 +26,7 @@ import inspect
 import os
 import socket
 import threading
+import types
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +35,7 @@ from urllib.parse import urlsplit
 from airflow.sdk import TaskGroup, conf
 
 from airflow_batch_provider.config import BatchPriority
+from airflow_batch_provider.operators import keywords
 from airflow_batch_provider.operators.batch import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_RETRY_DELAY,
@@ -39,7 +47,6 @@ from airflow_batch_provider.operators.batch import (
     _base_operator_params,
     _segment,
     base_path,
-    publish_html_report,
     record_job_folder,
     storage_target,
 )
@@ -202,32 +209,65 @@ class ShardPlanOperator(_ShardedJobPart):
         return specs
 
 
+@cache
+def _operator_takes(cls: type, name: str) -> bool:
+    """Whether a processor operator behind a sharded part (:func:`sharded_part`) has a parameter ``name``."""
+    return any(
+        name in inspect.signature(klass.__dict__["__init__"]).parameters
+        for klass in cls.__mro__
+        if "__init__" in klass.__dict__
+        and issubclass(klass, BatchJobOperator)
+        and not issubclass(klass, _ShardedJobPart)
+    )
+
+
 class ShardOperator(_ShardedJobPart):
     """Run one shard (a spec from :class:`ShardPlanOperator`) with its own checkpoint; a retry resumes it.
 
     :param spec: the shard spec (mapped: ``ShardOperator.partial(...).expand(spec=plan.output)``).
+    :param shard_spec: the same, under a name no processor operator uses (``ShardedBatchJob`` maps over it).
+        When the processor operator behind the shard has a ``spec`` parameter of its own
+        (``FeatureEngineeringOperator``'s saved fit), ``spec`` is that one and the shard spec must be ``shard_spec``.
 
     Returns the shard's summary: ``output_uri`` (the job folder), ``shard_uri``, ``shard``, rows and chunks,
     and where it ran: ``host`` (``socket.gethostname()``), ``pid`` (``os.getpid()``) and ``worker`` (the
     ``BATCH_WORKER_ID`` environment variable, if the deployment sets one per worker).
     """
 
-    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "spec")
+    template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "spec", "shard_spec")
     ui_color = "#c7d2fe"
     calls_source = False  # an in-memory source: the copy the plan stored
 
-    def __init__(self, *, spec: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        spec: Mapping[str, Any] | None = None,
+        shard_spec: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("multiple_outputs", False)  # one XCom row per shard, not one per key
-        super().__init__(**kwargs)
-        self.spec = spec
+        if _operator_takes(type(self), "spec"):  # the processor operator's own spec: hand it on
+            super().__init__(spec=spec, **kwargs)
+        else:
+            super().__init__(**kwargs)
+            self.spec = spec
+        self.shard_spec = shard_spec
+
+    def current_spec(self) -> Any:
+        """The shard spec: ``shard_spec``, else ``spec`` unless that is the processor operator's own."""
+        if self.shard_spec is not None or _operator_takes(type(self), "spec"):
+            return self.shard_spec
+        return self.spec
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_batch_provider.exceptions import BatchInputError
         from airflow_batch_provider.jobs import run_shard
 
-        if not isinstance(self.spec, Mapping) or "shard_fingerprint" not in self.spec:
+        spec = self.current_spec()
+        if not isinstance(spec, Mapping) or "shard_fingerprint" not in spec:
+            name = "shard_spec" if _operator_takes(type(self), "spec") else "spec"
             raise BatchInputFailure(
-                f"{self.task_id}: spec must be a shard spec from the plan task, got {self.spec!r}"
+                f"{self.task_id}: {name} must be a shard spec from the plan task, got {spec!r}"
             )
         apply_log_row_values()
         folder = self.job_folder(context)
@@ -239,7 +279,7 @@ class ShardOperator(_ShardedJobPart):
         try:
             config = self.resolve_config()
             result = run_shard(
-                self.spec,
+                spec,
                 self.source_target(),
                 self.processor,
                 output_path=output,
@@ -279,7 +319,7 @@ class ShardOperator(_ShardedJobPart):
         self.log.info(
             "shard %d of %d done on %s (pid %d): %d rows in, %d chunks (%d resumed) in %.1fs",
             summary["shard"],
-            int(self.spec.get("shards", 0)),
+            int(spec.get("shards", 0)),
             summary["host"],
             summary["pid"],
             result.rows_in,
@@ -298,6 +338,8 @@ class ShardMergeOperator(_ShardedJobPart):
 
     The summary has every key a single ``BatchJobOperator`` returns (``output_uri``, ``rows_in``, ``rows_out``,
     ``report`` ...), with ``extra.shards`` and ``extra.merge_s``; it is pushed with ``multiple_outputs=True``.
+    Only :meth:`run_job` is its own: ``execute`` is ``BatchJobOperator``'s, so ``finish_job`` (and, in
+    ``ShardedBatchJob``, the processor operator's ``finish_job`` and ``job_kwargs``) apply as on one task.
     """
 
     template_fields: Sequence[str] = (*BatchJobOperator.template_fields, "shard_results")
@@ -309,7 +351,8 @@ class ShardMergeOperator(_ShardedJobPart):
         self.shard_results = shard_results
         self.declare_asset(self.job_key)  # {base_path}/{dag_id}/{job_key}: the job folders without the run
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_job(self, context: Context) -> dict[str, Any]:
+        """Merge the shards (instead of running the engine over the source); the job summary."""
         from airflow_batch_provider.engine.shards import merge_shards
         from airflow_batch_provider.exceptions import BatchInputError
 
@@ -323,16 +366,13 @@ class ShardMergeOperator(_ShardedJobPart):
                 self.output_target(folder),
                 self.processor,
                 job_id=reporter.job_id,
+                **self.job_kwargs(),
                 **self.process_kwargs(context),
             )
         except BatchInputError as err:
             raise BatchInputFailure(str(err)) from err
         summary = result.to_dict()
         summary["output_uri"] = folder
-        html = publish_html_report(context, folder, self.output_conn_id, self.log)
-        if html:
-            summary["report_html_uri"] = html
-        self.record_output(context, folder, summary)
         if self.shard_results is not None:
             runs = [dict(r) for r in self.shard_results if r]
             summary["chunks_processed"] = sum(int(r.get("chunks_processed", 0)) for r in runs)
@@ -352,6 +392,102 @@ class ShardMergeOperator(_ShardedJobPart):
             folder,
         )
         return summary
+
+
+#: the three parts of a sharded job, by the name a :func:`sharded_part` class ends with
+_PART_CLASSES: dict[str, type[_ShardedJobPart]] = {
+    "ShardPlanOperator": ShardPlanOperator,
+    "ShardOperator": ShardOperator,
+    "ShardMergeOperator": ShardMergeOperator,
+}
+_SHARDED_PARTS: dict[tuple[type, type], type] = {}
+
+
+@cache
+def processor_operators() -> dict[str, type[BatchJobOperator]]:
+    """The standard processor operators, by the registered name of their processor (``{"data_quality":
+    DataQualityOperator, ...}``): every ``BatchJobOperator`` subclass the ``operators`` package exports whose
+    ``processor_class`` is a name. Imports the operator modules only (no processor, no pandas)."""
+    import airflow_batch_provider.operators as package
+
+    found: dict[str, type[BatchJobOperator]] = {}
+    for name in package.__all__:
+        obj = getattr(package, name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, BatchJobOperator)
+            and not issubclass(obj, _ShardedJobPart)
+            and isinstance(obj.processor_class, str)
+        ):
+            found[obj.processor_class] = obj
+    return found
+
+
+def operator_for(processor: Any) -> type[BatchJobOperator]:
+    """The operator a single task of ``processor`` would be: the standard processor's operator for its
+    registered name, its ``"module:Class"`` path or its class (:func:`processor_operators`), else
+    ``BatchJobOperator``. A name a DAG registered itself (``registry.register``) is not a standard processor."""
+    from airflow_batch_provider.processors import catalog
+
+    if isinstance(processor, str) and keywords._registered_by_user(processor):
+        return BatchJobOperator
+    operators = processor_operators()
+    if isinstance(processor, str):
+        path = processor.strip()
+    elif isinstance(processor, type):
+        path = f"{processor.__module__}:{processor.__qualname__}"
+    else:
+        return BatchJobOperator
+    for name, operator in operators.items():
+        builtin = catalog.BUILTIN.get(name)
+        paths = {name} if builtin is None else {name, builtin.path, builtin.path.replace(":", ".")}
+        if path in paths:
+            return operator
+    return BatchJobOperator
+
+
+def sharded_part(part: type[_ShardedJobPart], operator: type[BatchJobOperator]) -> type[_ShardedJobPart]:
+    """``part`` (plan, shard or merge) as an instance of ``operator`` too: ``class
+    DataQualityShardMergeOperator(ShardMergeOperator, DataQualityOperator)``, built once per pair.
+
+    The part comes first in the method order: the plan and the shards keep their own ``execute``; the merge
+    keeps only its ``run_job``, so the operator's ``execute``/``finish_job``/``job_kwargs`` are the merge's.
+    The operator's typed parameters, ``process_kwargs`` (validation, templated numbers) and template fields
+    apply to all three. ``BatchJobOperator`` (or an operator the part already is) returns ``part`` itself.
+    """
+    if operator is BatchJobOperator or issubclass(part, operator):
+        return part
+    if not (isinstance(operator, type) and issubclass(operator, BatchJobOperator)):
+        raise TypeError(f"operator_class must be a BatchJobOperator subclass, got {operator!r}")
+    built = _SHARDED_PARTS.get((part, operator))
+    if built is None:
+        name = f"{operator.__name__.removesuffix('Operator')}{part.__name__}"
+        namespace = {
+            "__module__": __name__,
+            "__qualname__": name,
+            "__doc__": f"{part.__name__} of a sharded {operator.__name__} job (see ``sharded_part``).",
+            "template_fields": tuple(dict.fromkeys((*part.template_fields, *operator.template_fields))),
+            "template_fields_renderers": {
+                **operator.template_fields_renderers,
+                **part.template_fields_renderers,
+            },
+        }
+        built = types.new_class(name, (part, operator), exec_body=lambda ns: ns.update(namespace))
+        _SHARDED_PARTS[(part, operator)] = built
+        if part in _PART_CLASSES.values() and operator in processor_operators().values():
+            globals()[name] = built  # importable by name, like any operator class
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    """``DataQualityShardMergeOperator`` ...: the sharded parts of the standard operators, built on first use."""
+    for base, part in _PART_CLASSES.items():
+        prefix = name.removesuffix(base)
+        if prefix != name:
+            for operator in processor_operators().values():
+                if operator.__name__.removesuffix("Operator") == prefix:
+                    return sharded_part(part, operator)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _reporter(context: Context, log: Any, folder: str) -> Any:
@@ -385,11 +521,19 @@ class ShardedBatchJob(TaskGroup):
     :param source: as ``BatchJobOperator`` (templated; an upstream ``XComArg`` works).
     :param processor: a registered name (the four standard processors, ``"count"`` ...), an import path, a
         processor class or a callable. Processor parameters are keyword arguments, as for ``BatchJobOperator``.
+        For a standard processor the three tasks are also its operator (``"data_quality"`` ->
+        ``DataQualityOperator``; :func:`operator_for`): its parameters (``fail_on=``, ``log_columns=`` ...) are
+        accepted, and the merge applies what that operator applies after its job (``finish_job``: the
+        ``profile`` XCom, ``fail_on``, its log lines and the HTML report; ``job_kwargs``: ``_SUCCESS`` only
+        when ``fail_on`` passes). Optional with ``operator_class``.
     :param shards: how many shard tasks to aim for (fewer if the job has fewer chunks; never more than
         ``[core] max_map_length``, which the plan task logs).
     :param priority: a :class:`BatchPriority`: ``priority_weight`` with ``weight_rule="absolute"`` on all three
         tasks.
     :param tooltip: the group's tooltip in the UI.
+    :param operator_class: the ``BatchJobOperator`` subclass whose parameters, ``process_kwargs``,
+        ``finish_job`` and ``job_kwargs`` the tasks take (a subclass of a standard operator, say). Default:
+        :func:`operator_for` ``(processor)``; ``processor`` defaults to its ``processor_class``.
     :param kwargs: every other ``BatchJobOperator`` / ``BaseOperator`` argument, applied to all three tasks:
         ``config``, ``output_path``, ``retries``, ``pool``, ``pool_slots``, ``queue``, ``executor``,
         ``executor_config`` (e.g. a KubernetesExecutor ``pod_override``), ``max_active_tis_per_dagrun`` /
@@ -397,7 +541,8 @@ class ShardedBatchJob(TaskGroup):
         ``asset`` and ``outlets`` apply to the merge only: it declares the job's output asset (default
         ``{[batch_provider] base_path}/{dag_id}/{group_id}``) and puts the run's facts in its event.
 
-    Attributes: ``plan``, ``shard`` (the mapped operator), ``merge``, ``output`` (``merge.output``).
+    Attributes: ``plan``, ``shard`` (the mapped operator), ``merge``, ``output`` (``merge.output``),
+    ``operator_class``.
     """
 
     shard_operator: ClassVar[type[ShardOperator]] = ShardOperator
@@ -407,23 +552,35 @@ class ShardedBatchJob(TaskGroup):
         group_id: str,
         *,
         source: Any,
-        processor: Any,
+        processor: Any = None,
         shards: int = 8,
         priority: BatchPriority | str | None = None,
         tooltip: str = "",
+        operator_class: type[BatchJobOperator] | None = None,
         **kwargs: Any,
     ) -> None:
         if int(shards) < 1:
             raise ValueError(f"{group_id}: shards must be >= 1, got {shards!r}")
+        operator = operator_class or operator_for(processor)
+        if not (isinstance(operator, type) and issubclass(operator, BatchJobOperator)):
+            raise TypeError(
+                f"{group_id}: operator_class must be a BatchJobOperator subclass, got {operator!r}"
+            )
+        processor = operator.processor_class if processor is None else processor
+        if processor is None:
+            raise ValueError(
+                f"{group_id}: ShardedBatchJob needs processor= (or an operator_class that sets one)"
+            )
         super().__init__(
             group_id=group_id, tooltip=tooltip or f"sharded batch job: plan, {shards} shards, merge"
         )
         outlets = kwargs.pop(
             "outlets", None
         )  # the job's output: the merge's outlets, not the plan's or shards'
+        self.operator_class = operator
         task_args = self._task_args(kwargs, priority)
         with self:
-            self.plan = ShardPlanOperator(
+            self.plan = sharded_part(ShardPlanOperator, operator)(
                 task_id="plan",
                 source=source,
                 processor=processor,
@@ -431,10 +588,14 @@ class ShardedBatchJob(TaskGroup):
                 job_key=self.group_id,
                 **task_args,
             )
-            self.shard = self.shard_operator.partial(
-                task_id="shard", source=source, processor=processor, job_key=self.group_id, **task_args
-            ).expand(spec=self.plan.output)
-            self.merge = ShardMergeOperator(
+            self.shard = (
+                sharded_part(self.shard_operator, operator)
+                .partial(
+                    task_id="shard", source=source, processor=processor, job_key=self.group_id, **task_args
+                )
+                .expand(shard_spec=self.plan.output)
+            )
+            self.merge = sharded_part(ShardMergeOperator, operator)(
                 task_id="merge",
                 source=source,
                 processor=processor,
@@ -452,12 +613,19 @@ class ShardedBatchJob(TaskGroup):
                 f"{self.group_id}: ShardedBatchJob sets multiple_outputs itself (the plan and shards push one XCom, "
                 "the merge pushes its summary with multiple_outputs=True)"
             )
-        known = _job_params() | _base_operator_params()
+        # the processor operator's own typed parameters (fail_on, rules, bins ...) are operator arguments of all
+        # three tasks, as on a single task; every other unknown keyword is a processor parameter
+        own = keywords.operator_arguments(self.operator_class) - keywords.operator_arguments(BatchJobOperator)
+        known = _job_params() | _base_operator_params() | own
         args = {k: v for k, v in kwargs.items() if k in known}
-        processor_kwargs = {
-            **dict(args.pop("processor_kwargs", None) or {}),
-            **{k: v for k, v in kwargs.items() if k not in known},
-        }
+        explicit = dict(args.pop("processor_kwargs", None) or {})
+        for name in sorted(own & set(explicit)):  # processor_kwargs={"bins": 7} reached the processor before
+            if name in args:
+                raise ValueError(
+                    f"{self.group_id}: {name!r} given both as a keyword and in processor_kwargs; give it once"
+                )
+            args[name] = explicit.pop(name)
+        processor_kwargs = {**explicit, **{k: v for k, v in kwargs.items() if k not in known}}
         if priority is not None:
             if "priority_weight" in args:
                 raise ValueError(f"{self.group_id}: give either priority or priority_weight, not both")

@@ -15,6 +15,7 @@ from airflow_batch_provider.config import BatchConfig
 from airflow_batch_provider.engine import read_output
 from airflow_batch_provider.exceptions import ShardIncompleteError
 from airflow_batch_provider.operators.batch import BatchInputFailure, BatchJobOperator
+from airflow_batch_provider.operators.data_profiling import DataProfilingOperator
 from airflow_batch_provider.operators.shards import (
     ShardedBatchJob,
     ShardMergeOperator,
@@ -22,6 +23,8 @@ from airflow_batch_provider.operators.shards import (
     ShardPlanOperator,
     check_shared_storage,
     executor_name,
+    operator_for,
+    sharded_part,
 )
 from tests.conftest import sample_frame
 from tests.unit.operators.task_context import FakeTI, StateStore, context
@@ -44,21 +47,23 @@ def base(monkeypatch, tmp_path):
     return tmp_path / "base"
 
 
-def _run_sharded(source, processor, shards, **params):
-    """plan, every shard (in reverse order), merge: each through op.execute with its own TI and state store."""
+def _run_sharded(source, processor, shards, operator=BatchJobOperator, **params):
+    """plan, every shard (in reverse order), merge: each through op.execute with its own TI and state store;
+    with ``operator``, the three tasks are that operator too (``sharded_part``, as ``ShardedBatchJob`` builds)."""
     args = dict(source=source, processor=processor, config=CONFIG, job_key="grp", **params)
-    specs = ShardPlanOperator(task_id="grp.plan", shards=shards, **args).execute(
-        context(FakeTI(task_id="grp.plan"))
+    plan, shard, merge = (
+        sharded_part(p, operator) for p in (ShardPlanOperator, ShardOperator, ShardMergeOperator)
     )
+    specs = plan(task_id="grp.plan", shards=shards, **args).execute(context(FakeTI(task_id="grp.plan")))
     stores, results = {}, []
     for spec in reversed(specs):
         stores[spec["shard"]] = StateStore()
         ti = FakeTI(task_id="grp.shard", map_index=spec["shard"])
         results.append(
-            ShardOperator(task_id="grp.shard", spec=spec, **args).execute(context(ti, stores[spec["shard"]]))
+            shard(task_id="grp.shard", shard_spec=spec, **args).execute(context(ti, stores[spec["shard"]]))
         )
-    merge = ShardMergeOperator(task_id="grp.merge", shard_results=results, **args)
-    return specs, results, stores, merge.execute(context(FakeTI(task_id="grp.merge")))
+    merged = merge(task_id="grp.merge", shard_results=results, **args)
+    return specs, results, stores, merged.execute(context(FakeTI(task_id="grp.merge")))
 
 
 @pytest.mark.parametrize(("processor", "params"), [("data_profiling", {"bins": 5}), ("passthrough", {})])
@@ -191,9 +196,10 @@ def test_group_wires_plan_mapped_shards_merge():
     assert dag.task_dict["job.merge"].upstream_task_ids == {"job.shard"}
     assert after.upstream_task_ids == {"job.merge"}
     shard = job.shard
-    assert shard.partial_kwargs["processor_kwargs"] == {"bins": 7} and job.plan.processor_kwargs == {
-        "bins": 7
-    }
+    # bins is DataProfilingOperator's own argument: all three tasks are that operator too (sharded_part)
+    assert job.operator_class is DataProfilingOperator
+    assert shard.partial_kwargs["bins"] == 7 and shard.partial_kwargs["processor_kwargs"] == {}
+    assert all(isinstance(t, DataProfilingOperator) and t.bins == 7 for t in (job.plan, job.merge))
     for task in (job.plan, shard, job.merge):
         assert (task.priority_weight, task.weight_rule) == (100, "absolute")
         assert (task.pool, task.pool_slots, task.queue) == ("batch_pool", 2, "big")
@@ -207,9 +213,22 @@ def test_processor_kwargs_and_extra_keywords_merge():
         job = ShardedBatchJob(
             "job", source="/in", processor="data_profiling", processor_kwargs={"bins": 5}, top_k=3
         )
-    assert (
-        job.shard.partial_kwargs["processor_kwargs"] == {"bins": 5, "top_k": 3} == job.merge.processor_kwargs
-    )
+    # both are DataProfilingOperator arguments: processor_kwargs={"bins": 5} still reaches the processor
+    assert (job.shard.partial_kwargs["bins"], job.shard.partial_kwargs["top_k"]) == (5, 3)
+    assert (job.merge.bins, job.merge.top_k, job.merge.processor_kwargs) == (5, 3, {})
+    assert job.merge.process_kwargs({})["bins"] == 5
+    with DAG("sharded_kwargs_twice", schedule=None), pytest.raises(ValueError, match="'bins' given both"):
+        ShardedBatchJob("job", source="/in", processor="data_profiling", processor_kwargs={"bins": 5}, bins=6)
+    with DAG("sharded_kwargs_processor", schedule=None):
+        job = ShardedBatchJob(  # not FeatureEngineeringOperator arguments: processor parameters
+            "job",
+            source="/in",
+            processor="feature_engineering",
+            processor_kwargs={"quantile_bits": 8},
+            log=["x"],
+        )
+    assert job.shard.partial_kwargs["processor_kwargs"] == {"quantile_bits": 8, "log": ["x"]}
+    assert job.merge.process_kwargs({})["log"] == ["x"] and job.merge.process_kwargs({})["quantile_bits"] == 8
     with DAG("sharded_typo", schedule=None), pytest.raises(TypeError, match="did you mean 'top_k'"):
         ShardedBatchJob("job", source="/in", processor="data_profiling", topk=3)
 
@@ -269,3 +288,74 @@ def test_operators_package_exports_every_operator_lazily():
     assert operators.ShardedBatchJob is ShardedBatchJob
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         operators.Nope  # noqa: B018
+
+
+def test_the_merge_applies_fail_on_like_the_single_operator(source, base):
+    """DataQualityOperator(fail_on=...) as shards: the merge fails with DataQualityFailure after writing the
+    report and the quarantine, without _SUCCESS (the single task's rule), naming the failed rule."""
+    from airflow_batch_provider.operators.data_quality import DataQualityFailure, DataQualityOperator
+
+    rules = [{"type": "not_null", "column": "x"}]
+    with pytest.raises(DataQualityFailure, match=r"not_null\(x\): \d+/1400 failed.*quarantine and report in"):
+        _run_sharded(source, "data_quality", 3, DataQualityOperator, rules=rules, fail_on="error")
+    folder = base / "batch_dag" / "manual__2026-11-28T10%3A00%3A00%2B00%3A00" / "grp" / "-1"
+    assert (folder / "_report.json").exists() and not (folder / "_SUCCESS").exists()
+    assert len(read_output(folder, quarantine=True)) > 0
+    _, _, _, merged = _run_sharded(source, "data_quality", 3, DataQualityOperator, rules=rules, fail_on=0.5)
+    assert merged["report"]["rules_failed"] == 1 and (folder / "_SUCCESS").exists()  # score 0.9x passes
+
+
+def test_an_extra_of_an_operator_subclass_reaches_the_merge(source, base):
+    """An extra added in finish_job of a user's subclass is applied by the merge too (operator_class=)."""
+
+    class TaggedProfiling(DataProfilingOperator):
+        def finish_job(self, context, summary):
+            summary = super().finish_job(context, summary)
+            summary["columns_profiled"] = sorted(self.full_report(summary)["columns"])
+            return summary
+
+    _, _, _, merged = _run_sharded(source, "data_profiling", 2, TaggedProfiling, bins=5)
+    assert merged["columns_profiled"] == ["cat", "dup", "id", "ts", "x"] and merged["profile"]["rows"] == 1400
+    with DAG("sharded_subclass", schedule=None):
+        job = ShardedBatchJob("job", source="/in", operator_class=TaggedProfiling, shards=2, bins=5)
+    assert job.merge.processor == "data_profiling" and isinstance(job.merge, TaggedProfiling)
+    assert type(job.merge).finish_job is TaggedProfiling.finish_job
+
+
+def test_operator_for_matches_names_paths_and_classes():
+    from airflow_batch_provider.operators.data_quality import DataQualityOperator
+    from airflow_batch_provider.processors.data_quality import DataQualityProcessor
+
+    for processor in (
+        "data_quality",
+        "airflow_batch_provider.processors.data_quality:DataQualityProcessor",
+        DataQualityProcessor,
+    ):
+        assert operator_for(processor) is DataQualityOperator
+    for processor in ("count", "passthrough", lambda batch, ctx: batch, "some.module:thing"):
+        assert operator_for(processor) is BatchJobOperator
+    assert sharded_part(ShardOperator, BatchJobOperator) is ShardOperator
+    with pytest.raises(TypeError, match="BatchJobOperator subclass"):
+        sharded_part(ShardOperator, dict)
+
+
+def test_feature_engineering_shards_apply_a_saved_spec(source, base, tmp_path):
+    """FeatureEngineeringOperator's own ``spec`` (a saved fit) next to the shard spec (``shard_spec``)."""
+    from airflow_batch_provider.operators.feature_engineering import FeatureEngineeringOperator
+
+    fit = FeatureEngineeringOperator(
+        task_id="fit", source=source, config=CONFIG, scale={"x": "standard"}, impute={"x": "mean"}
+    ).execute(context(FakeTI(task_id="fit")))
+    single = FeatureEngineeringOperator(
+        task_id="apply", source=source, config=CONFIG, spec=fit["report_uri"]
+    ).execute(context(FakeTI(task_id="apply")))
+    _, _, _, merged = _run_sharded(
+        source, "feature_engineering", 3, FeatureEngineeringOperator, spec=fit["report_uri"]
+    )
+    assert merged["report"]["spec"] == single["report"]["spec"] == fit["report"]["spec"]
+    pd.testing.assert_frame_equal(read_output(merged["output_uri"]), read_output(single["output_uri"]))
+    shard = sharded_part(ShardOperator, FeatureEngineeringOperator)(
+        task_id="grp.shard", source=source, spec={"shard": 0}, job_key="grp"
+    )
+    with pytest.raises(BatchInputFailure, match="shard_spec must be a shard spec"):
+        shard.execute(context(FakeTI(task_id="grp.shard", map_index=0)))
