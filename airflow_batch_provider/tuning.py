@@ -168,8 +168,9 @@ def _advise(machine: MachineInfo, disk_path: str, disk: Any) -> list[Recommendat
             Recommendation(
                 "cpu",
                 "warning",
-                f"load average {machine.load_1min:.2f} exceeds the {machine.cpus} CPU(s); "
-                "recommended concurrency is reduced",
+                f"load average {machine.load_1min:.2f} exceeds the {machine.cpus} CPU(s); concurrency is not "
+                "reduced for it (other processes' load comes and goes): set max_concurrent_batches or use an "
+                "Airflow pool to share the machine",
             )
         )
     if machine.cpus <= 2:

@@ -664,7 +664,7 @@ class JobRunner:
         size = min(self.adapter.size, self.row_cap or self.adapter.size)
         if size > self.adapter.initial:  # grown: not past an equal share of the rows left, so no idle tail
             rest = task.rows + sum(t.rows for t in pending)
-            size = min(size, max(self.adapter.initial, -(-rest // self.concurrency)))
+            size = min(size, max(self.adapter.initial, -(-rest // self.concurrency)), self._planned_cap())
         while task.rows < size and pending:
             nxt = pending[0]
             if nxt.file_index != task.file_index or nxt.start != task.stop or nxt.attempt != 1:
@@ -675,6 +675,15 @@ class JobRunner:
             pending.appendleft(workers.ChunkTask(task.index, task.file_index, task.start + size, task.stop))
             task = workers.ChunkTask(task.index, task.file_index, task.start, task.start + size)
         return task
+
+    def _planned_cap(self) -> int:
+        """The largest grown size that keeps the plan's ``CHUNKS_PER_WORKER x workers`` chunks when the source has
+        the rows for them (``docs/tuning.md``), never below the starting size; else no cap."""
+        assert self.adapter is not None
+        total, least = int(getattr(self, "rows_total", 0) or 0), sizing.CHUNKS_PER_WORKER * self.concurrency
+        if total < least * sizing.MIN_BATCH_SIZE:
+            return sizing.MAX_BATCH_SIZE
+        return max(self.adapter.initial, -(-total // least))
 
     def _start_watchdog(self, q: _RunQueue) -> workers.MemoryWatchdog | None:
         limit = self.config.memory_limit_mb

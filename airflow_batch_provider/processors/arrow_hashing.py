@@ -27,6 +27,8 @@ _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NULL = np.uint64(0x6A09E667F3BCC909)
+#: the hash of a null value (every type)
+NULL_HASH = _NULL
 _ROW = np.uint64(0x3C6EF372FE94F82B)
 LONG_TEXT = 256
 _MASKS = np.array([(1 << (8 * t)) - 1 for t in range(8)] + [(1 << 64) - 1], dtype=np.uint64)

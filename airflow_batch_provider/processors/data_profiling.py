@@ -67,6 +67,7 @@ NaN and infinities in the report are written as null. No Airflow imports.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,7 @@ from airflow_batch_provider.machine import usable_cpus
 from airflow_batch_provider.processors import histogram_bins as hb
 from airflow_batch_provider.processors import nested_profiling as nested
 from airflow_batch_provider.processors import profiling_kernels as pk
+from airflow_batch_provider.processors import quantile_selection as qsel
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.column_stats import (
     Distribution,
@@ -158,7 +160,7 @@ class DataProfilingProcessor(BaseProcessor):
     """
 
     name = "data_profiling"
-    version = "4"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes; 3: log/quantile histogram bins; 4: nested columns, dates as timestamps
+    version = "5"  # 2: Arrow/polars kernels, value-bit distinct keys, polars row hashes; 3: log/quantile histogram bins; 4: nested columns, dates as timestamps; 5: numeric states flag value-bit keys ("vk"), quantiles selected at the merge
     chunk_invariant = True
     stats_pass = True
     #: chunks arrive as Arrow tables: the kernels read Arrow buffers (numpy views, polars), never a pandas copy
@@ -544,8 +546,9 @@ class DataProfilingProcessor(BaseProcessor):
                 if self.duplicates
                 else None
             )
+            qs = [float(q) for q in self.quantiles]
             futures = {
-                name: pool.submit(merge_column, [s["cols"][name] for s in states])
+                name: pool.submit(merge_column, [s["cols"][name] for s in states], qs)
                 for name in states[0]["cols"]
             }
             merged["cols"] = {name: future.result() for name, future in futures.items()}
@@ -679,28 +682,51 @@ def top_values_of(values: np.ndarray, counts: np.ndarray, capacity: int, arrow: 
     return TopValues.of_counts(list(values), counts.tolist(), capacity)
 
 
-def merge_column(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge one column's chunk states (in source order) into one state of the same shape."""
+def merge_column(parts: list[dict[str, Any]], qs: list[float]) -> dict[str, Any]:
+    """Merge one column's chunk states (in source order) into the column's final state: the chunk state's
+    shape, except that the value distribution ``d`` becomes its quantiles at ``qs``
+    (:func:`quantile_selection.merged_quantiles`: ``{"exact", "n", "quantiles"}``)."""
     first = parts[0]
     if first["t"] in nested.KINDS:
-        return nested.merge(parts, merge_column)
+        return nested.merge(parts, functools.partial(merge_column, qs=qs))
     out: dict[str, Any] = {k: first[k] for k in ("t", "dtype", "unit", "tz") if k in first}
     out["nulls"] = sum(p["nulls"] for p in parts)
     out["mem"] = sum(p.get("mem", 0) for p in parts)
     out["hs"] = {"n": HashSet.count_distinct_runs([p["hs"] for p in parts])}
     if "m" in first:
         out["m"] = Moments.merge([Moments.from_state(p["m"]) for p in parts]).to_state()
-        out["d"] = Distribution.merge([Distribution.from_state(p["d"]) for p in parts]).to_state()
+        _pin_integer_bounds(out, parts)
+        out["d"] = qsel.merged_quantiles([p["d"] for p in parts], qs, _finite_distinct(out, parts))
         hists = [Histogram.from_state(p["h"]) for p in parts if p.get("h")]
         merged = Histogram.merge(hists)
         out["h"] = merged.to_state() if merged else None
-        _pin_integer_bounds(out, parts)
     if "tv" in first:
         out["tv"] = TopValues.merge([TopValues.from_state(p["tv"]) for p in parts]).to_state()
     if "dt" in first:
         bounds = [p["dt"] for p in parts if p.get("dt")]
         out["dt"] = [min(b[0] for b in bounds), max(b[1] for b in bounds)] if bounds else None
     return out
+
+
+#: the order keys of +inf and -inf in a numeric column's distinct keys (the values' own bits)
+_INFINITY_KEYS = (0x7FF0_0000_0000_0000, 0xFFF0_0000_0000_0000)
+
+
+def _finite_distinct(out: dict[str, Any], parts: list[dict[str, Any]]) -> int | None:
+    """The merged column's distinct finite values (as float64) from its exact distinct keys, when those are
+    the values' own bits (``"vk"``, the Arrow kernels' states): minus the infinities for floats; integers only
+    within +/-2**53 (beyond, distinct integers can share a float64). None when not known this way."""
+    if not all(p.get("vk") for p in parts):
+        return None
+    distinct = int(out["hs"]["n"])
+    moments = out["m"]  # [n, mean, m2, min, max, nan, inf]
+    if out["t"] == "integer":
+        exact = not moments[0] or max(abs(int(moments[3])), abs(int(moments[4]))) <= 2**53
+        return distinct if exact else None
+    if moments[6]:
+        states = [p["hs"] for p in parts]
+        distinct -= sum(HashSet.states_contain(states, key) for key in _INFINITY_KEYS)
+    return distinct
 
 
 def _pin_integer_bounds(out: dict[str, Any], parts: list[dict[str, Any]]) -> None:
@@ -744,16 +770,16 @@ def column_report(col: dict[str, Any], rows: int, qs: list[float], top_k: int) -
 
 def _numeric_report(col: dict[str, Any], qs: list[float]) -> dict[str, Any]:
     m = Moments.from_state(col["m"])
-    dist = Distribution.from_state(col["d"])
+    dist = col["d"]  # merged: {"exact", "n", "quantiles"} (merge_column)
     out: dict[str, Any] = {
         "min": m.min,
         "max": m.max,
         "mean": m.mean if m.n else None,
         "std": m.std(ddof=1),
         "quantiles": (
-            {quantile_key(q): v for q, v in zip(qs, dist.quantiles(qs), strict=False)} if dist.n else None
+            {quantile_key(q): v for q, v in zip(qs, dist["quantiles"], strict=False)} if dist["n"] else None
         ),
-        "quantiles_exact": dist.exact,
+        "quantiles_exact": dist["exact"],
         "histogram": ({"edges": col["h"]["edges"], "counts": col["h"]["counts"]} if col.get("h") else None),
         "histogram_scale": hb.scale_of(col["h"]["edges"]) if col.get("h") else None,
     }

@@ -125,6 +125,26 @@ class HashSet:
         return len(base64.b64decode(state["hashes"])) // 8
 
     @staticmethod
+    def states_contain(states: list[dict[str, Any] | None], key: int) -> bool:
+        """Whether any of the HashSet / run ``states`` holds ``key``: one binary search each (side files
+        mapped read-only, a few pages touched)."""
+        target = np.uint64(key)
+        for state in states:
+            if not state or not int(state.get("n", 1) or 0):
+                continue
+            values: np.ndarray
+            if "file" in state:
+                Run.of(state)  # validates the side file
+                path, n = _local(state["file"] + _SUFFIXES["h"][0]), int(state["n"])
+                values = np.memmap(path, dtype="<u8", mode="r", shape=(n,))
+            else:
+                values = decode(state["hashes"])
+            i = int(np.searchsorted(values, target))
+            if i < len(values) and values[i] == target:
+                return True
+        return False
+
+    @staticmethod
     def count_distinct_runs(states: list[dict[str, Any] | None], *, workdir: str | None = None) -> int:
         """``len(HashSet.union([from_state(s) for s in states]))`` streamed: bounded memory (see module)."""
         return count_distinct_runs(states, workdir=workdir)

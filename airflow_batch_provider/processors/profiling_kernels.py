@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_batch_provider.processors.arrow_hashing import column_hashes
+from airflow_batch_provider.processors.arrow_hashing import NULL_HASH, column_hashes
 from airflow_batch_provider.processors.arrow_hashing import row_hashes as arrow_row_hashes
 from airflow_batch_provider.processors.column_stats import Distribution, Histogram, Moments, TopValues
 from airflow_batch_provider.processors.hashing import HashSet, sorted_unique
@@ -59,6 +59,21 @@ def _uniques(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[starts], np.diff(np.append(starts, len(ordered))).astype(np.int64)
 
 
+def _sorted_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sorted values, distinct values, their counts)`` of int64/uint64 values: by counting when their range
+    is small (at most ``max(4096, len // 2)`` wide: one pass, no sort), else by a sort. Both give the same
+    arrays."""
+    if len(values) and values.dtype == np.int64:
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= max(4096, len(values) // 2):
+            counts = np.bincount(values - lo, minlength=hi - lo + 1)
+            at = np.flatnonzero(counts)
+            uniq, counts = at.astype(np.int64) + lo, counts[at].astype(np.int64)
+            return np.repeat(uniq, counts), uniq, counts
+    ordered = np.sort(values)
+    return (ordered, *_uniques(ordered))
+
+
 def moments_of_sorted(finite: np.ndarray, nan: int, inf: int) -> Moments:
     """:meth:`Moments.of_block`'s corrected two-pass moments of sorted, finite float64 values."""
     n = len(finite)
@@ -98,9 +113,10 @@ def numeric_state(
     ints = pa.types.is_integer(arr.type)
     if ints:
         present = pc.drop_null(arr).to_numpy(zero_copy_only=False)
-        ordered = np.sort(present.astype(np.uint64 if arr.type == pa.uint64() else np.int64))
+        ordered, uniq, counts = _sorted_integers(
+            present.astype(np.uint64 if arr.type == pa.uint64() else np.int64)
+        )
         nan = arr.null_count
-        uniq, counts = _uniques(ordered)
         keys = sorted_set(uniq)
         finite = ordered.astype(np.float64)  # monotone, so still sorted (ints above 2**53 may merge)
         fuf, fcf = _uniques(finite)
@@ -131,6 +147,7 @@ def numeric_state(
         "d": dist.to_state(spill_to=f"{spill}-d" if spill else None),
         "h": histogram_of_sorted(finite, edges).to_state() if edges else None,
         "hs": keys.to_state(spill_to=spill),
+        "vk": True,  # the distinct keys are the values' own bits (the merge counts distinct finite values)
     }
 
 
@@ -210,19 +227,26 @@ def text_state(
     value (reused for the duplicate-row hashes)."""
     import pyarrow.compute as pc
 
-    hashes = column_hashes(text)
     valid = pc.is_valid(text).to_numpy(zero_copy_only=False) if text.null_count else None
+    counted = _dictionary_counts(text, valid) if _few_distinct(text) else None
     keys = HashSet()
-    keys.values = sorted_unique(hashes if valid is None else hashes[valid])
+    if counted is None:
+        hashes = column_hashes(text)
+        keys.values = sorted_unique(hashes if valid is None else hashes[valid])
+    else:
+        values, counts, hashes, unique_hashes = counted
+        keys.values = sorted_unique(unique_hashes)
     present = rows - text.null_count
     if len(keys) == present:  # every value distinct (e.g. ids): each counts 1, the top are the smallest texts
         smallest = pc.select_k_unstable(text, min(capacity, present), sort_keys=[("dummy", "ascending")])
         top = TopValues.of_counts(pc.take(text, smallest).to_pylist(), [1] * len(smallest), capacity)
         top.error = 1 if present > capacity else 0
+    elif counted is not None:
+        top = top_of(values, counts, capacity)
     else:
-        counted = pc.value_counts(pc.drop_null(text) if text.null_count else text)
-        counts = counted.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
-        top = top_of(counted.field("values"), counts, capacity)
+        pairs = pc.value_counts(pc.drop_null(text) if text.null_count else text)
+        counts = pairs.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
+        top = top_of(pairs.field("values"), counts, capacity)
     state = {
         "t": kind,
         "dtype": str(dtype),
@@ -234,6 +258,37 @@ def text_state(
         chars = pc.sum(pc.utf8_length(text)).as_py() or 0
         state["mem"] = int(8 * rows + chars)
     return state, hashes
+
+
+#: values a text column's first distinct count looks at (:func:`_few_distinct`)
+PROBE = 4096
+
+
+def _few_distinct(text: Any) -> bool:
+    """Whether a text chunk looks low-cardinality (its first ``PROBE`` values at most half distinct): then it
+    is dictionary-encoded and only its distinct values are hashed. Only the speed depends on this guess:
+    both paths give the same state."""
+    import pyarrow.compute as pc
+
+    probe = text.slice(0, min(len(text), PROBE))
+    return len(probe) > 0 and 2 * len(pc.unique(probe)) <= len(probe)
+
+
+def _dictionary_counts(text: Any, valid: np.ndarray | None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """A text column by its distinct values (first-occurrence order, as ``pc.value_counts``): ``(values,
+    counts, every row's hash, the values' hashes)``; the hashes are :func:`column_hashes`' (null rows too)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(text)
+    values = encoded.dictionary
+    unique_hashes = column_hashes(values)
+    codes = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.intp)
+    hashes = unique_hashes[codes] if len(values) else column_hashes(text)
+    present = codes if valid is None else codes[valid]
+    if valid is not None:
+        hashes[~valid] = NULL_HASH
+    counts = np.bincount(present, minlength=len(values)).astype(np.int64)
+    return values, counts, hashes, unique_hashes
 
 
 def row_hashes(table: Any, known: dict[int, np.ndarray] | None = None) -> np.ndarray:

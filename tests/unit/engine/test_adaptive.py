@@ -169,6 +169,21 @@ def test_cut_joins_and_splits_pending_ranges():
     assert [(t.start, t.stop) for t in pending] == [(475, 500)]
 
 
+def test_growth_keeps_four_chunks_per_worker_when_the_source_has_the_rows():
+    runner = JobRunner.__new__(JobRunner)
+    runner.row_cap, runner.concurrency = None, 2
+    runner.adapter = BatchSizeAdapter(1_000, target_mb=100, concurrency=2, max_size=100_000, min_size=1)
+    runner.adapter.size = 4_000  # grown 4x after the first chunks
+    runner.rows_total = 12_000  # 4 x 2 workers x 1,000 rows or more: at least 8 chunks, so at most 1,500 rows
+    pending = deque(workers.ChunkTask(i, 0, i * 1_000, (i + 1) * 1_000) for i in range(2, 12))
+    first = runner._cut(pending.popleft(), pending)
+    assert (first.start, first.stop) == (2_000, 3_500)
+    runner.rows_total = 7_999  # too few rows for 8 chunks of the minimum size: only the equal-share cap
+    pending = deque(workers.ChunkTask(i, 0, i * 1_000, (i + 1) * 1_000) for i in range(2, 8))
+    second = runner._cut(pending.popleft(), pending)
+    assert (second.start, second.stop) == (2_000, 5_000)  # 6,000 rows left: 3,000 each
+
+
 # -- real jobs -----------------------------------------------------------------------------------------
 def test_chunk_records_measure_each_chunks_own_allocation(source, tmp_path, monkeypatch):
     """``mem_peak`` is per chunk (the peak RSS mark is reset): a small chunk after a big one reads small."""

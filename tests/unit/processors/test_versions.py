@@ -22,7 +22,7 @@ class _OldProfiling(_FlakyProfiling):
 
 
 def test_standard_processor_versions_were_bumped_with_the_kernels():
-    assert DataProfilingProcessor.version == "4" and DataQualityProcessor.version == "3"
+    assert DataProfilingProcessor.version == "5" and DataQualityProcessor.version == "3"
 
 
 def test_a_checkpoint_written_by_an_older_processor_version_restarts_clean(source, tmp_path):  # noqa: F811
