@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -283,18 +282,16 @@ def test_five_thousand_columns(make_parquet, tmp_path):
     data.update({f"t{i}": rng.choice(["a", "b"], n) for i in range(1000)})
     frame = pd.DataFrame(data)
     make_parquet(frame, "wide.parquet", row_group_size=40)
-    started = time.monotonic()
     rep = run_batch_job(
         tmp_path / "src",
         "data_profiling",
         config={"batch_size": 25, "max_concurrent_batches": 2},
         output_path=tmp_path / "o",
     ).report
-    elapsed = time.monotonic() - started
     assert rep["column_count"] == 5000 and rep["rows"] == n
     assert rep["columns"]["c 17%"]["quantiles"]["0.5"] == float(frame["c 17%"].median())
     assert rep["columns"]["t3"]["distinct"] == frame["t3"].nunique()
-    assert elapsed < 60, elapsed  # ~8-13 s measured on 2 shared cores; guards against gross regressions
+    # no timed assertion: speed belongs in benchmarks/
 
 
 def test_empty_input(make_parquet, tmp_path):
