@@ -5,8 +5,10 @@ metrics reaching Airflow's stats object; the UI plugin's dashboard under a real 
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +77,14 @@ def run_operator(base, source, processor, config, alert_rules, task_id="job", **
     return Run(summary, alerts, delivered, recorded)
 
 
+def run_isolated(*args, **kwargs) -> Run:
+    """:func:`run_operator` in a spawned process: its process tree is the task's and its chunk workers only, not
+    this test process's (which also holds the servers other tests started: schedulers, a dag-processor,
+    Celery workers, whose CPU would count as the job's)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_operator, *args, **kwargs).result(timeout=600)
+
+
 def assert_delivered_once(run: Run, condition: str, task_id: str = "job") -> Alert:
     """One alert for the condition, the same one in the notifier's messages and the alert records."""
     (alert,) = run.of(condition)
@@ -129,9 +139,9 @@ def test_cpu_alert_from_busy_workers_and_none_from_sleeping_ones(base, source):
     # 10% of the usable cores: four spinning workers stay above it even on a machine shared with other jobs
     rules = {**QUIET, "memory_limit_mb": None, "cpu_saturation_percent": 10, "cpu_sustained_s": 1.0,
              "sample_interval_s": 0.2}  # fmt: skip
-    idle = run_operator(base, source, busy, config, rules, task_id="idle", seconds=3.0, spin=False)
+    idle = run_isolated(base, source, busy, config, rules, task_id="idle", seconds=3.0, spin=False)
     assert idle.alerts == [] and idle.delivered == []
-    run = run_operator(base, source, busy, config, rules, seconds=3.0, spin=True)
+    run = run_isolated(base, source, busy, config, rules, seconds=3.0, spin=True)
     alert = assert_delivered_once(run, "cpu")  # saturated for ~3 s of 0.2 s samples: one alert
     assert alert.metric == "cpu_saturation" and alert.value >= 10
 

@@ -53,7 +53,9 @@ def test_concurrent_callbacks_in_two_processes_send_one_message(tmp_path):
     folder = tmp_path / "job"
     write_checkpoint(folder, 1, rows_done=10, chunks_done=1, chunks_total=4)
     position = job_position(folder)
-    with multiprocessing.get_context("fork").Pool(4) as pool:
+    # spawned, not forked: a fork of the test process (threads of earlier tests' servers and loggers) can inherit
+    # a lock held by another thread and hang
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         claims = pool.starmap(claim_notice, [(str(folder), position, "try-1")] * 8)
     assert sorted(claims) == [False] * 7 + [True]
 

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -108,18 +109,25 @@ def test_chunk_failing_every_attempt_checkpoints_then_raises(two_files, tmp_path
     assert any(f["class"] == "processing" and f["strategy"] == "fail" for f in checkpoint["failures"])
 
 
-def test_job_timeout_checkpoints_and_a_rerun_finishes(two_files, tmp_path):
-    def slow(batch, ctx):
-        time.sleep(0.3)
-        return batch
+def stuck_after_four(batch, ctx, flag):
+    if ctx.chunk_index >= 4 and not Path(flag).exists():
+        time.sleep(120)  # the job runs past its timeout here, whatever the machine's load
+    return batch
 
-    cfg = BatchConfig(batch_size=100, max_concurrent_batches=2, checkpoint_interval=1, timeout_seconds=1.5)
+
+def test_job_timeout_checkpoints_and_a_rerun_finishes(two_files, tmp_path):
+    flag = tmp_path / "unstuck"
+    # 4 instant chunks, then chunks that hang: the timeout fires with exactly the first 4 checkpointed (a
+    # generous limit, so a loaded machine still finishes them in time)
+    cfg = BatchConfig(batch_size=100, max_concurrent_batches=2, checkpoint_interval=1, timeout_seconds=10)
     with pytest.raises(JobTimeoutError):
-        run_batch_job(two_files, slow, config=cfg, output_path=tmp_path / "out")
+        run_batch_job(two_files, stuck_after_four, config=cfg, output_path=tmp_path / "out", flag=str(flag))
+    flag.touch()
     result = run_batch_job(
-        two_files, slow, config=cfg.with_overrides({"timeout_seconds": None}), output_path=tmp_path / "out"
-    )
-    assert result.chunks_resumed >= 2
+        two_files, stuck_after_four, config=cfg.with_overrides({"timeout_seconds": None}),
+        output_path=tmp_path / "out", flag=str(flag),
+    )  # fmt: skip
+    assert result.chunks_resumed == 4
     pd.testing.assert_frame_equal(read_output(result.output_uri), expected(two_files))
 
 

@@ -17,7 +17,8 @@ def hold_memory(ready, done):
 
 
 def measure_a_fork(disk_path, results):
-    """In a process of its own, so other tests' children (servers, browsers) cannot join or leave the tree."""
+    """In a spawned process of its own, so other tests' children (servers, browsers) cannot join or leave the
+    tree; the worker it measures is forked, as chunk workers are."""
     sampler = ResourceSampler(disk_path=disk_path, measure_pss=True)
     before = sampler.sample()
     ctx = multiprocessing.get_context("fork")
@@ -34,7 +35,9 @@ def measure_a_fork(disk_path, results):
 
 
 def test_rss_includes_forked_children_and_pss_is_smaller(tmp_path):
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context(
+        "spawn"
+    )  # a fork of this threaded test process could hang on a held lock
     results = ctx.Queue()
     probe = ctx.Process(target=measure_a_fork, args=(str(tmp_path / "not-yet" / "out"), results))
     probe.start()
