@@ -293,3 +293,19 @@ def test_a_type_polars_cannot_hold_is_refused_before_any_chunk(corpus, tmp_path)
     ):
         run_batch_job(str(corpus["decimals-v1"]), identity_polars, config=CONFIG, output_path=tmp_path)
     assert not list(tmp_path.rglob("parts/*.parquet"))
+
+
+def test_rows_the_input_format_cannot_hold_are_bad_input_never_retried(corpus, tmp_path, monkeypatch, caplog):
+    """A conversion error is the same on every try: a ConfigError naming the file, the rows and the column
+    types after one attempt, not a retried chunk failure nor a data corruption (the bytes decoded fine)."""
+
+    def refuse(table, input_format):
+        raise pa.ArrowNotImplementedError(f"no conversion of {table.schema.types[-1]} for {input_format}")
+
+    monkeypatch.setattr(frames, "convert", refuse)  # the forked chunk workers inherit it
+    path = corpus["lists-v1"]
+    match = r"lists-v1\.parquet rows 0-7: the rows cannot be handed to .*'li': 'list<element: int64>'"
+    with pytest.raises(ConfigError, match=match):
+        run_batch_job(str(path), identity, config={**CONFIG, "retry_attempts": 3}, output_path=tmp_path)
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert attempts and all("attempt 1 failed (configuration, fail)" in m for m in attempts), attempts
