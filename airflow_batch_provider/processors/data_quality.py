@@ -606,7 +606,13 @@ def _not_null(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bound(s: pd.Series, value: Any, where: str) -> tuple[pd.Series, Any]:
-    """The column and the bound in comparable forms: (values, bound)."""
+    """The column and the bound in comparable forms: (values, bound). Dates (any year) compare as timestamps of
+    their midnight, in seconds."""
+    import pyarrow as pa
+
+    arrow = getattr(s.dtype, "pyarrow_dtype", None)
+    if arrow is not None and pa.types.is_date(arrow):
+        s = s.astype(pd.ArrowDtype(pa.timestamp("s")))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         try:
             bound = pd.Timestamp(value)

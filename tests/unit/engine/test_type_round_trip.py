@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_batch_provider.engine import run_batch_job, sources
+from airflow_batch_provider.engine import read_output, run_batch_job, sources
 from airflow_batch_provider.exceptions import ConfigError, DataCorruptionError
 from airflow_batch_provider.processors import frames
 from airflow_batch_provider.storage import Location
@@ -95,8 +95,23 @@ def test_the_corpus_covers_every_family(corpus):
         assert any(check(t) for t in types), check.__name__
     units = {(t.unit, t.tz) for t in types if pa.types.is_timestamp(t)}
     assert {u for u, _ in units} == {"ms", "us", "ns"} and len(units) >= 9  # Parquet keeps seconds as ms
-    assert pq.ParquetFile(corpus["int96-v1"]).schema.column(2).physical_type == "INT96"
+    for stem in ("int96-v1", "int96-v2", *INT96_FAR):  # use_deprecated_int96_timestamps=True
+        assert pq.ParquetFile(corpus[stem]).schema.column(2).physical_type == "INT96", stem
+    for stem, path in corpus.items():  # data page v1 and v2: the type of the first data page
+        version = stem.rsplit("-v", 1)[-1] if "-v" in stem else "1"
+        assert first_page_type(path) == {"1": 0, "2": 3}[version], stem  # DATA_PAGE / DATA_PAGE_V2
     assert pq.ParquetFile(corpus["lists_2level"]).schema_arrow.field("li").type.value_field.name == "item"
+
+
+def first_page_type(path) -> int:
+    """The ``type`` of the first data page of the file's first column: the Thrift compact PageHeader starts
+    with field 1 (i32, header byte 0x15) holding the zigzag-encoded type (0 DATA_PAGE, 3 DATA_PAGE_V2)."""
+    offset = pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(2)
+    assert head[0] == 0x15, head
+    return head[1] >> 1
 
 
 @pytest.mark.parametrize("name", [*sorted(tables()), *sorted(set(LEGACY) - {"int96"})])
@@ -309,3 +324,19 @@ def test_rows_the_input_format_cannot_hold_are_bad_input_never_retried(corpus, t
         run_batch_job(str(path), identity, config={**CONFIG, "retry_attempts": 3}, output_path=tmp_path)
     attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
     assert attempts and all("attempt 1 failed (configuration, fail)" in m for m in attempts), attempts
+
+
+def test_read_output_holds_every_value(corpus, tmp_path):
+    """``read_output`` converts like a pandas processor's chunks: dates past 9999, timestamps past 2262 and
+    before 1677 (nested ones too), integers past 2**53 with nulls all come back; converted back to Arrow with
+    the source's schema the frame equals the input."""
+    for stem in ("far_dates-v1", "int96_far-v2", "structs-v1", "ints-v1", "lists-v2", "maps_2level"):
+        path = corpus[stem]
+        result = run_batch_job(str(path), "passthrough", config=CONFIG, output_path=tmp_path / stem)
+        df, want = read_output(result.output_uri), read_exact(path)
+        assert list(df.columns) == want.column_names and len(df) == want.num_rows, stem
+        assert same(frames.to_arrow(df, want.schema), want), stem
+    ints = read_output(tmp_path / "ints-v1")
+    assert ints["big"].dtype == "Int64" and ints["big"].max() == 2**62 + 22  # float64 would round it
+    dates = read_output(tmp_path / "far_dates-v1")
+    assert str(dates["far_s"].dtype) == "datetime64[ms]" and dates["far_s"].max().year == 42_115
