@@ -171,6 +171,8 @@ def test_every_column_of_every_file_is_accepted_or_refused_in_validate_naming_co
     name, params = STEPS[step]
     decided = {"accepted": 0, "refused": 0}
     for stem, path in sorted(corpus.items()):
+        if stem.endswith("-v2"):  # its -v1 twin's schema, so the same decisions (pages: the passthrough test)
+            continue
         schema, accepted = engine_schema(path), []
         for field in schema:
             processor = resolve_processor(name, params([field.name]))
