@@ -1158,7 +1158,9 @@ def new_job_id() -> str:
 
 def read_output(output_uri: Any, columns: list[str] | None = None, *, quarantine: bool = False) -> Any:
     """The committed output (or, with ``quarantine=True``, the quarantined rows) of a job folder as one
-    pandas DataFrame, or None when there are none. For small outputs and tests."""
+    pandas DataFrame, or None when there are none. For small outputs and tests. Converted like a pandas
+    processor's chunks (:func:`frames.arrow_to_pandas`): every value held (integers with nulls as ``Int64``,
+    timestamps in their own unit, dates past 9999 and nested columns as ``pd.ArrowDtype``)."""
     import pyarrow.parquet as pq
 
     loc = Location.of(output_uri)
@@ -1175,4 +1177,4 @@ def read_output(output_uri: Any, columns: list[str] | None = None, *, quarantine
             tables.append(pq.read_table(fh, columns=columns))
     import pyarrow as pa
 
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return frames.arrow_to_pandas(pa.concat_tables(tables, promote_options="permissive"))

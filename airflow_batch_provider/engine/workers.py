@@ -30,7 +30,12 @@ import pyarrow as pa
 from airflow_batch_provider.engine import polars_fork, sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
 from airflow_batch_provider.engine.failures import FailureClass, classify, mark_processor_frames
-from airflow_batch_provider.exceptions import BatchInputError, CorruptRowsError, DataCorruptionError
+from airflow_batch_provider.exceptions import (
+    BatchInputError,
+    ConfigError,
+    CorruptRowsError,
+    DataCorruptionError,
+)
 from airflow_batch_provider.processors import frames
 from airflow_batch_provider.processors.base import ChunkContext, ChunkResult
 from airflow_batch_provider.storage import Location
@@ -382,16 +387,16 @@ def run_chunk(task: ChunkTask) -> dict[str, Any]:
 _NOT_CORRUPTION = {FailureClass.NETWORK, FailureClass.MEMORY, FailureClass.SYSTEM}
 
 
-def _read(job: JobState, task: ChunkTask) -> Any:
+def _read(job: JobState, task: ChunkTask) -> tuple[Any, dict[str, Any]]:
     """The chunk in the form the processor asks for (``input_format``: a pandas DataFrame, the Arrow table as
-    read, or a polars DataFrame from it); bytes that cannot be decoded raise ``DataCorruptionError``, a
+    read, or a polars DataFrame from it) and its dictionaries (:func:`frames.chunk_dictionaries`, which the row
+    output's dictionary columns get back); bytes that cannot be decoded raise ``DataCorruptionError``, a
     :class:`CorruptRowsError` naming each unreadable row when the file is a text file."""
     f = job.files[task.file_index]
     try:
         table = sources.read_rows(
             job.source_fs, f, task.start, task.stop, job.schema, job.text_options, job.columns
         )
-        return frames.convert(table, getattr(job.processor, "input_format", "pandas"))
     except DataCorruptionError as err:
         rows = _unreadable_rows(job, task, err)
         if rows is err:
@@ -405,6 +410,21 @@ def _read(job: JobState, task: ChunkTask) -> Any:
         raise DataCorruptionError(
             f"{f.path} rows {task.start}-{task.stop} cannot be decoded: {type(err).__name__}: {err}"
         ) from err
+    input_format = getattr(job.processor, "input_format", "pandas")
+    try:
+        frame = frames.convert(table, input_format)
+    except BatchInputError:
+        raise
+    except Exception as err:  # decoded rows of a type the frame cannot hold: the same on every try
+        if classify(err) in _NOT_CORRUPTION:
+            raise
+        raise ConfigError(
+            f"{f.path} rows {task.start}-{task.stop}: the rows cannot be handed to the processor as "
+            f"input_format={input_format!r} ({type(err).__name__}: {err}); the columns' types are "
+            f"{dict(zip(table.column_names, map(str, table.schema.types), strict=True))}. Use "
+            "input_format='arrow', which holds every Arrow type"
+        ) from err
+    return frame, frames.chunk_dictionaries(table)
 
 
 def _unreadable_rows(job: JobState, task: ChunkTask, err: DataCorruptionError) -> DataCorruptionError:
@@ -430,7 +450,7 @@ def _unreadable_rows(job: JobState, task: ChunkTask, err: DataCorruptionError) -
 
 def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
     f = job.files[task.file_index]
-    frame = _read(job, task)
+    frame, dictionaries = _read(job, task)
     ctx = ChunkContext(
         job.job_id,
         task.index,
@@ -461,11 +481,16 @@ def _run_chunk(job: JobState, task: ChunkTask) -> dict[str, Any]:
     if result.rows is not None and (len(result.rows) or task.start == task.stop):
         record["part"] = part_name(task.file_index, task.start)
         record["rows_out"] = len(result.rows)
-        write_part(job.gen.child("parts", record["part"]), result.rows, _read_schema(job))
+        write_part(job.gen.child("parts", record["part"]), result.rows, _read_schema(job), dictionaries)
     if result.quarantine is not None and len(result.quarantine):
         record["quarantine"] = part_name(task.file_index, task.start)
         record["rows_quarantined"] = len(result.quarantine)
-        write_part(job.gen.child("quarantine", record["quarantine"]), result.quarantine, _read_schema(job))
+        write_part(
+            job.gen.child("quarantine", record["quarantine"]),
+            result.quarantine,
+            _read_schema(job),
+            dictionaries,
+        )
     if result.state is not None:
         _store_state(job, record, result.state)
     return record
@@ -493,12 +518,15 @@ def _read_schema(job: JobState) -> pa.Schema:
     return pa.schema([job.schema.field(c) for c in job.columns])
 
 
-def write_part(loc: Location, frame: Any, schema: pa.Schema | None = None) -> None:
+def write_part(
+    loc: Location, frame: Any, schema: pa.Schema | None = None, dictionaries: dict[str, Any] | None = None
+) -> None:
     """Write a part: ``frame`` is a pandas or polars DataFrame or an Arrow table; ``schema`` (the source's) gives
-    the columns that went through pandas or polars unchanged their exact Arrow type back."""
+    the columns that went through pandas or polars unchanged their exact Arrow type back, ``dictionaries`` (the
+    chunk's) their dictionary."""
     import pyarrow.parquet as pq
 
-    table = frames.to_arrow(frame, schema)
+    table = frames.to_arrow(frame, schema, dictionaries)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="snappy")
     loc.write_bytes(buf.getvalue())

@@ -22,11 +22,13 @@ the rule still passes (default ``0.0``: one failing value fails the rule).
                    ``boolean``, ``date``, ``datetime``,             a numeric column, an impossible date like
                    ``string``), ``format`` (dates; default          2026-02-30)
                    ``"ISO8601"``)
+``length``         ``column`` (a list, large list or fixed-size     the list has fewer than ``min`` or more than
+                   list column), ``min`` and/or ``max``             ``max`` elements (bounds inclusive)
 ``row_count``      ``min`` and/or ``max``                          (dataset rule) the row count is out of bounds
 ``expression``     ``expression`` (see :class:`SafeExpression`)    the expression is not True for the row
 =================  ==============================================  =============================================
 
-Value rules (between, min, max, allowed_values, regex, type) evaluate non-null values only; ``not_null``,
+Value rules (between, min, max, allowed_values, regex, type, length) evaluate non-null values only; ``not_null``,
 ``unique`` and ``expression`` evaluate every row; ``row_count`` evaluates the dataset once.
 
 Report (``finalize``), JSON-safe:
@@ -115,10 +117,11 @@ _RULE_KEYS: dict[str, set[str]] = {
     "allowed_values": {"values"},
     "regex": {"pattern", "match"},
     "type": {"dtype", "format"},
+    "length": {"min", "max"},
     "row_count": {"min", "max"},
     "expression": {"expression"},
 }
-_NEEDS_COLUMN = {"not_null", "between", "min", "max", "allowed_values", "regex", "type"}
+_NEEDS_COLUMN = {"not_null", "between", "min", "max", "allowed_values", "regex", "type", "length"}
 
 
 # -- a safe expression evaluator ------------------------------------------------------------------------------
@@ -540,15 +543,18 @@ def _rule_columns(raw: Mapping[str, Any], kind: str, where: str) -> tuple[str, .
 
 
 def _check_bounds(kind: str, options: dict[str, Any], where: str) -> None:
-    if kind in ("between", "row_count") and "min" not in options and "max" not in options:
+    if kind in ("between", "row_count", "length") and "min" not in options and "max" not in options:
         raise ConfigError(f"{where}: a {kind} rule needs 'min' and/or 'max'")
     if kind in ("min", "max") and "value" not in options:
         raise ConfigError(f"{where}: a {kind} rule needs 'value'")
-    if kind == "row_count":
+    if kind in ("row_count", "length"):
         for key in ("min", "max"):
             v = options.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise ConfigError(f"{where}: row_count {key} must be a non-negative integer, got {v!r}")
+                raise ConfigError(f"{where}: {kind} {key} must be a non-negative integer, got {v!r}")
+        lo, hi = options.get("min"), options.get("max")
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"{where}: {kind} min {lo!r} is larger than max {hi!r}; no value could pass")
 
 
 def _check_allowed(kind: str, options: dict[str, Any], where: str) -> None:
@@ -580,6 +586,7 @@ _OPTION_CHECKS: dict[str, Callable[[str, dict[str, Any], str], None]] = {
     "min": _check_bounds,
     "max": _check_bounds,
     "row_count": _check_bounds,
+    "length": _check_bounds,
     "allowed_values": _check_allowed,
     "regex": _check_regex,
     "type": _check_dtype,
@@ -599,7 +606,13 @@ def _not_null(s: pd.Series, rule: Rule) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bound(s: pd.Series, value: Any, where: str) -> tuple[pd.Series, Any]:
-    """The column and the bound in comparable forms: (values, bound)."""
+    """The column and the bound in comparable forms: (values, bound). Dates (any year) compare as timestamps of
+    their midnight, in seconds."""
+    import pyarrow as pa
+
+    arrow = getattr(s.dtype, "pyarrow_dtype", None)
+    if arrow is not None and pa.types.is_date(arrow):
+        s = s.astype(pd.ArrowDtype(pa.timestamp("s")))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         try:
             bound = pd.Timestamp(value)
@@ -718,6 +731,17 @@ def global_positions(ctx: ChunkContext, n: int) -> np.ndarray:
     return ctx.file_index * POSITION_BASE + ctx.start_row + np.arange(n, dtype=np.int64)
 
 
+def _check_list_column(processor: str, i: int, rule: Rule, schema: Any) -> None:
+    """``ConfigError`` (before any chunk) unless the ``length`` rule's column is a list column."""
+    t = nested_paths.field_type(rule.column, schema, f"{processor}: rules[{i}] ({rule.name})")
+    if t is not None and not is_list_type(t):
+        raise ConfigError(
+            f"{processor}: rules[{i}] ({rule.name}): column {rule.column!r} has type {t}; a length rule "
+            "measures lists (list, large_list, fixed_size_list); for the length of text use an expression "
+            "rule, e.g. \"length(col('name')) <= 10\""
+        )
+
+
 # -- the processor -------------------------------------------------------------------------------------------
 class DataQualityProcessor(BaseProcessor):
     """Check declarative rules; quarantine failing rows; report per-rule counts and an overall score.
@@ -774,6 +798,8 @@ class DataQualityProcessor(BaseProcessor):
                     columns, schema, f"{self.name}: rules[{i}] ({rule.name})"
                 )
             check_columns(self.name, f"rules[{i}] ({rule.name})", columns, schema)
+            if rule.type == "length":
+                _check_list_column(self.name, i, rule, schema)
             if rule.expression is not None:
                 kinds = kinds if kinds is not None else column_kinds(schema.empty_table().to_pandas())
                 try:
@@ -894,6 +920,13 @@ class DataQualityProcessor(BaseProcessor):
             holds = rule.expression.evaluate(view.pandas(sorted(rule.expression.columns)))
             return np.ones(view.table.num_rows, dtype=bool), ~holds
         field = nested_paths.column(view.table, rule.column)
+        if rule.type == "length":
+            values = (
+                field
+                if field is not None
+                else view.table.column(_arrow_column(view.table, rule.column, rule.name))
+            )
+            return _lengths(rule, values)
         if field is not None:  # a struct field (address.city): processors/nested_paths.py
             fast = _arrow_check(rule, field)
             return fast if fast is not None else _VALUE_CHECKS[rule.type](arrow_to_pandas_column(field), rule)
@@ -1135,6 +1168,31 @@ def _arrow_check(rule: Rule, col: Any) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     valid = _flags(present)
     return valid, valid & ~_flags(ok)
+
+
+def is_list_type(arrow_type: Any) -> bool:
+    """A list, large list or fixed-size list (what a ``length`` rule measures)."""
+    import pyarrow as pa
+
+    t = pa.types
+    return bool(t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_fixed_size_list(arrow_type))
+
+
+def _lengths(rule: Rule, col: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``length``: non-null lists are evaluated (a null list is not, as null values in the other value rules); a
+    list fails when it has fewer than ``min`` or more than ``max`` elements (null elements count)."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(col)
+    evaluated = _flags(pc.is_valid(lengths))
+    n = pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False)
+    ok = np.ones(len(n), dtype=bool)
+    lo, hi = rule.options.get("min"), rule.options.get("max")
+    if lo is not None:
+        ok &= n >= lo
+    if hi is not None:
+        ok &= n <= hi
+    return evaluated, evaluated & ~ok
 
 
 def _flags(mask: Any) -> np.ndarray:

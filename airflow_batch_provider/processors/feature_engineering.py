@@ -254,6 +254,7 @@ class FeatureEngineeringProcessor(BaseProcessor):
             check_columns(self.name, "spec", list(self.fitted_spec()["columns"]), schema)
         if plan:
             self._check_columns(plan, arrow_to_pandas(schema.empty_table()))
+            _check_binary(plan, schema)
 
     @staticmethod
     def _check_columns(plan: dict[str, dict[str, Any]], chunk: pd.DataFrame) -> dict[str, str]:
@@ -656,6 +657,39 @@ def _check_scalar(col: str, steps: dict[str, Any], dtype: Any) -> None:
             f"column {col!r} has type {arrow}, which no step transforms (lists, structs, maps and times are "
             "passed through); profile it with data_profiling, or leave it out",
         )
+    temporal = pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+    if arrow is not None:
+        temporal = pa.types.is_temporal(arrow)
+    for step in ("encode", "impute"):
+        if step in steps and temporal:
+            raise _fail(
+                step,
+                f"column {col!r} has type {arrow or dtype}: {step} takes numbers, booleans, text and categories, "
+                "not timestamps, dates or durations (their values need not fit Python's datetime); use "
+                "date_parts for a timestamp or date, or cast the column first",
+            )
+
+
+def _check_binary(plan: dict[str, dict[str, Any]], schema: Any) -> None:
+    """A ``ConfigError`` for ``encode`` / ``impute`` on a binary column: a vocabulary or fill value is stored as
+    JSON, which holds text, not bytes (in pandas a binary column looks like text, so the Arrow type decides)."""
+    import pyarrow as pa
+
+    t = pa.types
+    for col, steps in plan.items():
+        if col not in schema.names:
+            continue
+        arrow = schema.field(col).type
+        if t.is_dictionary(arrow):
+            arrow = arrow.value_type
+        binary = t.is_binary(arrow) or t.is_large_binary(arrow) or t.is_fixed_size_binary(arrow)
+        for step in ("encode", "impute"):
+            if step in steps and binary:
+                raise _fail(
+                    step,
+                    f"column {col!r} has type {schema.field(col).type}: {step} takes numbers, booleans, text and "
+                    "categories, not bytes; decode the column to text first",
+                )
 
 
 def _date_outputs(col: str, series: pd.Series, parts: list[str]) -> list[tuple[str, Any]]:

@@ -49,9 +49,10 @@ def kind_of_frame(frame: Any) -> str:
     return "pandas"
 
 
-def to_arrow(frame: Any, schema: Any = None) -> Any:
+def to_arrow(frame: Any, schema: Any = None, dictionaries: Any = None) -> Any:
     """A ``pyarrow.Table`` of ``frame`` (a table, record batch, polars or pandas DataFrame); ``schema``: the
-    source's, whose types columns converted from it get back (:func:`restore_types`)."""
+    source's, whose types columns converted from it get back (:func:`restore_types`); ``dictionaries``: the
+    chunk's own dictionaries (:func:`chunk_dictionaries`), which its dictionary columns get back."""
     import pyarrow as pa
 
     if isinstance(frame, pa.Table):
@@ -59,8 +60,43 @@ def to_arrow(frame: Any, schema: Any = None) -> Any:
     if isinstance(frame, pa.RecordBatch):
         return pa.Table.from_batches([frame])
     if kind_of_frame(frame) == "polars":
-        return restore_types(_signed_dictionaries(frame.to_arrow()), schema)
-    return restore_types(pa.Table.from_pandas(frame, preserve_index=False), schema)
+        return restore_types(_signed_dictionaries(frame.to_arrow()), schema, dictionaries)
+    return restore_types(pa.Table.from_pandas(frame, preserve_index=False), schema, dictionaries)
+
+
+def chunk_dictionaries(table: Any) -> dict[str, Any]:
+    """``{column: dictionary}`` of a chunk's unordered dictionary columns whose chunks share one dictionary
+    (small: the distinct values, never the rows), for :func:`restore_types`."""
+    import pyarrow as pa
+
+    out = {}
+    for i, f in enumerate(table.schema):
+        if not pa.types.is_dictionary(f.type) or f.type.ordered:
+            continue
+        chunks = table.column(i).chunks
+        if chunks and all(c.dictionary.equals(chunks[0].dictionary) for c in chunks[1:]):
+            out[f.name] = chunks[0].dictionary
+    return out
+
+
+def _encoded_like(col: Any, dictionary: Any) -> Any:
+    """A dictionary column re-encoded on ``dictionary`` (the source chunk's), when its values are all in it and
+    its own dictionary differs (polars builds dictionaries in the order values appear); else ``col``. The
+    values do not change, only the codes: ``pq.read_table`` of the output then equals the input's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if not pa.types.is_dictionary(t) or t.ordered or t.value_type != dictionary.type:
+        return col
+    if all(c.dictionary.equals(dictionary) for c in col.chunks):
+        return col
+    values = col.cast(t.value_type)
+    codes = pc.index_in(values, value_set=dictionary, skip_nulls=True)
+    if codes.null_count != values.null_count:  # a value the source chunk did not have: keep polars' codes
+        return col
+    codes = codes.cast(t.index_type)
+    return pa.chunked_array([pa.DictionaryArray.from_arrays(c, dictionary) for c in codes.chunks], t)
 
 
 def _signed_dictionaries(table: Any) -> Any:
@@ -161,6 +197,8 @@ def _wide(arrow_type: Any) -> Any:
         return pa.large_binary()
     if t.is_list(arrow_type) or t.is_large_list(arrow_type) or t.is_list_view(arrow_type):
         return pa.large_list(_wide(arrow_type.value_type))
+    if t.is_fixed_size_list(arrow_type):
+        return pa.list_(_wide(arrow_type.value_type), arrow_type.list_size)
     if t.is_map(arrow_type):
         return pa.map_(_wide(arrow_type.key_type), _wide(arrow_type.item_type))
     if t.is_struct(arrow_type):
@@ -174,12 +212,14 @@ def _wide(arrow_type: Any) -> Any:
     return arrow_type
 
 
-def restore_types(table: Any, schema: Any) -> Any:
+def restore_types(table: Any, schema: Any, dictionaries: Any = None) -> Any:
     """``table`` with each column named like a column of ``schema`` cast back to that column's type when the
     trip through pandas or polars changed only its layout (``string`` -> ``large_string``, dictionary index
-    width, ``list`` -> ``large_list``, fields of structs and maps alike, a time's or duration's unit) or made it
-    all-null (``null``). Decided by the types alone, never by the
-    values, so every chunk's part gets the same schema; a column a processor really changed is left alone."""
+    width, ``list`` -> ``large_list``, fields of structs, maps and fixed-size lists alike, a time's or
+    duration's unit) or made it all-null (``null``). Decided by the types alone, never by the values, so every
+    chunk's part gets the same schema; a column a processor really changed is left alone. ``dictionaries``
+    (:func:`chunk_dictionaries`): dictionary columns get the source chunk's dictionary back when their values
+    all come from it (:func:`_encoded_like`)."""
     import pyarrow as pa
 
     if schema is None:
@@ -194,6 +234,10 @@ def restore_types(table: Any, schema: Any) -> Any:
                 table = table.set_column(i, field.name, table.column(i).cast(source))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue  # e.g. more categories than the source's index type counts: keep what came out
+    for name, dictionary in (dictionaries or {}).items():
+        i = table.schema.get_field_index(name)
+        if i >= 0 and table.schema.field(i).type == wanted.get(name):
+            table = table.set_column(i, name, _encoded_like(table.column(i), dictionary))
     return table
 
 
@@ -201,7 +245,42 @@ def to_polars(frame: Any) -> Any:
     pl = polars()
     if kind_of_frame(frame) == "polars":
         return frame
-    return pl.from_arrow(to_arrow(frame), rechunk=False)
+    return pl.from_arrow(_compact_fixed_size_lists(to_arrow(frame)), rechunk=False)
+
+
+def _has_fixed_size_list(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_fixed_size_list(arrow_type):
+        return True
+    if t.is_list(arrow_type) or t.is_large_list(arrow_type):
+        return _has_fixed_size_list(arrow_type.value_type)
+    if t.is_map(arrow_type):
+        return _has_fixed_size_list(arrow_type.key_type) or _has_fixed_size_list(arrow_type.item_type)
+    if t.is_struct(arrow_type):
+        return any(_has_fixed_size_list(f.type) for f in arrow_type)
+    return False
+
+
+def _compact_fixed_size_lists(table: Any) -> Any:
+    """Columns holding a fixed-size list as fresh arrays (offset 0, exactly ``rows x size`` child values).
+    polars refuses a fixed-size list array whose child is longer than that ("validity mask length must be
+    equal to the number of values divided by size"), which is what every slice of one with nulls is (a chunk
+    read from Parquet is a slice of a row group). polars converts record batch by record batch, slicing columns
+    whose chunks end elsewhere, so the chunks are aligned first (zero-copy); ``take`` copies only these
+    columns."""
+    import numpy as np
+    import pyarrow as pa
+
+    wanted = [i for i, f in enumerate(table.schema) if _has_fixed_size_list(f.type)]
+    if wanted:
+        table = pa.Table.from_batches(table.to_batches(), table.schema)
+    for i in wanted:
+        f = table.schema.field(i)
+        compact = [c.take(pa.array(np.arange(len(c), dtype=np.int64))) for c in table.column(i).chunks]
+        table = table.set_column(i, f.name, pa.chunked_array(compact, f.type))
+    return table
 
 
 def convert(frame: Any, input_format: str) -> Any:

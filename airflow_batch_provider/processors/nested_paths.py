@@ -83,3 +83,15 @@ def with_paths(table: Any, paths: Any) -> Any:
         if values is not None:
             table = table.append_column(str(path), values)
     return table
+
+
+def field_type(path: str, schema: Any, where: str = "column") -> Any:
+    """The Arrow type at ``path`` in ``schema`` (a top-level column or a struct field path), or None when no
+    column of ``schema`` has it; ``ConfigError`` as :func:`split` for a path through a list or map."""
+    parts = split(path, schema, where)
+    if parts is None:
+        return schema.field(path).type if path in schema.names else None
+    t = schema.field(parts[0]).type
+    for name in parts[1:]:
+        t = t.field(name).type
+    return t

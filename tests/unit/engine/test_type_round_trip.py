@@ -17,11 +17,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_batch_provider.engine import run_batch_job, sources
+from airflow_batch_provider.engine import read_output, run_batch_job, sources
 from airflow_batch_provider.exceptions import ConfigError, DataCorruptionError
 from airflow_batch_provider.processors import frames
 from airflow_batch_provider.storage import Location
-from tests.type_corpus import INT96_FAR, LEGACY, float16_kernels, read_exact, tables, write_corpus
+from tests.type_corpus import (
+    INT96_FAR,
+    LEGACY,
+    fixed_size_list_nulls,
+    float16_kernels,
+    read_exact,
+    tables,
+    write_corpus,
+)
 
 CONFIG = {"batch_size": 7, "max_concurrent_batches": 1, "retry_attempts": 0}
 
@@ -87,8 +95,23 @@ def test_the_corpus_covers_every_family(corpus):
         assert any(check(t) for t in types), check.__name__
     units = {(t.unit, t.tz) for t in types if pa.types.is_timestamp(t)}
     assert {u for u, _ in units} == {"ms", "us", "ns"} and len(units) >= 9  # Parquet keeps seconds as ms
-    assert pq.ParquetFile(corpus["int96-v1"]).schema.column(2).physical_type == "INT96"
+    for stem in ("int96-v1", "int96-v2", *INT96_FAR):  # use_deprecated_int96_timestamps=True
+        assert pq.ParquetFile(corpus[stem]).schema.column(2).physical_type == "INT96", stem
+    for stem, path in corpus.items():  # data page v1 and v2: the type of the first data page
+        version = stem.rsplit("-v", 1)[-1] if "-v" in stem else "1"
+        assert first_page_type(path) == {"1": 0, "2": 3}[version], stem  # DATA_PAGE / DATA_PAGE_V2
     assert pq.ParquetFile(corpus["lists_2level"]).schema_arrow.field("li").type.value_field.name == "item"
+
+
+def first_page_type(path) -> int:
+    """The ``type`` of the first data page of the file's first column: the Thrift compact PageHeader starts
+    with field 1 (i32, header byte 0x15) holding the zigzag-encoded type (0 DATA_PAGE, 3 DATA_PAGE_V2)."""
+    offset = pq.ParquetFile(path).metadata.row_group(0).column(0).data_page_offset
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(2)
+    assert head[0] == 0x15, head
+    return head[1] >> 1
 
 
 @pytest.mark.parametrize("name", [*sorted(tables()), *sorted(set(LEGACY) - {"int96"})])
@@ -217,12 +240,66 @@ def identity_polars(df, ctx):
 identity_polars.input_format = "polars"
 
 
-@pytest.mark.parametrize("stem", ["structs-v1", "maps-v1", "bool_text_binary-v1", "far_dates-v1", "ints-v1"])
-def test_a_polars_processor_returning_its_input_writes_back_the_arrow_types(stem, corpus, tmp_path):
-    """polars widens strings, lists, fixed-size binary and time units: the layout-only changes are undone."""
-    result = run_batch_job(str(corpus[stem]), identity_polars, config=CONFIG, output_path=tmp_path)
-    out, want = output_table(result), read_exact(corpus[stem])
-    assert out.schema.types == want.schema.types and same(out, want)
+POLARS_REFUSED = ("decimals-v1", "decimals-v2")  # decimal256: test_a_type_polars_cannot_hold_is_refused...
+
+
+def test_a_polars_processor_returning_its_input_writes_back_the_arrow_types(corpus, tmp_path):
+    """polars widens strings, lists, fixed-size binary and time units and builds its own dictionaries: the
+    layout-only changes are undone, so every corpus file (fixed-size lists with nulls, dictionaries, legacy
+    layouts, INT96 included) comes back equal to its input."""
+    for stem, path in sorted(corpus.items()):
+        if stem in POLARS_REFUSED:
+            continue
+        result = run_batch_job(str(path), identity_polars, config=CONFIG, output_path=tmp_path / stem)
+        out, want = output_table(result), read_exact(path)
+        assert out.schema.types == want.schema.types, stem
+        assert same(out, want), stem
+
+
+def look(df, ctx):
+    """The polars dtypes it was handed, as extra columns (chunks run in forked workers)."""
+    import polars as pl
+
+    return df.with_columns(
+        pl.lit(str(df.schema["fsl"])).alias("seen_fsl"),
+        pl.lit(df["fsl"].null_count()).alias("seen_nulls"),
+        pl.lit(str(df.schema["dict_s"])).alias("seen_dict"),
+    )
+
+
+look.input_format = "polars"
+
+
+def test_polars_gets_fixed_size_lists_as_arrays_and_dictionaries_as_categoricals(tmp_path):
+    nulls = fixed_size_list_nulls()  # pyarrow < 17's Parquet writer has no null fixed-size list
+    table = pa.table(
+        {
+            "fsl": pa.array(
+                [None if i % 3 == 1 and nulls else [i, i + 1] for i in range(20)], pa.list_(pa.int64(), 2)
+            ),
+            "dict_s": pa.array([f"c{(i * 7) % 4}" for i in range(20)]).dictionary_encode(),
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=8)
+    result = run_batch_job(str(tmp_path / "in.parquet"), look, config=CONFIG, output_path=tmp_path / "out")
+    out = output_table(result)
+    assert out.select(["fsl", "dict_s"]).equals(pq.read_table(tmp_path / "in.parquet"))
+    assert set(out.column("seen_fsl").to_pylist()) == {"Array(Int64, shape=(2,))"}
+    assert set(out.column("seen_dict").to_pylist()) == {"Categorical"}
+    per_chunk = [out.column("seen_nulls")[i].as_py() for i in (0, 7, 14)]
+    assert per_chunk == ([2, 3, 2] if nulls else [0, 0, 0])  # rows 1, 4 / 7, 10, 13 / 16, 19
+
+
+def test_chunk_dictionaries_come_back_only_when_the_values_fit():
+    source = pa.array(["a", "b", "c", None]).dictionary_encode()
+    dictionaries = frames.chunk_dictionaries(pa.table({"d": source}))
+    own = pa.DictionaryArray.from_arrays(pa.array([1, 0, None], pa.int32()), pa.array(["c", "a"]))
+    back = frames.restore_types(pa.table({"d": own}), pa.schema([("d", source.type)]), dictionaries)
+    assert back.column("d").chunk(0).dictionary.equals(source.dictionary)
+    assert back.column("d").to_pylist() == ["a", "c", None]
+    new = pa.DictionaryArray.from_arrays(pa.array([0, 1], pa.int32()), pa.array(["a", "zz"]))  # "zz" is new
+    kept = frames.restore_types(pa.table({"d": new}), pa.schema([("d", source.type)]), dictionaries)
+    assert kept.column("d").chunk(0).dictionary.to_pylist() == ["a", "zz"]
 
 
 def test_a_type_polars_cannot_hold_is_refused_before_any_chunk(corpus, tmp_path):
@@ -231,3 +308,35 @@ def test_a_type_polars_cannot_hold_is_refused_before_any_chunk(corpus, tmp_path)
     ):
         run_batch_job(str(corpus["decimals-v1"]), identity_polars, config=CONFIG, output_path=tmp_path)
     assert not list(tmp_path.rglob("parts/*.parquet"))
+
+
+def test_rows_the_input_format_cannot_hold_are_bad_input_never_retried(corpus, tmp_path, monkeypatch, caplog):
+    """A conversion error is the same on every try: a ConfigError naming the file, the rows and the column
+    types after one attempt, not a retried chunk failure nor a data corruption (the bytes decoded fine)."""
+
+    def refuse(table, input_format):
+        raise pa.ArrowNotImplementedError(f"no conversion of {table.schema.types[-1]} for {input_format}")
+
+    monkeypatch.setattr(frames, "convert", refuse)  # the forked chunk workers inherit it
+    path = corpus["lists-v1"]
+    match = r"lists-v1\.parquet rows 0-7: the rows cannot be handed to .*'li': 'list<element: int64>'"
+    with pytest.raises(ConfigError, match=match):
+        run_batch_job(str(path), identity, config={**CONFIG, "retry_attempts": 3}, output_path=tmp_path)
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert attempts and all("attempt 1 failed (configuration, fail)" in m for m in attempts), attempts
+
+
+def test_read_output_holds_every_value(corpus, tmp_path):
+    """``read_output`` converts like a pandas processor's chunks: dates past 9999, timestamps past 2262 and
+    before 1677 (nested ones too), integers past 2**53 with nulls all come back; converted back to Arrow with
+    the source's schema the frame equals the input."""
+    for stem in ("far_dates-v1", "int96_far-v2", "structs-v1", "ints-v1", "lists-v2", "maps_2level"):
+        path = corpus[stem]
+        result = run_batch_job(str(path), "passthrough", config=CONFIG, output_path=tmp_path / stem)
+        df, want = read_output(result.output_uri), read_exact(path)
+        assert list(df.columns) == want.column_names and len(df) == want.num_rows, stem
+        assert same(frames.to_arrow(df, want.schema), want), stem
+    ints = read_output(tmp_path / "ints-v1")
+    assert ints["big"].dtype == "Int64" and ints["big"].max() == 2**62 + 22  # float64 would round it
+    dates = read_output(tmp_path / "far_dates-v1")
+    assert str(dates["far_s"].dtype) == "datetime64[ms]" and dates["far_s"].max().year == 42_115

@@ -1,6 +1,7 @@
 """Nested columns (issue #23): profiles of lists, structs and maps against one-piece pyarrow.compute oracles, at
 batch sizes that split list columns across chunks; the canonical hash of nested values; data_quality rules on
-struct fields (``address.city``) and the ConfigError for paths into lists."""
+struct fields (``address.city``), ``length`` rules on lists, and the ConfigError for paths into lists and for
+``length`` on other types."""
 
 from __future__ import annotations
 
@@ -226,3 +227,150 @@ def test_a_path_into_a_list_or_a_missing_field_is_a_config_error_before_any_chun
             str(source), "data_quality", output_path=tmp_path, rules=[{"type": "not_null", "column": column}]
         )
     assert not list(tmp_path.rglob("parts/*.parquet"))
+
+
+def length_table(n: int = 301) -> pa.Table:
+    rng = np.random.default_rng(11)
+    items = [None if i % 7 == 2 else [int(v) for v in rng.integers(0, 9, i % 6)] for i in range(n)]
+    return pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "items": pa.array(items, pa.list_(pa.int64())),
+            "names": pa.array(
+                [None if v is None else [f"n{x}" if x else None for x in v] for v in items],
+                pa.large_list(pa.string()),
+            ),
+            "pair": pa.array(
+                [None if i % 5 == 1 and fixed_size_list_nulls() else [i, -i] for i in range(n)],
+                pa.list_(pa.int32(), 2),
+            ),
+            "order": pa.array(
+                [None if i % 9 == 4 else {"lines": items[(i * 3) % n], "ref": f"o{i}"} for i in range(n)],
+                pa.struct([("lines", pa.list_(pa.int64())), ("ref", pa.string())]),
+            ),
+            "text": pa.array([f"t{i}" for i in range(n)]),
+        }
+    )
+
+
+@pytest.mark.parametrize("batch_size", [13, 1_000])
+def test_length_rules_against_pyarrow_compute(tmp_path, batch_size):
+    table = length_table()
+    path = tmp_path / "lengths.parquet"
+    pq.write_table(table, path, row_group_size=50)
+    rules = [
+        {"type": "length", "column": "items", "min": 1, "max": 4},
+        {"type": "length", "column": "names", "max": 2, "name": "few names"},
+        {"type": "length", "column": "pair", "min": 2, "max": 2},
+        {"type": "length", "column": "order.lines", "min": 3},
+    ]
+    result = run_batch_job(
+        str(path), "data_quality", config={"batch_size": batch_size}, output_path=tmp_path / "q", rules=rules
+    )
+    entries = {r["name"]: r for r in result.report["rules"]}
+
+    def oracle(col: pa.ChunkedArray, lo: int | None, hi: int | None) -> tuple[int, int, np.ndarray]:
+        lengths = pc.list_value_length(col)
+        bad = pc.or_(
+            pc.less(lengths, lo if lo is not None else 0),
+            pc.greater(lengths, hi if hi is not None else 2**31),
+        )
+        failed = pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
+        return len(col) - lengths.null_count, int(failed.sum()), failed
+
+    order_lines = pc.struct_field(table.column("order"), [0])  # null where order is null: not evaluated
+    wanted = {
+        "length(items)": oracle(table.column("items"), 1, 4),
+        "few names": oracle(table.column("names"), None, 2),
+        "length(pair)": oracle(table.column("pair"), 2, 2),
+        "length(order.lines)": oracle(order_lines, 3, None),
+    }
+    for name, (evaluated, failed, _) in wanted.items():
+        assert (entries[name]["evaluated"], entries[name]["failed"]) == (evaluated, failed), name
+    assert entries["length(pair)"]["failed"] == 0
+    assert entries["length(items)"]["failed"] > 0 and entries["length(order.lines)"]["failed"] > 0
+    quarantine = read_quarantine(result.output_uri)
+    broke = np.logical_or.reduce([f for _, _, f in wanted.values()])
+    assert quarantine.column("_source_row").to_pylist() == np.flatnonzero(broke).tolist()
+    assert quarantine.schema.field("items").type == pa.list_(pa.int64())  # lists quarantined as they were
+    clean = read_parts(result.output_uri)
+    assert clean.column("id").to_pylist() == np.flatnonzero(~broke).tolist()
+    assert clean.schema == table.schema
+    pairs = run_batch_job(
+        str(path),
+        "data_quality",
+        config={"batch_size": batch_size},
+        output_path=tmp_path / "p",
+        rules=[{"type": "length", "column": "pair", "min": 3}],  # no fixed-size list of 2 passes
+    ).report["rules"][0]
+    present = len(table) - table.column("pair").null_count
+    assert (pairs["evaluated"], pairs["failed"], pairs["passed"]) == (present, present, False)
+
+
+def read_parts(output_uri: str) -> pa.Table:
+    from airflow_batch_provider.engine import sources
+    from airflow_batch_provider.storage import Location
+
+    return pa.concat_tables([pq.read_table(p) for p in sources.list_source_files(Location.of(output_uri))])
+
+
+def read_quarantine(output_uri: str) -> pa.Table:
+    from airflow_batch_provider.engine import sources
+    from airflow_batch_provider.storage import Location
+
+    loc = Location.of(output_uri)
+    manifest = loc.child(sources.OUTPUT_MANIFEST).read_json()
+    return pa.concat_tables([pq.read_table(p) for p in sources.manifest_files(loc, manifest, "quarantine")])
+
+
+@pytest.mark.parametrize(
+    "column,match",
+    [
+        (
+            "text",
+            r"rules\[0\] \(length\(text\)\): column 'text' has type string; a length rule measures lists",
+        ),
+        ("id", r"column 'id' has type int64; a length rule measures lists"),
+        ("order", r"column 'order' has type struct<lines: list<element: int64>, ref: string>"),
+        ("order.ref", r"column 'order.ref' has type string"),
+        ("order.lines.x", r"'order.lines' is a list, not a struct"),
+        ("lines", r"unknown column 'lines'"),
+    ],
+)
+def test_a_length_rule_on_a_non_list_column_is_refused_before_any_chunk(tmp_path, column, match):
+    path = tmp_path / "lengths.parquet"
+    pq.write_table(length_table(20), path)
+    with pytest.raises(ConfigError, match=match):
+        run_batch_job(
+            str(path),
+            "data_quality",
+            config={"retry_attempts": 3},
+            output_path=tmp_path / "q",
+            rules=[{"type": "length", "column": column, "max": 3}],
+        )
+    assert not list(tmp_path.rglob("parts/*.parquet"))  # the pre-flight check, not a retried chunk
+
+
+@pytest.mark.parametrize(
+    "rule,match",
+    [
+        ({"type": "length", "column": "items"}, r"a length rule needs 'min' and/or 'max'"),
+        ({"type": "length", "column": "items", "min": -1}, r"length min must be a non-negative integer"),
+        ({"type": "length", "column": "items", "max": 2.5}, r"length max must be a non-negative integer"),
+        ({"type": "length", "column": "items", "min": 3, "max": 2}, r"min 3 is larger than max 2"),
+        ({"type": "length", "min": 1}, r"a length rule needs 'column'"),
+        (
+            {"type": "length", "column": "items", "maxx": 1},
+            r"unknown key\(s\) \['maxx'\]; did you mean 'max'",
+        ),
+        (
+            {"type": "lenght", "column": "items", "max": 1},
+            r"unknown rule type 'lenght'; did you mean 'length'",
+        ),
+    ],
+)
+def test_length_rule_options_are_checked(tmp_path, rule, match):
+    path = tmp_path / "lengths.parquet"
+    pq.write_table(length_table(20), path)
+    with pytest.raises(ConfigError, match=match):
+        run_batch_job(str(path), "data_quality", output_path=tmp_path / "q", rules=[rule])
