@@ -85,6 +85,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 BUILTIN = ("isolation_forest", "local_outlier_factor", "robust_zscore")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 MEMORY_OVERHEAD = 4.0
 ZSCORE_CONSTANT = 0.6745
 MEANAD_CONSTANT = 1.253314
@@ -141,7 +142,8 @@ class AnomalyDetectionProcessor(BaseProcessor):
     """
 
     name = "anomaly_detection"
-    version = "1"
+    #: 2: isolation forest features clipped to float32's range (decimal256 / huge floats; fail or inf before)
+    version = "2"
     chunk_invariant = True
 
     def __init__(
@@ -295,6 +297,10 @@ class AnomalyDetectionProcessor(BaseProcessor):
         missing = ~np.isfinite(x)
         if missing.any():
             x[missing] = np.take(self.medians_, np.nonzero(missing)[1])
+        if self.algorithm == "isolation_forest":  # its trees split in float32: beyond +-3.4e38 a value is its
+            np.clip(
+                x, -_FLOAT32_MAX, _FLOAT32_MAX, out=x
+            )  # edge (older scikit-learn refused it as "too large")
         return x, missing.sum(axis=0)
 
     def fit(self, sample: pd.DataFrame) -> None:

@@ -9,6 +9,7 @@ from airflow_batch_provider.engine import run_batch_job
 from airflow_batch_provider.engine.runner import _versions, fingerprint_of
 from airflow_batch_provider.engine.textformats import TextOptions
 from airflow_batch_provider.exceptions import ChunkFailedError
+from airflow_batch_provider.processors.anomaly_detection import AnomalyDetectionProcessor
 from airflow_batch_provider.processors.data_profiling import DataProfilingProcessor
 from airflow_batch_provider.processors.data_quality import DataQualityProcessor
 from airflow_batch_provider.processors.registry import resolve_processor
@@ -23,6 +24,7 @@ class _OldProfiling(_FlakyProfiling):
 
 def test_standard_processor_versions_were_bumped_with_the_kernels():
     assert DataProfilingProcessor.version == "5" and DataQualityProcessor.version == "3"
+    assert AnomalyDetectionProcessor.version == "2"  # float32 clipping of isolation forest features
 
 
 def test_a_checkpoint_written_by_an_older_processor_version_restarts_clean(source, tmp_path):  # noqa: F811
