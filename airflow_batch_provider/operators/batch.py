@@ -580,11 +580,7 @@ class _TaskReporter:
                 "percent": event.progress_percentage,
                 "at": time.time(),
             }
-            self._set("checkpoint", pointer)
-            try:
-                self.ti.xcom_push(key="checkpoint", value=pointer)
-            except Exception:  # noqa: BLE001 - progress reporting must never fail the job
-                self.log.warning("could not push the checkpoint XCom", exc_info=True)
+            self._publish_checkpoint(pointer)
 
     @staticmethod
     def _progress(event: Any) -> dict[str, Any]:
@@ -624,6 +620,10 @@ class _TaskReporter:
             "rows_out": summary.get("rows_out"),
             "at": time.time(),
         }
+        self._publish_checkpoint(pointer)
+
+    def _publish_checkpoint(self, pointer: dict[str, Any]) -> None:
+        """The pointer in ``task_state_store["checkpoint"]`` and the ``checkpoint`` XCom."""
         self._set("checkpoint", pointer)
         try:
             self.ti.xcom_push(key="checkpoint", value=pointer)
