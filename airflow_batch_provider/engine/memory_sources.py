@@ -200,12 +200,14 @@ def _write_parquet(table: Any, target: Location) -> None:
     upload (the object appears when it is complete)."""
     import pyarrow.parquet as pq
 
-    rows = row_group_rows(table)
+    from airflow_batch_provider.engine.parquet_out import write_options
+
+    rows, options = row_group_rows(table), write_options(table)
     if target.is_local:
         target._make_parent()
         tmp = os.path.join(os.path.dirname(target.path), f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            pq.write_table(table, tmp, row_group_size=rows, compression="snappy")
+            pq.write_table(table, tmp, row_group_size=rows, **options)
             os.replace(tmp, target.path)
         finally:
             if os.path.exists(tmp):
@@ -213,7 +215,7 @@ def _write_parquet(table: Any, target: Location) -> None:
         return
     target._make_parent()
     with target.fs.open(target.path, "wb") as fh:
-        pq.write_table(table, fh, row_group_size=rows, compression="snappy")
+        pq.write_table(table, fh, row_group_size=rows, **options)
 
 
 def store(frame: Any, job_folder: Any, kind: str | None = None) -> StoredFrame:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_batch_provider.engine import polars_fork, sources
+from airflow_batch_provider.engine import parquet_out, polars_fork, sources
 from airflow_batch_provider.engine.checkpoints import Fence, part_name
 from airflow_batch_provider.engine.failures import FailureClass, classify, mark_processor_frames
 from airflow_batch_provider.exceptions import (
@@ -528,5 +528,5 @@ def write_part(
 
     table = frames.to_arrow(frame, schema, dictionaries)
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="snappy")
+    pq.write_table(table, buf, **parquet_out.write_options(table))
     loc.write_bytes(buf.getvalue())

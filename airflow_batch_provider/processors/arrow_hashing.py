@@ -86,6 +86,32 @@ def text_hashes(arr: Any) -> np.ndarray:
     offsets, data = _text_bytes(arr)
     n = len(offsets) - 1
     starts, lengths = offsets[:-1], np.diff(offsets)
+    width = int(lengths[0]) if n else 0
+    if 0 < width <= LONG_TEXT and bool((lengths == width).all()):
+        h = _fixed_width_hashes(data[offsets[0] : offsets[0] + n * width], n, width)
+    else:
+        h = _variable_width_hashes(starts, lengths, data)
+    valid = _valid(arr)
+    if valid is not None:
+        h[~valid] = _NULL
+    return h[:n]
+
+
+def _fixed_width_hashes(data: np.ndarray, n: int, width: int) -> np.ndarray:
+    """:func:`text_hashes` of ``n`` values of ``width`` bytes each, stored back to back (ids, codes): the same
+    hashes as :func:`_variable_width_hashes`, with the 8-byte words read as columns of one reshaped block."""
+    words_n = -(-width // 8)
+    block = np.zeros((n, words_n * 8), np.uint8)
+    block[:, :width] = data.reshape(n, width)
+    words = block.view("<u8")
+    h = mix(np.full(n, np.uint64(width), dtype=np.uint64) ^ _ROW)
+    for word in range(words_n):
+        h = mix(h ^ words[:, word])
+    return h
+
+
+def _variable_width_hashes(starts: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """:func:`text_hashes` of the values at ``data[starts[i] : starts[i] + lengths[i]]`` (nulls not masked)."""
     # the little-endian 8-byte word at byte offset o, from the two aligned words around it
     words_n = len(data) // 8 + 2
     padded = np.zeros(words_n * 8, np.uint8)
@@ -108,10 +134,7 @@ def text_hashes(arr: Any) -> np.ndarray:
     for i in np.flatnonzero(~short).tolist():
         digest = hashlib.blake2b(data[starts[i] : starts[i] + lengths[i]].tobytes(), digest_size=8).digest()
         h[i] = np.frombuffer(digest, dtype="<u8")[0]
-    valid = _valid(arr)
-    if valid is not None:
-        h[~valid] = _NULL
-    return h[:n]
+    return h
 
 
 def _bits(arr: Any) -> np.ndarray | None:

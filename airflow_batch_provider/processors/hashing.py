@@ -485,14 +485,11 @@ def first_positions_run(
     """Like :func:`first_positions`, plus a flag per distinct hash: it occurs more than once here."""
     if not len(hashes):
         return _EMPTY, np.empty(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    positions = np.asarray(positions)
-    if np.all(positions[1:] >= positions[:-1]):  # source order (the usual case): a stable sort suffices
-        order = np.argsort(hashes, kind="stable")
-    else:
-        order = np.lexsort((positions, hashes))
+    positions = np.asarray(positions, dtype=np.int64)
+    order = np.argsort(hashes)  # not stable (numpy's SIMD sort, ~1.6x faster): the minimum is taken below
     h = hashes[order]
     keep = np.ones(len(h), dtype=bool)
     keep[1:] = h[1:] != h[:-1]
     idx = np.flatnonzero(keep)
     repeated = np.diff(np.append(idx, len(h))) > 1
-    return h[idx], np.asarray(positions)[order][idx].astype(np.int64), repeated
+    return h[idx], np.minimum.reduceat(positions[order], idx), repeated

@@ -35,6 +35,20 @@ def test_text_hashes_depend_on_the_value_only():
     assert ah.column_hashes(sliced).tolist() == base.tolist()
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 13, 16, 17, 64, 256, 257])
+def test_fixed_width_text_hashes_equal_the_general_path(width):
+    """Values all ``width`` bytes long take the reshaped-block path; it must give the general path's hashes
+    (the chunks of one column may take either path). 257 bytes is past ``LONG_TEXT``: the general path."""
+    rng = np.random.default_rng(width)
+    values = ["".join(chr(int(c)) for c in rng.integers(97, 123, width)) for _ in range(300)]
+    for arr in (pa.array(values), pa.array(values, type=pa.large_string()), pa.array(values).slice(5, 200)):
+        offsets, data = ah._text_bytes(arr)
+        general = ah._variable_width_hashes(offsets[:-1], np.diff(offsets), data)
+        assert ah.text_hashes(arr).tolist() == general.tolist()
+    mixed = ah.text_hashes(pa.array([*values[:10], "short"]))[:10]  # not all one width: the general path
+    assert mixed.tolist() == ah.text_hashes(pa.array(values[:10])).tolist()
+
+
 def test_number_hashes_treat_nan_as_null_and_negative_zero_as_zero():
     h = ah.column_hashes(pa.array([0.0, -0.0, float("nan"), None, 1.5, float("inf")]))
     assert h[0] == h[1] and h[2] == h[3] and len({*h.tolist()}) == 4
