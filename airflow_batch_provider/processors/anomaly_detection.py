@@ -78,7 +78,7 @@ import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
-from airflow_batch_provider.processors.frames import arrow_to_pandas
+from airflow_batch_provider.processors.frames import arrow_to_pandas, kind_of_frame
 from airflow_batch_provider.processors.registry import import_object
 
 log = logging.getLogger(__name__)
@@ -142,9 +142,12 @@ class AnomalyDetectionProcessor(BaseProcessor):
     """
 
     name = "anomaly_detection"
-    #: 2: isolation forest features clipped to float32's range (decimal256 / huge floats; fail or inf before)
-    version = "2"
+    #: 2: isolation forest features clipped to float32's range (decimal256 / huge floats; fail or inf before);
+    #: 3: chunks as Arrow tables (the other columns pass through unconverted)
+    version = "3"
     chunk_invariant = True
+    #: chunks arrive as Arrow tables: only the feature columns become numpy, the rest pass through as they are
+    input_format = "arrow"
 
     def __init__(
         self,
@@ -288,12 +291,18 @@ class AnomalyDetectionProcessor(BaseProcessor):
             )
         return [str(f) for f in self.features]
 
-    def _matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The features as float64 with NaN/inf replaced by the medians; and the per-feature imputed counts."""
-        names = {str(c): c for c in frame.columns}
-        x = np.empty((len(frame), len(self.features_)), dtype=np.float64)
-        for j, f in enumerate(self.features_):
-            x[:, j] = frame[names[f]].to_numpy(dtype=np.float64, na_value=np.nan)
+    def _matrix(self, frame: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The features (of a pandas DataFrame or an Arrow table) as float64 with NaN/inf replaced by the
+        medians; and the per-feature imputed counts."""
+        if kind_of_frame(frame) == "arrow":
+            x = np.empty((frame.num_rows, len(self.features_)), dtype=np.float64)
+            for j, f in enumerate(self.features_):
+                x[:, j] = _arrow_feature(frame.column(f))
+        else:
+            names = {str(c): c for c in frame.columns}
+            x = np.empty((len(frame), len(self.features_)), dtype=np.float64)
+            for j, f in enumerate(self.features_):
+                x[:, j] = frame[names[f]].to_numpy(dtype=np.float64, na_value=np.nan)
         missing = ~np.isfinite(x)
         if missing.any():
             x[missing] = np.take(self.medians_, np.nonzero(missing)[1])
@@ -405,8 +414,11 @@ class AnomalyDetectionProcessor(BaseProcessor):
         x, imputed = self._matrix(chunk)
         scores = self._scores(x) if len(x) else np.empty(0)
         flags = scores > self.threshold_  # type: ignore[operator]  # set by fit / set_state
-        rows = chunk.assign(anomaly_score=scores, is_anomaly=flags)
-        state = {"rows": len(chunk), "anomalies": int(flags.sum()), "imputed": [int(v) for v in imputed]}
+        if kind_of_frame(chunk) == "arrow":  # the engine's chunks: the feature columns alone were converted
+            rows = _with_column(_with_column(chunk, "anomaly_score", scores), "is_anomaly", flags)
+        else:
+            rows = chunk.assign(anomaly_score=scores, is_anomaly=flags)
+        state = {"rows": len(x), "anomalies": int(flags.sum()), "imputed": [int(v) for v in imputed]}
         return ChunkResult(rows=rows, state=state)
 
     # state ---------------------------------------------------------------------------------------------------
@@ -498,3 +510,27 @@ class AnomalyDetectionProcessor(BaseProcessor):
                 for k, v in model.get_params().items()
             }
         return {}
+
+
+def _arrow_feature(col: Any) -> np.ndarray:
+    """One feature column as float64, nulls as NaN: integers and floats cast by Arrow; other numeric types
+    (decimals, ...) through pandas, as the fit sample converted them."""
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_integer(t) or (pa.types.is_floating(t) and not pa.types.is_float16(t)):
+        # unsafe: integers past 2**53 round to the nearest float64, as numpy and pandas convert them
+        return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    series = arrow_to_pandas(pa.table({"v": col}))["v"]
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _with_column(table: Any, name: str, values: np.ndarray) -> Any:
+    """``table`` with ``name`` set to ``values`` (replaced in place when the source has such a column, as
+    pandas' ``assign`` does; else appended)."""
+    import pyarrow as pa
+
+    array = pa.array(values)
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, array)
+    return table.append_column(name, array)

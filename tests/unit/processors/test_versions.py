@@ -24,7 +24,7 @@ class _OldProfiling(_FlakyProfiling):
 
 def test_standard_processor_versions_were_bumped_with_the_kernels():
     assert DataProfilingProcessor.version == "5" and DataQualityProcessor.version == "3"
-    assert AnomalyDetectionProcessor.version == "2"  # float32 clipping of isolation forest features
+    assert AnomalyDetectionProcessor.version == "3"  # 2: float32 clipping; 3: Arrow chunks
 
 
 def test_a_checkpoint_written_by_an_older_processor_version_restarts_clean(source, tmp_path):  # noqa: F811
