@@ -6,7 +6,8 @@ the DOM. Self-contained: no CDN, no build step (charts are inline SVG), so the p
   each linked to its job page and its Airflow task instance; system summary and alerts.
 * ``/batch-provider/job?id=<job id>&try=<try>``: one job: phase and progress, progress / rows/s / memory /
   CPU / batch size over time, the chunk map, failures and alerts on a timeline, links to output, report and
-  quarantine. Both refresh while a job runs.
+  quarantine. The job page refreshes every second while its job runs (every 2 s until it starts), the
+  dashboard every 5 s.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ const params = new URLSearchParams(location.search);
 const jobId = params.get("id") || "", tryNumber = params.get("try");
 const url = "api/jobs/" + jobId.split("/").map(encodeURIComponent).join("/") + (tryNumber ? "?try=" + encodeURIComponent(tryNumber) : "");
 const W = 420, H = 150, L = 52, R = 10, T = 10, B = 24;
+const short = (v) => new Intl.NumberFormat(undefined, {notation: "compact", maximumFractionDigits: 1}).format(v);
 function chart(id, title, points, series, unit, yMax) {
   const pts = points.filter((p) => series.some((s) => typeof p[s.key] === "number"));
   if (!pts.length) return '<figure data-chart="' + id + '"><figcaption>' + esc(title) + "</figcaption><p>no data yet</p></figure>";
@@ -168,7 +170,7 @@ function chart(id, title, points, series, unit, yMax) {
   let svg = '<svg width="' + W + '" height="' + H + '" role="img" aria-label="' + esc(title) + '">' +
     '<line x1="' + L + '" y1="' + (H - B) + '" x2="' + (W - R) + '" y2="' + (H - B) + '" stroke="#9ca3af"/>' +
     '<line x1="' + L + '" y1="' + T + '" x2="' + L + '" y2="' + (H - B) + '" stroke="#9ca3af"/>' +
-    '<text x="' + (L - 4) + '" y="' + (T + 8) + '" text-anchor="end">' + esc(num(max, 1)) + "</text>" +
+    '<text x="' + (L - 4) + '" y="' + (T + 8) + '" text-anchor="end">' + esc(short(max)) + "</text>" +
     '<text x="' + (L - 4) + '" y="' + (H - B) + '" text-anchor="end">0</text>' +
     '<text x="' + L + '" y="' + (H - 6) + '">' + esc(new Date(t0 * 1000).toLocaleTimeString()) + "</text>" +
     '<text x="' + (W - R) + '" y="' + (H - 6) + '" text-anchor="end">' + esc(secs(t1 - t0)) + "</text>";
@@ -200,7 +202,7 @@ async function refresh() {
   clearTimeout(timer);
   let d;
   try { d = await getJson(url); } catch (err) {
-    document.getElementById("error").textContent = err.message; timer = setTimeout(refresh, 5000); return; }
+    document.getElementById("error").textContent = err.message; timer = setTimeout(refresh, 2000); return; }
   document.getElementById("error").textContent = "";
   const j = d.job, p = j.progress || {}, l = d.links || {};
   document.title = "Batch job " + j.job_id;
@@ -251,7 +253,7 @@ async function refresh() {
   document.getElementById("events").innerHTML = events.length ? "<tr><th>time</th><th>kind</th><th>what</th><th>detail</th></tr>" +
     events.map((e) => '<tr data-event="' + esc(e.kind) + '"><td>' + esc(when(e.t)) + "</td><td>" + esc(e.kind) + "</td><td>" +
     esc(e.what) + "</td><td>" + esc(e.text) + "</td></tr>").join("") : "";
-  if (j.state === "running" || j.state === "stale") timer = setTimeout(refresh, 2000);
+  if (j.state === "running" || j.state === "stale") timer = setTimeout(refresh, 1000);
 }
 refresh();
 </script></body></html>
