@@ -59,6 +59,20 @@ def readable_dags(user: Any) -> Callable[[Any], bool]:
     return lambda dag_id: dag_id is None or dag_id in allowed
 
 
+def readable_part(data: dict[str, Any], allowed: Callable[[Any], bool]) -> dict[str, Any]:
+    """The dashboard data of the DAGs ``allowed`` lets the caller read: running and stale jobs, their active
+    alerts and the recent alerts (the failure statistics are counts over all jobs)."""
+    active = [j for j in data["active_jobs"] if allowed(j.get("dag_id"))]
+    stale = [j for j in data["stale_jobs"] if allowed(j.get("dag_id"))]
+    return {
+        **data,
+        "active_jobs": active,
+        "stale_jobs": stale,
+        "active_alerts": [a for beat in active for a in beat.get("active_alerts") or ()],
+        "recent_alerts": [a for a in data["recent_alerts"] if allowed(a.get("dag_id"))],
+    }
+
+
 def _q(value: Any) -> str:
     return quote(str(value), safe="")
 
@@ -135,17 +149,24 @@ def job_page_data(root: Any, job_id: str, try_number: int | None, allowed: Calla
 def create_app() -> FastAPI:
     app = FastAPI(title="Batch provider monitoring", docs_url=None, redoc_url=None)
 
-    @app.get("/api/dashboard", dependencies=[Depends(require_viewer)])
-    def dashboard() -> dict[str, Any]:
+    @app.get("/api/dashboard")
+    def dashboard(user: Viewer) -> dict[str, Any]:
         from airflow_batch_provider.monitoring.dashboard import get_monitoring_dashboard_data
 
-        return get_monitoring_dashboard_data(_base_path())
+        return readable_part(get_monitoring_dashboard_data(_base_path()), readable_dags(user))
 
-    @app.get("/api/alerts", dependencies=[Depends(require_viewer)])
-    def alerts() -> dict[str, Any]:
-        from airflow_batch_provider.monitoring.dashboard import get_active_alerts
+    @app.get("/api/alerts")
+    def alerts(user: Viewer) -> dict[str, Any]:
+        from airflow_batch_provider.monitoring.dashboard import read_heartbeats
+        from airflow_batch_provider.monitoring.monitor import records_root
 
-        return {"active_alerts": get_active_alerts(_base_path())}
+        active, _ = read_heartbeats(records_root(_base_path()))
+        allowed = readable_dags(user)
+        return {
+            "active_alerts": [
+                a for beat in active if allowed(beat.get("dag_id")) for a in beat.get("active_alerts") or ()
+            ]
+        }
 
     @app.get("/api/jobs")
     def jobs(

@@ -121,3 +121,20 @@ def test_the_auth_manager_decides_which_dags_are_readable(client, token, tmp_pat
     assert client.get("/api/jobs/unknown_dag/r/t/-1", headers=auth(token)).status_code == 403
     scripted = client.get("/api/jobs/scripted", headers=auth(token)).json()
     assert scripted["links"] == {"page": "job?id=scripted"} and scripted["chunk_map"]["cells"] == []
+
+
+def test_the_dashboard_shows_only_readable_dags_running_jobs_and_alerts(client, token, tmp_path, readable):
+    rules = {"memory_limit_mb": 1, "cpu_saturation_percent": None}  # any process is over 1 MB: an alert
+    mine, theirs = (
+        JobMonitor(job, base_path=tmp_path, labels={"dag_id": job[:-7]}, rules=rules, sample_interval_s=0.05)
+        for job in ("a/r/t/-1", "secret/r/t/-1")
+    )
+    with mine, theirs:
+        deadline = time.monotonic() + 120  # each raises its memory alert on its first samples
+        while time.monotonic() < deadline and len(list((tmp_path / "_records").glob("alerts/*/*.json"))) < 2:
+            time.sleep(0.05)
+        data = client.get("/api/dashboard", headers=auth(token)).json()
+        alerts = client.get("/api/alerts", headers=auth(token)).json()["active_alerts"]
+    assert [j["job_id"] for j in data["active_jobs"]] == ["a/r/t/-1"]
+    assert {a["job_id"] for a in data["active_alerts"]} == {"a/r/t/-1"} == {a["job_id"] for a in alerts}
+    assert {a.get("dag_id") for a in data["recent_alerts"]} == {"a"}
