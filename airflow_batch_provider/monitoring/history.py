@@ -167,10 +167,12 @@ def _read(loc: Location) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def finished_jobs(root: Location, since: float | None = None) -> list[Record]:
-    """Finished jobs whose record ended at or after ``since`` (all without it)."""
+def finished_jobs(root: Location, since: float | None = None, limit: int | None = None) -> list[Record]:
+    """Finished jobs whose record ended at or after ``since`` (all without it); with ``limit``, the ``limit``
+    that ended last (names are listed, only those records are read)."""
     found = []
-    for day, name in _record_names(root, since):
+    names = sorted(_record_names(root, since), key=lambda dn: int(dn[1].split("-", 1)[0]), reverse=True)
+    for day, name in names if limit is None else names[: max(0, limit)]:
         record = _read(root.child(JOBS, day, name))
         if record is not None:
             found.append(Record({**record, "record": f"{day}/{name}"}))
@@ -208,13 +210,15 @@ def list_jobs(
     allowed: Any = None,
     now: float | None = None,
     stale_after_s: float = STALE_AFTER_S,
+    limit: int | None = None,
 ) -> list[Record]:
     """Running, stale and finished jobs of the last ``days``, newest first (by start, running ones first on a
-    tie). ``allowed``: a predicate on a job's ``dag_id`` (the caller's authorization), None for all."""
+    tie). ``allowed``: a predicate on a job's ``dag_id`` (the caller's authorization), None for all.
+    ``limit``: at most that many finished records are read (those that ended last)."""
     since = (time.time() if now is None else now) - float(days) * _DAY
     active, stale = read_heartbeats(root, stale_after_s)
     jobs = [_running(b, "running") for b in active] + [_running(b, "stale") for b in stale]
-    for record in finished_jobs(root, since):
+    for record in finished_jobs(root, since, limit):
         jobs.append(Record({k: record.get(k) for k in SUMMARY_KEYS} | {"progress": record.get("progress")}))
     jobs = [
         j

@@ -174,20 +174,21 @@ def create_app() -> FastAPI:
         days: Annotated[float, Query(gt=0, le=3660, description="finished jobs of the last N days")] = 7,
         dag_id: Annotated[str | None, Query(description="only this DAG's jobs")] = None,
         state: Annotated[str | None, Query(pattern="^(running|stale|success|failed|stopped)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="finished jobs read, latest first")] = 1000,
     ) -> dict[str, Any]:
         from airflow_batch_provider.monitoring import history
         from airflow_batch_provider.monitoring.monitor import records_root
 
         root = records_root(_base_path())
         allowed = readable_dags(user)
-        everything = history.list_jobs(root, days=days, allowed=allowed)
+        everything = history.list_jobs(root, days=days, allowed=allowed, limit=limit)
         dags = sorted({str(j["dag_id"]) for j in everything if j.get("dag_id")})
         shown = [
             {**j, "links": job_links(j)}
             for j in everything
             if (dag_id is None or j.get("dag_id") == dag_id) and (state is None or j.get("state") == state)
         ]
-        return {"jobs": shown, "dag_ids": dags, "states": list(history.STATES), "days": days}
+        return {"jobs": shown, "dag_ids": dags, "states": list(history.STATES), "days": days, "limit": limit}
 
     @app.get("/api/jobs/{job_id:path}")
     def job(

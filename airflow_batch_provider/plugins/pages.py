@@ -84,7 +84,13 @@ const rows = (id, head, items, cells, attrs) => { document.getElementById(id).in
   items.map((i) => "<tr" + (attrs ? attrs(i) : "") + ">" + cells(i).map((c) => "<td>" + c + "</td>").join("") +
   "</tr>").join(""); };
 const params = new URLSearchParams(location.search);
-for (const k of ["dag", "state", "days"]) if (params.get(k)) document.getElementById(k).value = params.get(k);
+for (const k of ["dag", "state"]) if (params.get(k)) {  // the URL's filters, before the lists are known
+  const option = document.createElement("option");
+  option.value = option.textContent = params.get(k);
+  document.getElementById(k).append(option);
+  document.getElementById(k).value = params.get(k);
+}
+if (params.get("days")) document.getElementById("days").value = params.get("days");
 const jobRow = (j) => { const l = j.links || {};
   return [link(l.page, j.job_id) + (j.try_number != null ? " (try " + esc(j.try_number) + ")" : ""),
     link(l.task_instance, l.task_instance ? "task instance" : "-"),
@@ -107,7 +113,7 @@ async function refresh() {
     document.getElementById("error").textContent = "";
     for (const [id, values] of [["dag", list.dag_ids], ["state", list.states]]) {
       const select = document.getElementById(id), current = select.value;
-      select.innerHTML = '<option value="">all</option>' + values.map((v) =>
+      select.innerHTML = '<option value="">all</option>' + [...new Set([...values, current])].filter(Boolean).map((v) =>
         '<option value="' + esc(v) + '">' + esc(v) + "</option>").join("");
       select.value = current;
     }

@@ -21,6 +21,8 @@ import urllib.parse
 
 import pytest
 
+from airflow_batch_provider.monitoring import history
+from airflow_batch_provider.monitoring.monitor import records_root
 from tests.integration.browser import login, skip_without_browser, team_airflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
@@ -187,7 +189,26 @@ def test_a_running_job_page_advances_then_the_job_is_in_the_history(airflow, bro
         page.select_option("#dag", SLOW)
         row.wait_for(timeout=60_000)
         assert page.locator("#jobs tr[data-job]").count() == 1
-        assert dialogs == []
+
+        # markup in what a record holds (ids, error texts) is shown as text, never run
+        hostile = f"{SLOW}/<img src=x onerror=alert(1)>/t/-1"
+        history.write_job_record(
+            records_root(airflow.env["AIRFLOW__BATCH_PROVIDER__BASE_PATH"]),
+            {"job_id": hostile, "dag_id": SLOW, "run_id": "<img src=x onerror=alert(1)>", "task_id": "t",
+             "map_index": -1, "state": "failed", "started_at": time.time() - 5, "ended_at": time.time(),
+             "error_type": "ValueError", "error": "<script>alert(2)</script>"},
+            [{"t": time.time(), "pct": 5.0, "phase": "<b>x</b>"}],
+        )  # fmt: skip
+        page.goto(job_url(airflow, hostile))
+        page.wait_for_function("() => document.querySelector('#state')?.dataset.state === 'failed'")
+        assert "<script>alert(2)</script>" in page.locator("#summary").inner_text()
+        assert page.locator("#summary img, #summary script, #charts b").count() == 0
+        page.goto(f"{airflow.base_url}/batch-provider/dashboard?state=failed", wait_until="networkidle")
+        page.locator("#jobs tr[data-job]").first.wait_for(timeout=60_000)
+        states = page.locator("#jobs tr[data-job]").evaluate_all("(rows) => rows.map((r) => r.dataset.state)")
+        assert states == ["failed"]  # the URL's filter; the slow job (success) is not listed
+        assert page.locator("#jobs img").count() == 0 and dialogs == []
+        page.screenshot(path=str(screens / "dashboard-escaped.png"), full_page=True)
     finally:
         context.close()
 

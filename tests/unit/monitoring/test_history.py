@@ -229,6 +229,10 @@ def test_last_n_days_and_filters_use_the_records_own_utc_times(tmp_path, far_zon
         history.list_jobs(root, days=30, now=now, allowed=lambda dag: dag == "b")[0]["job_id"] == "b/r/t/-1"
     )
     assert "series" not in jobs[0]  # the list never carries series
+    assert [j["job_id"] for j in history.list_jobs(root, days=30, now=now, limit=2)] == [
+        "a/r/t/-1",
+        "b/r/t/-1",
+    ]
 
     # the records retention prunes history and its series like failure records and alerts
     assert "jobs" in RECORD_KINDS and "series" in RECORD_KINDS
