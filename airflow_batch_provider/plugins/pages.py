@@ -6,7 +6,7 @@ the DOM. Self-contained: no CDN, no build step (charts are inline SVG), so the p
   each linked to its job page and its Airflow task instance; system summary and alerts.
 * ``/batch-provider/job?id=<job id>&try=<try>``: one job: phase and progress, progress / rows/s / memory /
   CPU / batch size over time, the chunk map, failures and alerts on a timeline, links to output, report and
-  quarantine. The job page refreshes every second while its job runs (every 2 s until it starts), the
+  quarantine. The job page refreshes every second while its job runs (and until it starts), the
   dashboard every 5 s.
 """
 
@@ -208,7 +208,7 @@ async function refresh() {
   clearTimeout(timer);
   let d;
   try { d = await getJson(url); } catch (err) {
-    document.getElementById("error").textContent = err.message; timer = setTimeout(refresh, 2000); return; }
+    document.getElementById("error").textContent = err.message; timer = setTimeout(refresh, 1000); return; }
   document.getElementById("error").textContent = "";
   const j = d.job, p = j.progress || {}, l = d.links || {};
   document.title = "Batch job " + j.job_id;

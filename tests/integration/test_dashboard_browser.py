@@ -31,7 +31,7 @@ skip_without_browser()
 
 SLOW, PROFILE = "dashboard_slow", "dashboard_profile"
 ROWS = 40_000  # 40 chunks of 1,000 rows, two workers, 0.5 s each: about 10 s of processing
-PROFILE_ROWS = 200_000
+PROFILE_ROWS = 500_000  # two passes of 500 chunks: seconds of running to watch
 DEADLINE_S = 600
 
 DAG_FILE = """
