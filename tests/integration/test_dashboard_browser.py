@@ -21,6 +21,7 @@ import urllib.parse
 
 import pytest
 
+from airflow_batch_provider.engine.records import FailureRecords
 from airflow_batch_provider.monitoring import history
 from airflow_batch_provider.monitoring.monitor import records_root
 from tests.integration.browser import login, skip_without_browser, team_airflow
@@ -199,9 +200,19 @@ def test_a_running_job_page_advances_then_the_job_is_in_the_history(airflow, bro
              "error_type": "ValueError", "error": "<script>alert(2)</script>"},
             [{"t": time.time(), "pct": 5.0, "phase": "<b>x</b>"}],
         )  # fmt: skip
+        root = records_root(airflow.env["AIRFLOW__BATCH_PROVIDER__BASE_PATH"])
+        FailureRecords(root).add(
+            {"job_id": hostile, "class": "network", "error_type": "ConnectionError", "chunk": [0, 0, 10],
+             "error": "<svg onload=alert(3)>", "strategy": "retry", "recovered": False, "ts": time.time() - 2}
+        )  # fmt: skip
         page.goto(job_url(airflow, hostile))
         page.wait_for_function("() => document.querySelector('#state')?.dataset.state === 'failed'")
         assert "<script>alert(2)</script>" in page.locator("#summary").inner_text()
+        # its failure: on the timeline, in the table, by class, and its chunk in the map
+        assert page.locator("#timeline circle[data-event=failure]").count() == 1
+        assert "<svg onload=alert(3)>" in page.locator("#events tr[data-event=failure]").inner_text()
+        assert page.locator("#classes [data-class=network]").inner_text() == "network 1"
+        assert page.locator("#chunks [data-state=failed]").count() == 1
         assert page.locator("#summary img, #summary script, #charts b").count() == 0
         page.goto(f"{airflow.base_url}/batch-provider/dashboard?state=failed", wait_until="networkidle")
         page.locator("#jobs tr[data-job]").first.wait_for(timeout=60_000)
