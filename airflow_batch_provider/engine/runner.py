@@ -955,9 +955,8 @@ class JobRunner:
         if log.isEnabledFor(logging.DEBUG):
             self._log_chunk(record)
         record["seq"] = self.processed
-        record["epoch"] = (
-            self.fence.epoch if self.fence else None
-        )  # the try that ran it: "resumed" on the map
+        # the attempt that ran it: the dashboard's chunk map shows chunks of an earlier attempt as resumed
+        record["epoch"] = self.fence.epoch if self.fence else None
         self.store.add(record)
         self.tracker.batch_size = record["e"] - record["s"]
         self.processed += 1
