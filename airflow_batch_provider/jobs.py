@@ -223,12 +223,17 @@ def run_monitored(
         )
         runner.callbacks.insert(0, job_monitor.on_event)
         job_monitor.start()
+    result, error = None, None
     try:
         with _sigterm_sets(runner.cancel_event):
-            return runner.run()
+            result = runner.run()
+        return result
+    except BaseException as err:
+        error = err
+        raise
     finally:
         if job_monitor is not None:
-            job_monitor.stop()
+            job_monitor.stop(result, error)
 
 
 class _sigterm_sets:

@@ -115,6 +115,10 @@ class ProgressTracker:
         self.chunks_done = 0
         #: rows quarantined so far (set by the runner); events carry it as ``extra["rows_skipped"]`` when > 0
         self.rows_skipped = 0
+        #: rows of the last finished chunk (the batch size in use) and chunks in flight (set by the runner);
+        #: events carry them as ``extra["batch_size"]`` / ``extra["chunks_running"]`` when > 0
+        self.batch_size = 0
+        self.chunks_running = 0
         self._resumed_rows = 0
         self._started = time.monotonic()
         self._last_emit = 0.0
@@ -151,8 +155,9 @@ class ProgressTracker:
         rate = self.rate
         remaining = self.rows_total - self.rows_done
         eta = remaining / rate if rate > 0 and last else None
-        if self.rows_skipped:
-            extra = {"rows_skipped": self.rows_skipped, **extra}
+        counts = {"rows_skipped": self.rows_skipped, "batch_size": self.batch_size}
+        counts["chunks_running"] = self.chunks_running
+        extra = {**{k: v for k, v in counts.items() if v}, **extra}
         return ProgressEvent(
             event_type,
             self.job_id,

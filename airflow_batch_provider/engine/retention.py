@@ -7,8 +7,9 @@ Three clocks, because downstream tasks read outputs long after the checkpoints s
 * **work** (``work_days``): in the committed generation, ``segments/``, ``states/``, ``fit/``,
   ``fit_state.json`` and ``quarantine/`` (the output's ``parts/``, ``plan.json`` and ``_checkpoint.json``
   stay); every other generation (failed, abandoned or superseded) is deleted whole.
-* **records** (``records_days``): failure records and monitoring alerts under ``{base}/_records`` (the
-  ``active/`` heartbeats of running jobs are left alone).
+* **records** (``records_days``): failure records, monitoring alerts and the job history (``jobs/`` and
+  ``series/``, :mod:`airflow_batch_provider.monitoring.history`) under ``{base}/_records`` (the ``active/``
+  heartbeats and ``series/running/`` of running jobs are left alone).
 
 Safety rules, checked for every deletion:
 
@@ -42,7 +43,8 @@ MANIFEST = "_manifest.json"
 CHECKPOINT = "_checkpoint.json"
 LIVE_STATUSES = ("running", "finalizing")
 WORK_ENTRIES = ("segments", "states", "fit", "fit_state.json", "quarantine")
-RECORD_KINDS = ("failures", "alerts")  # under {base}/_records; "active" heartbeats belong to running jobs
+#: under {base}/_records, all laid out in day folders; "active" heartbeats belong to running jobs
+RECORD_KINDS = ("failures", "alerts", "jobs", "series")
 MAX_DEPTH = 8  # {dag}/{run}/{task}/{map} plus room for hand-made output paths under the base
 MAX_LISTED = 500  # deletions listed in the summary (counts are always complete)
 _GEN_RE = re.compile(r"^g(\d{4,})$")

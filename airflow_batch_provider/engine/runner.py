@@ -655,6 +655,7 @@ class JobRunner:
                 continue
             q.inflight[fut] = (task, time.monotonic())
             q.seen_workers()  # the executor starts workers on submit
+        self.tracker.chunks_running = len(q.inflight)
 
     def _cut(self, task: workers.ChunkTask, pending: deque[workers.ChunkTask]) -> workers.ChunkTask:
         """``task`` resized to the adapter's size (grown: at most an equal share of the rows left per worker):
@@ -954,7 +955,10 @@ class JobRunner:
         if log.isEnabledFor(logging.DEBUG):
             self._log_chunk(record)
         record["seq"] = self.processed
+        # the attempt that ran it: the dashboard's chunk map shows chunks of an earlier attempt as resumed
+        record["epoch"] = self.fence.epoch if self.fence else None
         self.store.add(record)
+        self.tracker.batch_size = record["e"] - record["s"]
         self.processed += 1
         self.tracker.advance(record["e"] - record["s"])
         self.ledger.resolve(record)

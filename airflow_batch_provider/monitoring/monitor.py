@@ -2,7 +2,9 @@
 
 While a job runs, ``{records_root}/active/<job>.json`` holds its ids, progress, last resource sample
 and active alerts (rewritten at most every ``heartbeat_interval_s``, and at once on start, end and new
-alerts); each new alert is also written to ``{records_root}/alerts/YYYY-MM-DD/``. All I/O goes through
+alerts); each new alert is also written to ``{records_root}/alerts/YYYY-MM-DD/``. Each heartbeat also adds a
+point to the job's bounded series (``series/running/<job>.json``); when the job ends, :meth:`JobMonitor.stop`
+writes its history record and series (:mod:`.history`) and removes both running files. All I/O goes through
 :class:`~airflow_batch_provider.storage.Location`, so local disks and object stores both work.
 """
 
@@ -42,6 +44,8 @@ PROGRESS_KEYS = (
     "phases_total",
     "phase_percentage",
 )
+#: counters the progress events carry in ``extra`` (when > 0) that the heartbeat keeps
+EXTRA_KEYS = ("batch_size", "chunks_running", "rows_skipped")
 
 
 def records_root(base_path: Any = None) -> Location:
@@ -109,11 +113,17 @@ class JobMonitor:
         self._last_write = 0.0
         self._sampler: ResourceSampler | None = None
         self._started_at: float | None = None
+        self._series: Any = None
+        self._ended = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> JobMonitor:
         self.root = Location.of(self.records_path) if self.records_path else records_root(self.base_path)
         self.heartbeat = self.root.child("active", safe_name(self.job_id) + ".json")
+        from airflow_batch_provider.monitoring import history  # imports this module
+
+        self._series = history.Series()
+        self.series_file = history.running_series(self.root, self.job_id)
         self.rules.callbacks = [self._record_alert, *self.rules.callbacks, *self.alert_callbacks]
         self._started_at = time.time()
         self._sampler = ResourceSampler(
@@ -123,30 +133,85 @@ class JobMonitor:
         self._write(force=True)
         return self
 
-    def stop(self) -> None:
-        """Stop sampling and remove the heartbeat (the job is no longer active)."""
+    def stop(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Stop sampling, write the job's history record (:meth:`finish`) and remove the heartbeat and the
+        running series (the job is no longer active). ``result``: the :class:`JobResult`; ``error``: what
+        ended the job otherwise (a cancellation is ``stopped``, anything else ``failed``)."""
         if self._sampler is not None:
             self._sampler.stop()
         heartbeat = getattr(self, "heartbeat", None)
-        try:
-            if heartbeat is not None:
-                heartbeat.remove()
-        except Exception:  # noqa: BLE001 - a stale heartbeat is reported as stale, never fatal
-            log.warning(
-                "could not remove the heartbeat %s", getattr(heartbeat, "uri", heartbeat), exc_info=True
-            )
+        if heartbeat is None or self._ended:
+            return
+        self._ended = True
+        self.finish(result, error)
+        for loc in (heartbeat, self.series_file):
+            try:
+                loc.remove()
+            except Exception:  # noqa: BLE001 - a stale heartbeat is reported as stale, never fatal
+                log.warning("could not remove %s", getattr(loc, "uri", loc), exc_info=True)
 
     def __enter__(self) -> JobMonitor:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        self.stop(error=error)
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> dict[str, Any] | None:
+        """Write ``jobs/YYYY-MM-DD/<ended ms>-<hash>.json`` (the UTC date of the end) and its series; never
+        raises (monitoring must not fail the job). Returns the record, None when it could not be written."""
+        from airflow_batch_provider.exceptions import JobCancelledError
+        from airflow_batch_provider.monitoring import history
+
+        ended = time.time()
+        with self._lock:
+            snapshot = self.snapshot()
+            snapshot["updated_at"] = ended
+            self._series.add(history.point_of(snapshot), force=True)
+            series = list(self._series.points)
+        progress = snapshot["progress"]
+        state = (
+            "success" if error is None else "stopped" if isinstance(error, JobCancelledError) else "failed"
+        )
+        summary = result.to_dict() if result is not None and hasattr(result, "to_dict") else {}
+        extra = summary.get("extra") or {}
+        record = {
+            **{k: snapshot.get(k) for k in ("job_id", "dag_id", "run_id", "task_id", "map_index")},
+            "try_number": self.labels.get("try_number"),
+            "state": state,
+            "started_at": self._started_at,
+            "ended_at": ended,
+            "duration_s": round(ended - (self._started_at or ended), 3),
+            "rows_in": summary.get("rows_in", progress.get("rows_processed")),
+            "rows_out": summary.get("rows_out"),
+            "rows_quarantined": extra.get("rows_quarantined"),  # bad rows, in quarantine/
+            "rows_skipped": extra.get("rows_skipped"),  # rows of chunks skipped whole, listed in skipped/
+            "chunks_total": summary.get("chunks_total", progress.get("chunks_total")),
+            "chunks_done": summary.get("chunks_processed", progress.get("chunks_done")),
+            "chunks_resumed": summary.get("chunks_resumed"),
+            "chunks_skipped": summary.get("chunks_skipped"),
+            "generation": summary.get("generation"),
+            "output_uri": self.output_uri,
+            "report_uri": summary.get("report_uri"),
+            "error_type": type(error).__name__ if error is not None else None,
+            "error": scrub_message(str(error), limit=500) if error is not None else None,
+            "progress": progress,
+            "peak_rss_mb": snapshot.get("peak_rss_mb"),
+            "points": len(series),
+        }
+        try:
+            history.write_job_record(self.root, _clean(record), _clean(series))
+        except Exception:  # noqa: BLE001 - monitoring must never fail the job
+            log.warning("could not write the history record of %s", self.job_id, exc_info=True)
+            return None
+        return record
 
     # -- inputs --------------------------------------------------------------------------------------
     def on_event(self, event: Any) -> None:
         """A progress callback: keeps the latest progress, evaluates the progress rules."""
         with self._lock:
             self._progress = {k: event.get(k) for k in PROGRESS_KEYS}
+            extra = event.get("extra") or {}
+            self._progress.update({k: extra.get(k) for k in EXTRA_KEYS})
             self._progress["message"] = scrub_message(event.get("message"), limit=300)  # the dashboard's
             self._progress["timestamp"] = event.get("timestamp")
             fired = self.rules.on_event(event)
@@ -186,7 +251,7 @@ class JobMonitor:
         sample = self._sampler.latest if self._sampler else None
         return {
             "job_id": self.job_id,
-            **{k: self.labels.get(k) for k in ("dag_id", "run_id", "task_id", "map_index")},
+            **{k: self.labels.get(k) for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")},
             "output_uri": self.output_uri,
             "started_at": self._started_at,
             "progress": dict(self._progress),
@@ -201,8 +266,13 @@ class JobMonitor:
         if not force and now - self._last_write < self.heartbeat_interval_s:
             return
         self._last_write = now
+        from airflow_batch_provider.monitoring.history import point_of
+
+        snapshot = _clean(self.snapshot())
+        self._series.add(point_of(snapshot), force=self._series.points == [])
         try:
-            self.heartbeat.write_json(_clean(self.snapshot()))
+            self.heartbeat.write_json(snapshot)
+            self.series_file.write_json(_clean(self._series.points))
         except Exception:  # noqa: BLE001 - monitoring must never fail the job
             log.warning("could not write the heartbeat %s", self.heartbeat.uri, exc_info=True)
 

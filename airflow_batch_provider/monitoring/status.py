@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from airflow_batch_provider.engine import records
 from airflow_batch_provider.engine.records import Record
+from airflow_batch_provider.engine.retention import RECORD_KINDS
 from airflow_batch_provider.monitoring.dashboard import STALE_AFTER_S, read_heartbeats
 from airflow_batch_provider.monitoring.monitor import records_root, safe_name
 from airflow_batch_provider.settings import engine_base_path
@@ -208,7 +209,7 @@ def get_failure_statistics(
 
 
 def cleanup_old_records(days: float = 7, *, root: Any = None, dry_run: bool = False) -> dict[str, Any]:
-    """:func:`engine.records.cleanup_old_records` over failure records and alerts, the root defaulting to
+    """:func:`engine.records.cleanup_old_records` over failure records, alerts and job history, the root defaulting to
     ``{base_path}/_records``; ``removed`` is how many were deleted."""
     target = root if root is not None else records_root()
-    return records.cleanup_old_records(target, days=days, dry_run=dry_run, folders=("failures", "alerts"))
+    return records.cleanup_old_records(target, days=days, dry_run=dry_run, folders=RECORD_KINDS)

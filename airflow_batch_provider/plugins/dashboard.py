@@ -3,17 +3,25 @@ and the pages of the operators' extra links under ``/batch-provider/jobs/`` (:mo
 
 Airflow adds no authentication to plugin FastAPI apps, so the JSON endpoints validate the caller's Airflow
 API token themselves (``Authorization: Bearer <jwt>`` or the UI's ``_token`` cookie, checked by the
-configured auth manager) and require access to the Jobs view. The HTML page is a static shell with no
-data; its script fetches the JSON with the browser's credentials.
+configured auth manager) and require access to the Jobs view. ``/api/jobs`` (running and finished jobs) and
+``/api/jobs/{job_id}`` (one job's page data) also filter per DAG: a user sees the jobs of the DAGs the auth
+manager lets them read (``get_authorized_dag_ids``; a job run outside Airflow has no DAG and is shown to
+every Jobs viewer). The HTML pages (:mod:`.pages`) are static shells with no data; their scripts fetch the
+JSON with the browser's credentials.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
+
+from airflow_batch_provider.plugins.pages import DASHBOARD_HTML, JOB_HTML, PAGE_HEADERS
 
 URL_PREFIX = "/batch-provider"
 TOKEN_COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
@@ -33,6 +41,9 @@ async def require_viewer(request: Request) -> Any:
     return user
 
 
+Viewer = Annotated[Any, Depends(require_viewer)]
+
+
 def _base_path() -> Any:
     """``{[batch_provider] base_path}`` opened through ``[batch_provider] conn_id``, as the jobs write it."""
     from airflow_batch_provider.operators.conf import base_path, conn_id, storage_target
@@ -40,24 +51,162 @@ def _base_path() -> Any:
     return storage_target(base_path(), conn_id())
 
 
+def readable_dags(user: Any) -> Callable[[Any], bool]:
+    """A predicate on a job's ``dag_id``: the DAGs the auth manager lets ``user`` read, or no DAG at all."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+    return lambda dag_id: dag_id is None or dag_id in allowed
+
+
+def readable_part(data: dict[str, Any], allowed: Callable[[Any], bool]) -> dict[str, Any]:
+    """The dashboard data of the DAGs ``allowed`` lets the caller read: running and stale jobs, their active
+    alerts and the recent alerts (the failure statistics are counts over all jobs)."""
+    active = [j for j in data["active_jobs"] if allowed(j.get("dag_id"))]
+    stale = [j for j in data["stale_jobs"] if allowed(j.get("dag_id"))]
+    return {
+        **data,
+        "active_jobs": active,
+        "stale_jobs": stale,
+        "active_alerts": [a for beat in active for a in beat.get("active_alerts") or ()],
+        "recent_alerts": [a for a in data["recent_alerts"] if allowed(a.get("dag_id"))],
+    }
+
+
+def _q(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def job_links(job: Mapping[str, Any]) -> dict[str, str]:
+    """The job's page, its Airflow task instance (the 3.3 UI's ``/dags/{dag}/runs/{run}/tasks/{task}``, plus
+    ``/mapped/{index}`` when mapped) and its extra-link pages (report, output, job folder, quarantine)."""
+    links = {"page": "job?id=" + _q(job.get("job_id"))}
+    if job.get("try_number") is not None:
+        links["page"] += f"&try={int(job['try_number'])}"
+    dag, run, task = job.get("dag_id"), job.get("run_id"), job.get("task_id")
+    if not (dag and run and task):
+        return links
+    mapped = job.get("map_index")
+    index = int(mapped) if isinstance(mapped, (int, str)) else -1
+    ids = "/".join(_q(v) for v in (dag, run, task, index))
+    links["task_instance"] = f"/dags/{_q(dag)}/runs/{_q(run)}/tasks/{_q(task)}" + (
+        f"/mapped/{index}" if index >= 0 else ""
+    )
+    for page in ("report", "output", "job"):
+        links[page] = f"{URL_PREFIX}/jobs/{ids}/{page}"
+    if job.get("rows_quarantined") or job.get("rows_skipped"):
+        links["quarantine"] = f"{URL_PREFIX}/jobs/{ids}/output#quarantine"
+    return links
+
+
+def _chunk_folder(job: Mapping[str, Any]) -> Any:
+    """The job folder for its chunk map, only under the output roots (None otherwise or when unknown)."""
+    from airflow_batch_provider.plugins.jobs import confined_folder
+
+    uri = job.get("output_uri")
+    if not isinstance(uri, str) or not uri:
+        return None
+    try:
+        return confined_folder(uri)
+    except HTTPException:
+        return None
+
+
+FAILURE_KEYS = ("ts", "time", "class", "error_type", "error", "chunk", "chunk_label", "attempt", "strategy",
+                "recovered", "try_number")  # fmt: skip
+
+
+def job_page_data(root: Any, job_id: str, try_number: int | None, allowed: Callable[[Any], bool]) -> dict:
+    """What the job page shows: the job, its series, chunk map, failures, alerts and links; 404/403."""
+    from airflow_batch_provider.monitoring import history
+
+    found = history.find_job(root, job_id, try_number)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r} in the records under {root.uri}")
+    job, series = found
+    if not allowed(job.get("dag_id")):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"not allowed to read DAG {job.get('dag_id')!r}")
+    failures = [{k: f.get(k) for k in FAILURE_KEYS} for f in history.job_failures(root, job)]
+    progress = job.get("progress") or {}
+    chunks = history.chunk_map(
+        _chunk_folder(job),
+        failures,
+        chunks_total=int(job.get("chunks_total") or progress.get("chunks_total") or 0),
+        chunks_running=int(progress.get("chunks_running") or 0),
+        running=job.get("state") == "running",
+    )
+    return {
+        "job": job,
+        "series": series,
+        "chunk_map": chunks,
+        "failures": failures,
+        "failure_classes": dict(Counter(str(f.get("class")) for f in failures)),
+        "alerts": history.job_alerts(root, job),
+        "links": job_links(job),
+    }
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="Batch provider monitoring", docs_url=None, redoc_url=None)
 
-    @app.get("/api/dashboard", dependencies=[Depends(require_viewer)])
-    def dashboard() -> dict[str, Any]:
+    @app.get("/api/dashboard")
+    def dashboard(user: Viewer) -> dict[str, Any]:
         from airflow_batch_provider.monitoring.dashboard import get_monitoring_dashboard_data
 
-        return get_monitoring_dashboard_data(_base_path())
+        return readable_part(get_monitoring_dashboard_data(_base_path()), readable_dags(user))
 
-    @app.get("/api/alerts", dependencies=[Depends(require_viewer)])
-    def alerts() -> dict[str, Any]:
-        from airflow_batch_provider.monitoring.dashboard import get_active_alerts
+    @app.get("/api/alerts")
+    def alerts(user: Viewer) -> dict[str, Any]:
+        from airflow_batch_provider.monitoring.dashboard import read_heartbeats
+        from airflow_batch_provider.monitoring.monitor import records_root
 
-        return {"active_alerts": get_active_alerts(_base_path())}
+        active, _ = read_heartbeats(records_root(_base_path()))
+        allowed = readable_dags(user)
+        return {
+            "active_alerts": [
+                a for beat in active if allowed(beat.get("dag_id")) for a in beat.get("active_alerts") or ()
+            ]
+        }
+
+    @app.get("/api/jobs")
+    def jobs(
+        user: Viewer,
+        days: Annotated[float, Query(gt=0, le=3660, description="finished jobs of the last N days")] = 7,
+        dag_id: Annotated[str | None, Query(description="only this DAG's jobs")] = None,
+        state: Annotated[str | None, Query(pattern="^(running|stale|success|failed|stopped)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="finished jobs read, latest first")] = 1000,
+    ) -> dict[str, Any]:
+        from airflow_batch_provider.monitoring import history
+        from airflow_batch_provider.monitoring.monitor import records_root
+
+        root = records_root(_base_path())
+        allowed = readable_dags(user)
+        everything = history.list_jobs(root, days=days, allowed=allowed, limit=limit)
+        dags = sorted({str(j["dag_id"]) for j in everything if j.get("dag_id")})
+        shown = [
+            {**j, "links": job_links(j)}
+            for j in everything
+            if (dag_id is None or j.get("dag_id") == dag_id) and (state is None or j.get("state") == state)
+        ]
+        return {"jobs": shown, "dag_ids": dags, "states": list(history.STATES), "days": days, "limit": limit}
+
+    @app.get("/api/jobs/{job_id:path}")
+    def job(
+        job_id: str,
+        user: Viewer,
+        try_number: Annotated[int | None, Query(alias="try", ge=0)] = None,
+    ) -> dict[str, Any]:
+        from airflow_batch_provider.monitoring.monitor import records_root
+
+        return job_page_data(records_root(_base_path()), job_id, try_number, readable_dags(user))
 
     @app.get("/dashboard", response_class=HTMLResponse)
-    def page() -> str:
-        return DASHBOARD_HTML
+    def page() -> HTMLResponse:
+        return HTMLResponse(DASHBOARD_HTML, headers=PAGE_HEADERS)
+
+    @app.get("/job", response_class=HTMLResponse)
+    def job_page() -> HTMLResponse:
+        return HTMLResponse(JOB_HTML, headers=PAGE_HEADERS)
 
     from airflow_batch_provider.plugins.jobs import create_router
 
@@ -67,55 +216,6 @@ def create_app() -> FastAPI:
 
     return app
 
-
-DASHBOARD_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Batch jobs</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1f2937}
-table{border-collapse:collapse;margin-bottom:1.5rem}td,th{border:1px solid #d1d5db;padding:.3rem .6rem;text-align:left}
-.bar{background:#e5e7eb;width:12rem;height:.8rem}.bar div{background:#2563eb;height:100%}
-.critical{color:#b91c1c}.warning{color:#b45309}#error{color:#b91c1c}
-</style></head><body>
-<h1>Batch jobs</h1><p id="error"></p><p id="system"></p>
-<h2>Active jobs</h2><table id="jobs"></table>
-<h2>Active alerts</h2><table id="active"></table>
-<h2>Recent alerts</h2><table id="recent"></table>
-<h2>Stale jobs (no heartbeat)</h2><table id="stale"></table>
-<h2>Failures (24 h)</h2><p id="failures"></p>
-<script>
-const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
-const rows = (id, head, items, cells) => { document.getElementById(id).innerHTML =
-  "<tr>" + head.map((h) => "<th>" + h + "</th>").join("") + "</tr>" +
-  items.map((i) => "<tr>" + cells(i).map((c) => "<td>" + c + "</td>").join("") + "</tr>").join(""); };
-const num = (v) => (typeof v === "number" ? Math.round(v).toLocaleString() : "-");
-const job = (j) => { const p = j.progress || {}, r = j.resources || {}, pct = Number(p.progress_percentage) || 0;
-  const phase = (p.phases_total || 1) > 1 ? " " + esc(p.phase) + " " + esc(p.phase_index) + "/" + esc(p.phases_total) : "";
-  return [esc(j.job_id), '<div class="bar"><div style="width:' + pct + '%"></div></div>' + esc(pct) + "%" + phase,
-    num(p.rows_processed) + " / " + num(p.rows_total), num(p.rows_per_second), num(p.eta_seconds),
-    esc(r.cpu_percent), num(r.pss_mb ?? r.rss_mb), esc(j.age_s) + " s"]; };
-const alert = (a) => ['<span class="' + esc(a.level) + '">' + esc(a.level) + "</span>", esc(a.title),
-  esc(a.job_id), esc(a.message), esc(new Date(a.time * 1000).toLocaleString())];
-async function refresh() {
-  const token = localStorage.getItem("token");
-  const res = await fetch("api/dashboard", {credentials: "same-origin",
-    headers: token ? {Authorization: "Bearer " + token} : {}});
-  if (!res.ok) { document.getElementById("error").textContent = "HTTP " + res.status + ": log in to Airflow first"; return; }
-  const d = await res.json(), s = d.system;
-  document.getElementById("error").textContent = "";
-  document.getElementById("system").textContent = s.cpu_count + " CPUs, load " + s.load_average.join(" ") +
-    ", memory " + s.memory_percent + "% used (" + s.memory_available_mb + " MB free) | " + d.records_root;
-  const jobHead = ["job", "progress", "rows", "rows/s", "ETA s", "CPU %", "memory MB", "heartbeat age"];
-  rows("jobs", jobHead, d.active_jobs, job);
-  rows("stale", jobHead, d.stale_jobs, job);
-  rows("active", ["level", "title", "job", "message", "time"], d.active_alerts, alert);
-  rows("recent", ["level", "title", "job", "message", "time"], d.recent_alerts, alert);
-  const f = d.failure_statistics;
-  document.getElementById("failures").textContent = !f ? "-" : f.total + " failures" + (f.total ? " (" +
-    Object.entries(f.by_class).map(([k, v]) => k + " " + v).join(", ") + "), " + f.recovered + " recovered" : "");
-}
-refresh(); setInterval(refresh, 5000);
-</script></body></html>
-"""
 
 batch_monitoring_app = create_app()
 

@@ -80,15 +80,22 @@ def _recorded_folder(dag_id: str, run_id: str, task_id: str, map_index: int) -> 
 
 def job_folder(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
     """The task instance's job folder as a storage ``Location``; 404 when it is outside the allowed roots."""
-    from airflow_batch_provider.engine.paths import within_any
     from airflow_batch_provider.operators.batch import _segment
-    from airflow_batch_provider.operators.conf import base_path, conn_id, storage_target
-    from airflow_batch_provider.operators.roots import output_roots
-    from airflow_batch_provider.storage import Location
+    from airflow_batch_provider.operators.conf import base_path
 
     base = base_path().rstrip("/")
     default = "/".join([base, *(_segment(v) for v in (dag_id, run_id, task_id, map_index))])
-    folder = _recorded_folder(dag_id, run_id, task_id, map_index) or default
+    return confined_folder(_recorded_folder(dag_id, run_id, task_id, map_index) or default)
+
+
+def confined_folder(folder: str) -> Any:
+    """``folder`` as a storage ``Location`` when it lies under ``[batch_provider] base_path`` (strictly) or an
+    ``allowed_output_roots`` entry; 404 otherwise."""
+    from airflow_batch_provider.engine.paths import within_any
+    from airflow_batch_provider.operators.conf import conn_id, storage_target
+    from airflow_batch_provider.operators.roots import output_roots
+    from airflow_batch_provider.storage import Location
+
     roots = output_roots()
     if not (within_any(folder, roots[:1], strict=True) or within_any(folder, roots[1:])):
         raise HTTPException(

@@ -22,3 +22,29 @@ def serialize(dag):
     bag.bag_dag(dag)
     sync_bag_to_db(bag, "dags-folder", None)
     return dag
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory):
+    """Where browser tests save screenshots: ``$BATCH_PROVIDER_SCREENSHOTS``, else a pytest temporary folder
+    (printed, so a run's artifacts can be found)."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("BATCH_PROVIDER_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots: {folder}")  # noqa: T201 - where the artifacts are, for the run's note
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright (tests/integration/browser.py skips a module without them)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -14,40 +14,19 @@ Skipped with a reason when Playwright or chromium is missing (``make test`` on a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import re
-import shutil
-import subprocess
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("BATCH_PROVIDER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.integration.browser import login, skip_without_browser, team_airflow
+
 DAG_ID = "report_links"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
-if importlib.util.find_spec("playwright") is None:
-    pytest.skip("Playwright is not installed (pip install -e '.[test]')", allow_module_level=True)
-if not (shutil.which(CHROMIUM) or os.access(CHROMIUM, os.X_OK)):
-    pytest.skip(
-        f"no browser at {CHROMIUM}: apt-get install chromium (or set BATCH_PROVIDER_CHROMIUM)",
-        allow_module_level=True,
-    )
+skip_without_browser()
 
 DAG_FILE = """
 from datetime import datetime
@@ -95,48 +74,9 @@ with DAG(dag_id="report_links", schedule=None, start_date=datetime(2026, 1, 1), 
 """
 
 
-def _launcher():
-    spec = importlib.util.spec_from_file_location("local_airflow", ROOT / "scripts" / "local_airflow.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def screens(tmp_path_factory) -> Path:
-    folder = Path(os.environ.get("BATCH_PROVIDER_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
-    home = tmp_path_factory.mktemp("browser-home")
-    dags = home / "dags"
-    dags.mkdir()
-    (dags / "report_links.py").write_text(DAG_FILE)
-    (home / "batch").mkdir()
-    bundle = {
-        "name": "dags-folder",
-        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-        "kwargs": {"path": str(dags)},
-        "team_name": "alpha",
-    }
-    env = {
-        "AIRFLOW__BATCH_PROVIDER__BASE_PATH": str(home / "batch"),
-        "AIRFLOW__CORE__MULTI_TEAM": "True",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,alice:viewer:alpha,bob:viewer:beta",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
-    }
-    af = _launcher().LocalAirflow(home, dags, parallelism=2, extra_env=env)
-    for command in (["db", "migrate"], ["teams", "create", "alpha"], ["teams", "create", "beta"]):
-        done = subprocess.run(
-            [af.airflow_bin, *command], env=af.env, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, (
-            f"airflow {' '.join(command)}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
-    with af:
+    with team_airflow(tmp_path_factory.mktemp("browser-home"), {"report_links.py": DAG_FILE}) as af:
         yield af
 
 
@@ -148,16 +88,6 @@ def finished_run(airflow) -> str:
     return run_id
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def report_of(airflow, run_id: str, task_id: str) -> dict:
     from airflow_batch_provider.operators.batch import _segment
 
@@ -165,22 +95,6 @@ def report_of(airflow, run_id: str, task_id: str) -> dict:
         *(_segment(v) for v in (DAG_ID, run_id, task_id, -1))
     )
     return json.loads((folder / "_report.json").read_text())
-
-
-def login(browser, airflow, user: str):
-    """A browser context logged in through Airflow's own login form (the UI sets its ``_token`` cookie)."""
-    password = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())[user]
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{airflow.base_url}/auth/login", wait_until="networkidle")
-    page.locator("input[name=username]").fill(user)
-    page.locator("input[name=password]").fill(password)
-    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
-    page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"), timeout=60_000)
-    assert "_token" in {c["name"] for c in context.cookies()}
-    return context, page, dialogs
 
 
 def open_extra_link(page, airflow, run_id: str, task_id: str, name: str, screens: Path | None = None) -> str:

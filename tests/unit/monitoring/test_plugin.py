@@ -4,30 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-import pytest
-from fastapi.testclient import TestClient
-
 from airflow_batch_provider.monitoring import JobMonitor
-from airflow_batch_provider.plugins.dashboard import BatchProviderPlugin, create_app
-
-
-@pytest.fixture(scope="module")
-def token():
-    """A viewer's JWT from the configured (simple) auth manager; validation checks the DB's revoked tokens."""
-    from airflow.api_fastapi.app import create_auth_manager
-    from airflow.utils import db
-
-    db.resetdb()
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    manager = create_auth_manager()
-    return manager.generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))
-
-
-@pytest.fixture
-def client(tmp_path, monkeypatch, token):
-    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path))
-    return TestClient(create_app())
+from airflow_batch_provider.plugins.dashboard import BatchProviderPlugin
 
 
 def test_json_needs_a_valid_token(client):
@@ -44,10 +22,17 @@ def test_dashboard_json_shows_a_running_job(client, token, tmp_path):
     assert alerts.status_code == 200 and alerts.json() == {"active_alerts": []}
 
 
-def test_page_is_a_shell_that_polls_the_json(client):
+def test_pages_are_shells_that_poll_the_json(client):
     res = client.get("/dashboard")
     assert res.status_code == 200 and "text/html" in res.headers["content-type"]
-    assert 'fetch("api/dashboard"' in res.text and "d/r/t/0" not in res.text
+    assert 'getJson("api/dashboard")' in res.text and 'getJson("api/jobs?"' in res.text
+    assert "d/r/t/0" not in res.text
+    job = client.get("/job", params={"id": "<script>x</script>"})
+    assert job.status_code == 200 and '"api/jobs/"' in job.text and "<script>x</script>" not in job.text
+    for page in (res, job):  # self-contained: no CDN, nothing but its own origin
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+        assert "http://" not in page.text and "https://" not in page.text
 
 
 def test_plugin_is_shipped_through_the_entry_point():
