@@ -100,17 +100,21 @@ def decide(setting: bool | None, sizes: list[int], target_mb: int) -> tuple[bool
     return True, f"{why}; about {files:,} file(s) of at most target_file_size_mb={target_mb}"
 
 
-def part_sizes(folder: Location, names: list[str]) -> list[int]:
-    """The size in bytes of each part ``names`` lists in ``folder``: one listing, not one request per part."""
+def part_sizes(folder: Location, names: list[str]) -> tuple[list[int], list[str]]:
+    """The size in bytes of each part ``names`` lists in ``folder`` (one listing, not one request per part), and
+    the names of the parts that are not there."""
     try:
         listing = folder.fs.ls(folder.path, detail=True)
     except FileNotFoundError:
         listing = []
     sizes = {posixpath.basename(str(e["name"]).rstrip("/")): int(e.get("size") or 0) for e in listing}
-    missing = [n for n in names if n not in sizes]
-    for name in missing:  # a store whose listing lags behind: ask for those parts one by one
-        sizes[name] = int(folder.child(name).fs.size(folder.child(name).path) or 0)
-    return [sizes[n] for n in names]
+    missing = []
+    for name in (n for n in names if n not in sizes):  # not listed: ask for the part itself
+        try:
+            sizes[name] = int(folder.child(name).fs.size(folder.child(name).path) or 0)
+        except FileNotFoundError:
+            missing.append(name)
+    return [sizes.get(n, 0) for n in names], missing
 
 
 class _FileWriter:
@@ -254,11 +258,17 @@ def compact_output(
     line: how many parts became how many files, or why they were left as they are."""
     started = time.monotonic()
     folder = gen.child("parts")
-    sizes = part_sizes(folder, names) if setting is not False and len(names) > 1 else []
+    sizes, missing = part_sizes(folder, names) if setting is not False and len(names) > 1 else ([], [])
     on, reason = decide(setting, sizes or [0] * len(names), target_mb)
+    if on and missing:  # e.g. memory:// written by forked workers: nothing to read the rows from
+        on, reason = (
+            False,
+            (f"{len(missing):,} part(s) not found under {folder.uri} (first {missing[0]}): left as they are"),
+        )
     mode = mode_of(setting)
     if not on:
-        log.info("job %s: output not compacted (%d part(s)): %s", job_id, len(names), reason)
+        level = logging.WARNING if missing else logging.INFO
+        log.log(level, "job %s: output not compacted (%d part(s)): %s", job_id, len(names), reason)
         return None, Compaction(
             mode, False, reason, len(names), len(names), target_mb, sum(sizes), sum(sizes)
         )
