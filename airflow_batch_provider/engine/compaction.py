@@ -189,7 +189,7 @@ def _iter_part(loc: Location) -> tuple[Any, Any]:
     """A part's Arrow schema (with its metadata) and an iterator over its row groups, read one at a time."""
     import pyarrow.parquet as pq
 
-    fh = loc.fs.open(loc.path, "rb")
+    fh = open(loc.path, "rb") if loc.is_local else loc.fs.open(loc.path, "rb")  # noqa: SIM115 - see groups()
     try:
         pf = pq.ParquetFile(fh, pre_buffer=False)
     except BaseException:
@@ -267,7 +267,7 @@ def compact_output(
         )
     mode = mode_of(setting)
     if not on:
-        level = logging.WARNING if missing else logging.INFO
+        level = logging.WARNING if missing else logging.INFO if len(names) > 1 else logging.DEBUG
         log.log(level, "job %s: output not compacted (%d part(s)): %s", job_id, len(names), reason)
         return None, Compaction(
             mode, False, reason, len(names), len(names), target_mb, sum(sizes), sum(sizes)

@@ -1042,7 +1042,11 @@ class JobRunner:
         report = to_jsonable(report) if report is not None else None
         ordered = records if self.config.preserve_order else sorted(records, key=lambda r: r.get("seq", 0))
         part_names = [r["part"] for r in ordered if r["part"]]
-        compacted, compaction = self.compact(part_names)
+        try:
+            compacted, compaction = self.compact(part_names)
+        except BaseException as err:  # recorded like a chunk failure; the next run compacts from the parts
+            self._stop_failed(err)
+            raise
         if compacted is None:
             parts = [f"g{store.generation:04d}/parts/{name}" for name in part_names]
         else:
@@ -1119,14 +1123,20 @@ class JobRunner:
         """Merge the committed parts into files of about ``target_file_size_mb`` (``compact_output``; see
         :mod:`~airflow_batch_provider.engine.compaction`): the compacted files' names, or None when the parts
         stay as they are, and what was done. Runs before the commit, so a crash here leaves the previous
-        output committed and the generation ``finalizing``: the next run compacts again from the parts."""
+        output committed and the generation unfinished: the next run compacts again from the parts. Before
+        each file: the fence, the cancel event and ``timeout_seconds``."""
+
+        def check() -> None:
+            self.store._check()
+            self._check_stop()
+
         return compact_output(
             self.store.gen,
             part_names,
             self.config.compact_output,
             self.config.target_file_size_mb,
             job_id=self.job_id,
-            check=self.store._check,
+            check=check,
         )
 
     def load_state(self, record: dict[str, Any]) -> Any:

@@ -177,7 +177,8 @@ def test_a_failure_between_the_steps_keeps_the_old_output_and_the_retry_finishes
     gen2 = out / "g0002"
     assert (gen2 / "compacted" / "c000000.parquet").exists() and len(list((gen2 / "parts").iterdir())) == 40
     assert not list((gen2 / "compacted").glob(".*.tmp"))  # the failed file left nothing under any name
-    assert json.loads((gen2 / "_checkpoint.json").read_text())["status"] == "finalizing"
+    working = json.loads((gen2 / "_checkpoint.json").read_text())
+    assert working["status"] == "failed" and "disk full (injected)" in working["error"]
 
     monkeypatch.setattr(compaction._FileWriter, "close", real_close)
     again = job(random_source, out, **config)
