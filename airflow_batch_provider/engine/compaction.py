@@ -125,9 +125,9 @@ class _FileWriter:
 
         self.loc, self.schema = loc, schema
         self.tmp: str | None = None
+        parent = loc._make_parent()  # a folder locally and on stores that have them; nothing on object stores
         if loc.is_local:
-            os.makedirs(posixpath.dirname(loc.path), exist_ok=True)
-            self.tmp = posixpath.join(posixpath.dirname(loc.path), f".{loc.name}.{uuid.uuid4().hex}.tmp")
+            self.tmp = posixpath.join(parent, f".{loc.name}.{uuid.uuid4().hex}.tmp")
             self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by close() or abort()
         else:
             self.fh = loc.fs.open(loc.path, "wb")  # one object, visible once the upload completes
