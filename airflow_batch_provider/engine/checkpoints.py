@@ -10,6 +10,7 @@ Layout of a job folder (``output_path``)::
       plan.json          the frozen plan: files (size, version, row groups or text index) and schema
       segments/s000000.json  finished row ranges (part name, rows, partial state) since the previous checkpoint
       parts/f00000-r000000000000.parquet  row output of one range: file index + first row, zero-padded
+      compacted/c000000.parquet  the parts merged at commit (``compact_output``, :mod:`.compaction`)
       states/...         partial states too large for a segment
       fit_state.json     what the processor's ``fit`` learned
       _report.json

@@ -6,9 +6,10 @@ files for every reader to list and open. At commit (:meth:`JobRunner.finalize`),
 are streamed in the committed order into ``g0001/compacted/c000000.parquet``, ``c000001.parquet`` ... and the
 committed manifest lists those instead. The steps, each of which a crash may interrupt:
 
-1. the compacted files are written, each atomically (locally a temporary name renamed into place; on object
-   stores one upload completed when the file is closed). No manifest lists them yet: readers still see the
-   previous output, and a resume (the generation is still ``finalizing``) writes them again from the parts;
+1. the compacted files are written, each atomically (locally a temporary name renamed into place; on other
+   stores a local temporary file uploaded as one object, the upload retried on transient errors). No manifest
+   lists them yet: readers still see the previous output, and a resume (the generation is unfinished: failed,
+   or still ``finalizing`` after a kill) writes them again from the parts;
 2. the committed manifest switches to them (one atomic write): the output is the new one;
 3. the parts, no longer listed, are removed.
 
@@ -24,13 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_batch_provider.storage import Location
+from airflow_batch_provider.storage import Location, with_retries
 
 log = logging.getLogger("airflow_batch_provider.engine")
 
@@ -118,19 +120,23 @@ def part_sizes(folder: Location, names: list[str]) -> tuple[list[int], list[str]
 
 
 class _FileWriter:
-    """One compacted file being written: row groups of about ``ROW_GROUP_BYTES``, atomic at :meth:`close`."""
+    """One compacted file being written: row groups of about ``ROW_GROUP_BYTES``, atomic at :meth:`close`.
+
+    The file is written to a local temporary file: next to its final name locally (renamed into place), in the
+    machine's temporary folder for other stores (then uploaded as one object, the upload retried on transient
+    errors like every other write of the engine, and the temporary file removed)."""
 
     def __init__(self, loc: Location, schema: Any) -> None:
         import pyarrow.parquet as pq
 
         self.loc, self.schema = loc, schema
-        self.tmp: str | None = None
-        parent = loc._make_parent()  # a folder locally and on stores that have them; nothing on object stores
         if loc.is_local:
+            parent = loc._make_parent()
             self.tmp = posixpath.join(parent, f".{loc.name}.{uuid.uuid4().hex}.tmp")
-            self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by close() or abort()
         else:
-            self.fh = loc.fs.open(loc.path, "wb")  # one object, visible once the upload completes
+            handle, self.tmp = tempfile.mkstemp(prefix="batch-compact-", suffix=".parquet")
+            os.close(handle)
+        self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by close() or abort()
         self.writer = pq.ParquetWriter(self.fh, schema, compression="snappy")
         self.buffer: list[Any] = []
         self.buffered_rows = self.buffered_bytes = 0
@@ -158,30 +164,29 @@ class _FileWriter:
         """Finish the file and put it in place; return its size in bytes."""
         self.flush()
         self.writer.close()
-        if self.tmp is None:
-            self.fh.close()
-            return int(self.loc.fs.size(self.loc.path) or 0)
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
         size = os.path.getsize(self.tmp)
-        os.replace(self.tmp, self.loc.path)
+        if self.loc.is_local:
+            os.replace(self.tmp, self.loc.path)
+            return size
+        try:
+            self.loc._make_parent()
+            fs, path = self.loc.fs, self.loc.path
+            with_retries("put", path, lambda: fs.put_file(self.tmp, path), getattr(fs, "policy", None))
+        finally:
+            os.remove(self.tmp)
         return size
 
     def abort(self) -> None:
-        """Give the file up (an error while writing it): nothing is left under its name."""
-        try:
-            self.writer.close()
-        except Exception:  # noqa: BLE001 - already failing: the first error is the one raised
-            pass
-        discard = getattr(self.fh, "discard", None)
-        if self.tmp is None and callable(discard):
-            discard()  # an object store's upload is abandoned, never completed
-        try:
-            self.fh.close()
-        except Exception:  # noqa: BLE001
-            pass
-        if self.tmp is not None and os.path.exists(self.tmp):
+        """Give the file up (an error while writing it): nothing is left under its name, nor a temporary file."""
+        for close in (self.writer.close, self.fh.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - already failing: the first error is the one raised
+                pass
+        if os.path.exists(self.tmp):
             os.remove(self.tmp)
 
 
