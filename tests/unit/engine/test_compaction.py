@@ -193,6 +193,30 @@ def test_a_failure_between_the_steps_keeps_the_old_output_and_the_retry_finishes
     assert first.rows_out == again.rows_out == 400_000
 
 
+def test_a_failure_after_the_manifest_switched_leaves_the_compacted_output_committed(tmp_path, monkeypatch):
+    from airflow_batch_provider.engine.checkpoints import CheckpointStore
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"id": range(3000), "v": [i / 8 for i in range(3000)]}), src)
+    out = tmp_path / "out"
+
+    def crash(self, *args, **kwargs):
+        raise OSError("killed before the parts were removed (injected)")
+
+    monkeypatch.setattr(CheckpointStore, "remove_stale", crash)
+    with pytest.raises(OSError, match="injected"):
+        job(src, out, batch_size=100, compact_output=True)
+    assert manifest(out)["parts"] == ["g0001/compacted/c000000.parquet"] and (out / "_SUCCESS").exists()
+    assert len(list((out / "g0001" / "parts").iterdir())) == 30  # step 3 did not run: harmless leftovers
+    expected = pq.read_table(src).append_column("twice", pc.multiply(pq.read_table(src)["v"], 2))
+    assert committed(out).equals(expected)
+
+    monkeypatch.undo()
+    rerun = job(src, out, batch_size=100, compact_output=True)  # committed: a fresh generation, then clean-up
+    assert rerun.generation == 2 and committed(out).equals(expected)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("g")) == ["g0002"]
+
+
 def test_a_process_killed_while_compacting_is_resumed_to_the_same_output(random_source, tmp_path):
     out = tmp_path / "out"
     script = textwrap.dedent(
