@@ -61,10 +61,25 @@ _RULES: dict[str, tuple[type, float, bool]] = {
     "preserve_order": (bool, 0, False),
     "auto_optimize": (bool, 0, False),
     "progress_interval_seconds": (float, 0, False),
+    "compact_output": (bool, 0, True),
+    "target_file_size_mb": (int, 1, False),
 }
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+
+
+def _coerce_bool(name: str, value: Any, nullable: bool) -> bool | None:
+    """A bool from a bool or its spelling; a nullable one (``compact_output``) also takes ``"auto"``: None."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    if nullable and text == "auto":
+        return None
+    allowed = "true, false or None (auto)" if nullable else "true or false"
+    raise ConfigError(f"BatchConfig.{name} must be {allowed}, got {value!r}")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -74,11 +89,7 @@ def _coerce(name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"BatchConfig.{name} must not be None")
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ConfigError(f"BatchConfig.{name} must be true or false, got {value!r}")
+        return _coerce_bool(name, value, nullable)
     if isinstance(value, bool):
         raise ConfigError(f"BatchConfig.{name} must be a number, got {value!r}")
     try:
@@ -111,6 +122,10 @@ class BatchConfig:
         this also makes the in-flight window release results in order).
     :param auto_optimize: choose ``batch_size`` from a data sample when it is not set.
     :param progress_interval_seconds: at most one progress event per this many seconds.
+    :param compact_output: merge the job's part files (one per chunk) at commit into files of about
+        ``target_file_size_mb``, in the same order and still atomically; the committed manifest lists the merged
+        files. ``None`` (or ``"auto"``): on when the parts average under a quarter of the target size.
+    :param target_file_size_mb: the size a compacted output file grows to (a larger part stays one file).
     """
 
     batch_size: int | None = None
@@ -125,6 +140,8 @@ class BatchConfig:
     preserve_order: bool = True
     auto_optimize: bool = True
     progress_interval_seconds: float = 5.0
+    compact_output: bool | None = None
+    target_file_size_mb: int = 128
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

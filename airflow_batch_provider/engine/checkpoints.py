@@ -10,6 +10,7 @@ Layout of a job folder (``output_path``)::
       plan.json          the frozen plan: files (size, version, row groups or text index) and schema
       segments/s000000.json  finished row ranges (part name, rows, partial state) since the previous checkpoint
       parts/f00000-r000000000000.parquet  row output of one range: file index + first row, zero-padded
+      compacted/c000000.parquet  the parts merged at commit (``compact_output``, :mod:`.compaction`)
       states/...         partial states too large for a segment
       fit_state.json     what the processor's ``fit`` learned
       _report.json
@@ -31,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from airflow_batch_provider.engine.compaction import COMPACTED
 from airflow_batch_provider.engine.sources import OUTPUT_FORMAT, OUTPUT_MANIFEST, SourceFile
 from airflow_batch_provider.exceptions import StaleAttemptError
 from airflow_batch_provider.storage import Location
@@ -261,8 +263,12 @@ class CheckpointStore:
         quarantine: list[str] | None = None,
         skipped: list[str] | None = None,
         success: bool = True,
+        compaction: dict[str, Any] | None = None,
     ) -> None:
         """Make this generation the folder's output: report, then the committed manifest, then ``_SUCCESS``.
+
+        ``compaction``: what :mod:`~airflow_batch_provider.engine.compaction` did (``parts`` then lists the
+        compacted files), recorded in the manifest under ``compaction``.
 
         ``success=False`` (a quality task failed by ``fail_on``): the output is committed but ``_SUCCESS`` is
         not written, and a previous generation's is removed, so a marker never stands for a failed task."""
@@ -280,6 +286,7 @@ class CheckpointStore:
                 "skipped": skipped or [],
                 "report": f"g{self.generation:04d}/_report.json",
                 "summary": summary,
+                **({"compaction": compaction} if compaction is not None else {}),
             }
         )
         self.out.child("_report.json").write_json(report)
@@ -290,12 +297,21 @@ class CheckpointStore:
             marker.remove()
 
     def remove_stale(
-        self, keep_parts: set[str], keep_quarantine: set[str] | frozenset[str] = frozenset()
+        self,
+        keep_parts: set[str],
+        keep_quarantine: set[str] | frozenset[str] = frozenset(),
+        keep_compacted: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        """Delete parts no record lists (left by an unrecorded chunk) and older generations."""
+        """Delete parts no record lists (left by an unrecorded chunk), compacted files the manifest does not
+        list (a crashed or differently sized attempt's) and older generations. A folder none of whose files is
+        kept (the parts, once compacted) goes in one recursive delete: batched requests on object stores."""
         self._check()
-        for folder, keep in (("parts", keep_parts), ("quarantine", keep_quarantine)):
+        folders = (("parts", keep_parts), ("quarantine", keep_quarantine), (COMPACTED, keep_compacted))
+        for folder, keep in folders:
             loc = self.gen.child(folder)
+            if not keep:
+                loc.remove(recursive=True)
+                continue
             for name in loc.listdir():
                 if name not in keep:
                     loc.child(name).remove()

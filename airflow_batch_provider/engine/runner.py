@@ -35,6 +35,7 @@ from airflow_batch_provider.engine.checkpoints import (
     decide_generation,
     part_name,
 )
+from airflow_batch_provider.engine.compaction import COMPACTED, Compaction, compact_output
 from airflow_batch_provider.engine.failures import (
     FailFast,
     FailureClass,
@@ -1044,8 +1045,16 @@ class JobRunner:
         report = self.processor.finalize(self.processor.merge(states))
         report = to_jsonable(report) if report is not None else None
         ordered = records if self.config.preserve_order else sorted(records, key=lambda r: r.get("seq", 0))
-        gen_prefix = f"g{store.generation:04d}/parts/"
-        parts = [gen_prefix + r["part"] for r in ordered if r["part"]]
+        part_names = [r["part"] for r in ordered if r["part"]]
+        try:
+            compacted, compaction = self.compact(part_names)
+        except BaseException as err:  # recorded like a chunk failure; the next run compacts from the parts
+            self._stop_failed(err)
+            raise
+        if compacted is None:
+            parts = [f"g{store.generation:04d}/parts/{name}" for name in part_names]
+        else:
+            parts = [f"g{store.generation:04d}/{COMPACTED}/{name}" for name in compacted]
         quarantine = [
             f"g{store.generation:04d}/quarantine/{r['quarantine']}" for r in ordered if r.get("quarantine")
         ]
@@ -1061,11 +1070,20 @@ class JobRunner:
             "chunks_skipped": len(skipped),
         }
         success = self.success_marker(report) if callable(self.success_marker) else self.success_marker
-        store.commit_output(parts, report, summary, quarantine, skipped, success=bool(success))
+        store.commit_output(
+            parts,
+            report,
+            summary,
+            quarantine,
+            skipped,
+            success=bool(success),
+            compaction=compaction.to_dict(),
+        )
         store.write("succeeded")
         store.remove_stale(
-            {r["part"] for r in records if r["part"]},
+            set(part_names) if compacted is None else set(),
             {r["quarantine"] for r in records if r.get("quarantine")},
+            set(compacted or ()),
         )
         duration = time.monotonic() - self.started
         result = JobResult(
@@ -1096,6 +1114,7 @@ class JobRunner:
                 "estimated_memory_usage_mb": (
                     self.recommendation.estimated_memory_usage_mb if self.recommendation else None
                 ),
+                "compaction": compaction.to_dict(),
             },
             batch_size_trajectory=list(self.adapter.trajectory) if self.adapter else [],
         )
@@ -1103,6 +1122,26 @@ class JobRunner:
             "completed", f"{rows_out:,} rows out, {result.duration_s:.1f}s; output {self.out.uri}"
         )
         return result
+
+    def compact(self, part_names: list[str]) -> tuple[list[str] | None, Compaction]:
+        """Merge the committed parts into files of about ``target_file_size_mb`` (``compact_output``; see
+        :mod:`~airflow_batch_provider.engine.compaction`): the compacted files' names, or None when the parts
+        stay as they are, and what was done. Runs before the commit, so a crash here leaves the previous
+        output committed and the generation unfinished: the next run compacts again from the parts. Before
+        each file: the fence, the cancel event and ``timeout_seconds``."""
+
+        def check() -> None:
+            self.store._check()
+            self._check_stop()
+
+        return compact_output(
+            self.store.gen,
+            part_names,
+            self.config.compact_output,
+            self.config.target_file_size_mb,
+            job_id=self.job_id,
+            check=check,
+        )
 
     def load_state(self, record: dict[str, Any]) -> Any:
         if record.get("state_ref"):

@@ -196,7 +196,7 @@ def test_preserve_order_false_lists_parts_in_completion_order(two_files, tmp_pat
     run_batch_job(
         two_files,
         reverse_speed,
-        config=BatchConfig(batch_size=200, preserve_order=False),
+        config=BatchConfig(batch_size=200, preserve_order=False, compact_output=False),
         output_path=tmp_path / "out",
     )
     parts = json.loads((tmp_path / "out" / "_manifest.json").read_text())["parts"]

@@ -125,6 +125,31 @@ def test_templated_overrides_are_validated(source, tmp_path, monkeypatch):
         assert hasattr(op, field)
 
 
+def test_compaction_from_templated_overrides_and_a_bad_value_fails_without_retry(
+    source, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW__BATCH_PROVIDER__BASE_PATH", str(tmp_path / "base"))
+    overrides = {"batch_size": "100", "compact_output": "true", "target_file_size_mb": "64"}
+    op = BatchJobOperator(
+        task_id="job", source=str(source), processor="passthrough", config_overrides=overrides
+    )
+    summary = op.execute(context())
+    folder = Path(summary["output_uri"])
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert summary["chunks_total"] == 14 and manifest["parts"] == ["g0001/compacted/c000000.parquet"]
+    assert summary["extra"]["compaction"] == manifest["compaction"]
+    assert manifest["compaction"]["mode"] == "on" and manifest["compaction"]["target_file_size_mb"] == 64
+    pd.testing.assert_frame_equal(read_output(folder)[["id"]], pd.DataFrame({"id": range(1400)}))
+    bad = BatchJobOperator(
+        task_id="bad",
+        source=str(source),
+        processor="passthrough",
+        config_overrides={"target_file_size_mb": "0"},
+    )
+    with pytest.raises(BatchInputFailure, match="target_file_size_mb must be >= 1"):
+        bad.execute(context())
+
+
 @pytest.mark.parametrize("raw", ["a/b", "..", ".", "", "x%2Fy", "manual__2026-01-01T00:00:00+00:00", "é ü"])
 def test_path_segments_are_one_to_one_and_safe(raw):
     seg = _segment(raw)
