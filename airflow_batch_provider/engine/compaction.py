@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow_batch_provider.engine import parquet_out
 from airflow_batch_provider.storage import Location, with_retries
 
 log = logging.getLogger("airflow_batch_provider.engine")
@@ -137,7 +138,7 @@ class _FileWriter:
             handle, self.tmp = tempfile.mkstemp(prefix="batch-compact-", suffix=".parquet")
             os.close(handle)
         self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by close() or abort()
-        self.writer = pq.ParquetWriter(self.fh, schema, compression="snappy")
+        self.writer: pq.ParquetWriter | None = None  # opened by the first row group: its encodings
         self.buffer: list[Any] = []
         self.buffered_rows = self.buffered_bytes = 0
         self.bytes_in = 0
@@ -158,12 +159,21 @@ class _FileWriter:
             return
         table = pa.concat_tables(self.buffer)
         self.buffer, self.buffered_rows, self.buffered_bytes = [], 0, 0
-        self.writer.write_table(table, row_group_size=table.num_rows)
+        self._open(table).write_table(table, row_group_size=table.num_rows)
+
+    def _open(self, first: Any) -> Any:
+        """The file's writer, with the dictionary-encoded columns chosen on its first row group as for parts
+        (:mod:`~airflow_batch_provider.engine.parquet_out`)."""
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.fh, self.schema, **parquet_out.write_options(first))
+        return self.writer
 
     def close(self) -> int:
         """Finish the file and put it in place; return its size in bytes."""
         self.flush()
-        self.writer.close()
+        self._open(self.schema.empty_table()).close()
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.fh.close()
@@ -181,7 +191,9 @@ class _FileWriter:
 
     def abort(self) -> None:
         """Give the file up (an error while writing it): nothing is left under its name, nor a temporary file."""
-        for close in (self.writer.close, self.fh.close):
+        for close in (self.writer.close if self.writer is not None else None, self.fh.close):
+            if close is None:
+                continue
             try:
                 close()
             except Exception:  # noqa: BLE001 - already failing: the first error is the one raised
