@@ -124,7 +124,7 @@ class BatchConfig:
     :param progress_interval_seconds: at most one progress event per this many seconds.
     :param compact_output: merge the job's part files (one per chunk) at commit into files of about
         ``target_file_size_mb``, in the same order and still atomically; the committed manifest lists the merged
-        files. ``None`` (or ``"auto"``): on when the parts average under a quarter of the target size.
+        files. ``None`` (or ``"auto"``): on when the parts average under 1/16 of the target size.
     :param target_file_size_mb: the size a compacted output file grows to (a larger part stays one file).
     """
 

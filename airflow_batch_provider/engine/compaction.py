@@ -39,8 +39,10 @@ log = logging.getLogger("airflow_batch_provider.engine")
 
 COMPACTED = "compacted"
 MB = 2**20
-#: auto mode compacts when the parts average under this fraction of the target file size
-AUTO_FRACTION = 0.25
+#: auto mode compacts when the parts average under this fraction of the target file size (8 MB of 128 MB):
+#: small files cost readers (one open and footer each), larger ones little; rewriting costs a read and a write
+#: of the whole output (about 1 s per 2,000,000 16-column rows)
+AUTO_FRACTION = 1 / 16
 #: a compacted file's row groups: at most this many rows, and about this many bytes in memory
 ROW_GROUP_ROWS = 1024 * 1024
 ROW_GROUP_BYTES = 64 * MB

@@ -90,7 +90,7 @@ def test_auto_compacts_small_parts_and_says_why_it_leaves_large_ones(random_sour
     job(random_source, tmp_path / "large", batch_size=20_000, target_file_size_mb=1)
     entry = manifest(tmp_path / "large")["compaction"]
     assert not entry["compacted"] and entry["files"] == entry["parts"] == 20
-    assert "not under 0.25 of target_file_size_mb=1" in entry["reason"]
+    assert "not under 0.0625 of target_file_size_mb=1" in entry["reason"]
     assert all(p.startswith("g0001/parts/") for p in manifest(tmp_path / "large")["parts"])
     assert "output not compacted (20 part(s))" in caplog.text
     assert committed(tmp_path / "small").equals(committed(tmp_path / "large"))
@@ -314,4 +314,6 @@ def test_planned_files_and_decisions():
     assert compaction.decide(None, [MB], 128) == (False, "1 part(s): nothing to merge")
     assert compaction.decide(True, [200 * MB, 200 * MB], 128)[0] is False
     assert compaction.decide(True, [40 * MB] * 4, 128)[0] is True
-    assert compaction.decide(None, [40 * MB] * 4, 128)[0] is False  # over a quarter of the target
+    assert compaction.decide(None, [40 * MB] * 4, 128)[0] is False  # over 1/16 of the target
+    assert compaction.decide(None, [9 * MB] * 4, 128)[0] is False
+    assert compaction.decide(None, [7 * MB] * 4, 128)[0] is True
