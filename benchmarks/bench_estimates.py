@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""Does ``calculate_optimal_batch_config``'s memory estimate hold for every standard processor?
+
+One command, one run (about 5-10 minutes on 2 busy cores)::
+
+    python benchmarks/bench_estimates.py [--shapes mixed,wide_nulls] [--targets 400,2000]
+        [--processors anomaly_detection,data_quality,data_profiling,feature_engineering]
+        [--out benchmarks/results/estimates.json]
+
+For every processor x memory target x data shape: a fresh ``python bench_estimates.py --child ...`` process
+(spawned, so the measured tree is that job alone) calls ``calculate_optimal_batch_config(source, processor,
+target_memory_usage_mb=target)`` and then runs the job at exactly the recommended batch size and concurrency
+(``batch_size`` given: no adaptation). The driver polls the child's process tree (``bench_engine.TreeMonitor``:
+the job's parent and its forked chunk workers, ``smaps_rollup`` PSS summed, every 20 ms); measured = the
+peak of that sum, the whole tree's memory (interpreter and imports included, as the estimate counts them).
+Printed: estimate, measured, estimate / measured; target: within 25%.
+
+The shapes are not those the sizing constants were fitted on (``bench_tuning.py``: narrow, wide, strings,
+passthrough only): ``mixed`` (an id, 6 floats with 10% nulls, 3 categorical strings of 20-400 values, a
+timestamp, a bool), ``wide_nulls`` (60 floats with 20% nulls, 2 integers), ``long_text`` (an id, 2 floats, a
+category and a 120-character text of 50,000 distinct values). Processors run with their defaults
+(``data_quality``: the rules derived in its statistics pass; ``feature_engineering``: the steps per column type;
+``anomaly_detection``: an isolation forest on the numeric columns, fitted on a 100,000-row sample).
+
+Memory does not depend on load the way time does, but the machine is shared: the load average is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+MB = 2**20
+RESULT_MARK = "BENCH_ESTIMATES "
+PROCESSORS = ("anomaly_detection", "data_quality", "data_profiling", "feature_engineering")
+ROWS = {"mixed": 2_400_000, "wide_nulls": 1_000_000, "long_text": 1_200_000}
+ROW_GROUP = 100_000  # as a job stores a frame
+
+
+# --------------------------------------------------------------------------------------------- data
+def _block(shape: str, rng: Any, start: int, n: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    def floats(null_share: float) -> Any:
+        values = rng.normal(100.0, 15.0, n)
+        values[rng.random(n) < null_share] = np.nan
+        return values
+
+    if shape == "mixed":
+        cats = {f"cat{i}": np.array([f"value_{i}_{j:04d}" for j in range(k)], dtype=object)
+                for i, k in enumerate((20, 90, 400))}  # fmt: skip
+        frame = {"id": np.arange(start, start + n)}
+        frame |= {f"f{i}": floats(0.1) for i in range(6)}
+        frame |= {name: values[rng.integers(0, len(values), n)] for name, values in cats.items()}
+        frame["ts"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 86400 * 365, n), "s")
+        frame["flag"] = rng.random(n) < 0.3
+        return pd.DataFrame(frame)
+    if shape == "wide_nulls":
+        frame = {"id": np.arange(start, start + n), "k": rng.integers(0, 1000, n)}
+        frame |= {f"f{i:02d}": floats(0.2) for i in range(60)}
+        return pd.DataFrame(frame)
+    if shape == "long_text":
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz "))
+        texts = np.array(["".join(rng.choice(letters, 120)) for _ in range(50_000)], dtype=object)
+        cats = np.array([f"group_{j:03d}" for j in range(50)], dtype=object)
+        return pd.DataFrame(
+            {
+                "id": np.arange(start, start + n),
+                "x": floats(0.05),
+                "y": floats(0.0),
+                "group": cats[rng.integers(0, 50, n)],
+                "text": texts[rng.integers(0, len(texts), n)],
+            }
+        )
+    raise SystemExit(f"unknown shape {shape!r}; known: {', '.join(ROWS)}")
+
+
+def write_shape(shape: str, folder: Path, scale: float) -> Path:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(16)
+    rows = int(ROWS[shape] * scale)
+    path = folder / f"{shape}.parquet"
+    writer = None
+    for start in range(0, rows, ROW_GROUP * 4):
+        table = pa.Table.from_pandas(_block(shape, rng, start, min(ROW_GROUP * 4, rows - start)), preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="snappy")
+        writer.write_table(table, row_group_size=ROW_GROUP)
+    assert writer is not None
+    writer.close()
+    return path
+
+
+def processor_kwargs(processor: str, shape: str) -> dict[str, Any]:
+    """Every processor runs with its defaults (data_quality's derived rules, feature_engineering's per-type steps)."""
+    return {}
+
+
+# ---------------------------------------------------------------------------------------- child side
+def _own_pss_mb() -> float:
+    with open("/proc/self/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    import pandas  # noqa: F401 - imported before the baseline, as in a task
+    import pyarrow  # noqa: F401
+
+    from airflow_batch_provider.jobs import run_batch_job
+    from airflow_batch_provider.tuning import calculate_optimal_batch_config
+
+    baseline = _own_pss_mb()
+    rec = calculate_optimal_batch_config(spec["source"], spec["processor"], target_memory_usage_mb=spec["target"])
+    config = {
+        "batch_size": rec.recommended_batch_size,
+        "max_concurrent_batches": rec.recommended_concurrency,
+        "memory_limit_mb": spec["target"],
+        "progress_interval_seconds": 60,
+    }
+    started = time.perf_counter()
+    result = run_batch_job(
+        spec["source"], spec["processor"], config=config, output_path=spec["out"], records_path=False,
+        monitor=False, **spec["kwargs"],
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    shutil.rmtree(spec["out"], ignore_errors=True)
+    return {
+        "estimate_mb": rec.estimated_memory_usage_mb,
+        "components_mb": getattr(rec, "memory_components_mb", None),
+        "batch_size": rec.recommended_batch_size,
+        "workers": rec.recommended_concurrency,
+        "bytes_per_row": rec.bytes_per_row,
+        "row_cost_bytes": rec.row_cost_bytes,
+        "reasons": rec.reasons,
+        "baseline_pss_mb": round(baseline, 1),
+        "rows": result.rows_in,
+        "chunks": result.chunks_total,
+        "seconds": round(seconds, 2),
+    }
+
+
+# --------------------------------------------------------------------------------------- driver side
+def measure(path: Path, work: Path, processor: str, target: int, shape: str, interval: float) -> dict[str, Any]:
+    from bench_engine import run_child
+
+    spec = {"source": str(path), "processor": processor, "target": target,
+            "out": str(work / f"out-{processor}-{target}"), "kwargs": processor_kwargs(processor, shape)}  # fmt: skip
+    res = run_child(spec, interval=interval, pss=True, script=Path(__file__), mark=RESULT_MARK)
+    measured = res["monitor"]["peak_tree_pss_mb"]
+    ratio = res["estimate_mb"] / measured if measured else float("nan")
+    return {
+        "processor": processor,
+        "target_mb": target,
+        "shape": shape,
+        **{k: v for k, v in res.items() if k not in ("spec", "monitor")},
+        "measured_peak_tree_pss_mb": measured,
+        "measured_incremental_mb": round(measured - res["baseline_pss_mb"], 1),
+        "ratio": round(ratio, 3),
+        "within_25_percent": bool(abs(ratio - 1) <= 0.25),
+        "monitor": res["monitor"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child")
+    parser.add_argument("--shapes", default="mixed,wide_nulls")
+    parser.add_argument("--targets", default="400,2000")
+    parser.add_argument("--processors", default=",".join(PROCESSORS))
+    parser.add_argument("--scale", type=float, default=1.0, help="rows factor")
+    parser.add_argument("--interval", type=float, default=0.02, help="seconds between PSS samples")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "estimates.json"))
+    args = parser.parse_args(argv)
+    if args.child:
+        sys.stdout.write(RESULT_MARK + json.dumps(child(json.loads(args.child))) + "\n")
+        return 0
+    started, load_start = time.time(), os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="bench-estimates-"))
+    cells: list[dict[str, Any]] = []
+    header = f"{'processor':20} {'target':>6} {'shape':11} {'batch':>9} {'wk':>2} {'est MB':>7} {'meas MB':>7} {'ratio':>6}  ok"
+    print(header, flush=True)
+    try:
+        for shape in args.shapes.split(","):
+            path = write_shape(shape, work, args.scale)
+            for processor in args.processors.split(","):
+                for target in (int(t) for t in args.targets.split(",")):
+                    cell = measure(path, work, processor, target, shape, args.interval)
+                    cells.append(cell)
+                    print(
+                        f"{processor:20} {target:6} {shape:11} {cell['batch_size']:9,} {cell['workers']:2} "
+                        f"{cell['estimate_mb']:7.0f} {cell['measured_peak_tree_pss_mb']:7.0f} {cell['ratio']:6.2f}  "
+                        f"{'yes' if cell['within_25_percent'] else 'NO'}",
+                        flush=True,
+                    )
+            path.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    import pandas
+    import pyarrow
+
+    doc = {
+        "benchmark": "bench_estimates",
+        "command": "python benchmarks/bench_estimates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+        "rows": {s: int(ROWS[s] * args.scale) for s in args.shapes.split(",")},
+        "all_within_25_percent": all(c["within_25_percent"] for c in cells),
+        "cells": cells,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=1))
+    print(f"\nall within 25%: {doc['all_within_25_percent']}; {doc['duration_s']:.0f}s; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
