@@ -10,8 +10,8 @@ One command, one run (about 5-10 minutes on 2 busy cores)::
 For every processor x memory target x data shape: a fresh ``python bench_estimates.py --child ...`` process
 (spawned, so the measured tree is that job alone) calls ``calculate_optimal_batch_config(source, processor,
 target_memory_usage_mb=target)`` and then runs the job at exactly the recommended batch size and concurrency
-(``batch_size`` given: no adaptation). The driver polls the child's process tree (``bench_engine.TreeMonitor``:
-the job's parent and its forked chunk workers, ``smaps_rollup`` PSS summed, every 20 ms); measured = the
+(``batch_size`` given: no adaptation). The driver polls the child's process tree (the job's parent and its
+forked chunk workers, ``smaps_rollup`` PSS summed, every 20 ms); measured = the
 peak of that sum, the whole tree's memory (interpreter and imports included, as the estimate counts them).
 Printed: estimate, measured, estimate / measured; target: within 25%.
 
@@ -32,8 +32,10 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 MB = 2**20
 RESULT_MARK = "BENCH_ESTIMATES "
 PROCESSORS = ("anomaly_detection", "data_quality", "data_profiling", "feature_engineering")
-ROWS = {"mixed": 2_400_000, "wide_nulls": 1_000_000, "long_text": 1_200_000}
+ROWS = {"mixed": 2_400_000, "wide_nulls": 1_000_000, "long_text": 1_200_000, "categoricals": 1_000_000}
 ROW_GROUP = 100_000  # as a job stores a frame
+
+from bench_engine import _read_kb_fields  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -84,6 +88,17 @@ def _block(shape: str, rng: Any, start: int, n: int) -> Any:
                 "text": texts[rng.integers(0, len(texts), n)],
             }
         )
+    if shape == "categoricals":
+        frame = {"id": np.arange(start, start + n)}
+        for i, k in enumerate((5, 12, 30, 45, 200, 1000, 5000, 20, 8, 60, 300, 3)):
+            values = np.array([f"c{i}_{j}" for j in range(k)], dtype=object)[rng.integers(0, k, n)]
+            values[rng.random(n) < 0.1] = None
+            frame[f"s{i:02d}"] = values
+        counts = pd.array(rng.integers(0, 500, n), dtype="Int64")
+        counts[rng.random(n) < 0.15] = pd.NA
+        frame["count"] = counts
+        frame["amount"] = floats(0.15)
+        return pd.DataFrame(frame)
     raise SystemExit(f"unknown shape {shape!r}; known: {', '.join(ROWS)}")
 
 
@@ -97,7 +112,9 @@ def write_shape(shape: str, folder: Path, scale: float) -> Path:
     path = folder / f"{shape}.parquet"
     writer = None
     for start in range(0, rows, ROW_GROUP * 4):
-        table = pa.Table.from_pandas(_block(shape, rng, start, min(ROW_GROUP * 4, rows - start)), preserve_index=False)
+        table = pa.Table.from_pandas(
+            _block(shape, rng, start, min(ROW_GROUP * 4, rows - start)), preserve_index=False
+        )
         writer = writer or pq.ParquetWriter(path, table.schema, compression="snappy")
         writer.write_table(table, row_group_size=ROW_GROUP)
     assert writer is not None
@@ -127,7 +144,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_batch_provider.tuning import calculate_optimal_batch_config
 
     baseline = _own_pss_mb()
-    rec = calculate_optimal_batch_config(spec["source"], spec["processor"], target_memory_usage_mb=spec["target"])
+    rec = calculate_optimal_batch_config(
+        spec["source"], spec["processor"], target_memory_usage_mb=spec["target"]
+    )
     config = {
         "batch_size": rec.recommended_batch_size,
         "max_concurrent_batches": rec.recommended_concurrency,
@@ -157,19 +176,81 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- driver side
-def measure(path: Path, work: Path, processor: str, target: int, shape: str, interval: float) -> dict[str, Any]:
-    from bench_engine import run_child
+class RoleMonitor(threading.Thread):
+    """Polls the child's tree: the peak of the summed PSS, and the peak PSS of the parent and of each worker."""
 
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.stop_event = threading.Event()
+        self.peak_tree_kb = 0
+        self.peak_kb: dict[int, int] = {}
+        self.samples = 0
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return
+        tree = 0
+        for proc in procs:
+            pss = _read_kb_fields(f"/proc/{proc.pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
+            self.peak_kb[proc.pid] = max(self.peak_kb.get(proc.pid, 0), pss)
+            tree += pss
+        self.peak_tree_kb = max(self.peak_tree_kb, tree)
+        self.samples += 1
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self._sample()
+            self.stop_event.wait(self.interval)
+
+    def summary(self) -> dict[str, Any]:
+        workers = [round(kb / 1024, 1) for pid, kb in self.peak_kb.items() if pid != self.root.pid]
+        return {
+            "samples": self.samples,
+            "interval_s": self.interval,
+            "peak_tree_pss_mb": round(self.peak_tree_kb / 1024, 1),
+            "parent_peak_pss_mb": round(self.peak_kb.get(self.root.pid, 0) / 1024, 1),
+            "worker_peak_pss_mb": workers,
+        }
+
+
+def run_child(spec: dict[str, Any], interval: float) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    monitor = RoleMonitor(proc.pid, interval)
+    monitor.start()
+    stdout, stderr = proc.communicate()
+    monitor.stop_event.set()
+    monitor.join()
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
+    return {**json.loads(lines[-1][len(RESULT_MARK) :]), "monitor": monitor.summary()}
+
+
+def measure(
+    path: Path, work: Path, processor: str, target: int, shape: str, interval: float
+) -> dict[str, Any]:
     spec = {"source": str(path), "processor": processor, "target": target,
             "out": str(work / f"out-{processor}-{target}"), "kwargs": processor_kwargs(processor, shape)}  # fmt: skip
-    res = run_child(spec, interval=interval, pss=True, script=Path(__file__), mark=RESULT_MARK)
+    res = run_child(spec, interval)
     measured = res["monitor"]["peak_tree_pss_mb"]
     ratio = res["estimate_mb"] / measured if measured else float("nan")
     return {
         "processor": processor,
         "target_mb": target,
         "shape": shape,
-        **{k: v for k, v in res.items() if k not in ("spec", "monitor")},
+        **{k: v for k, v in res.items() if k != "monitor"},
         "measured_peak_tree_pss_mb": measured,
         "measured_incremental_mb": round(measured - res["baseline_pss_mb"], 1),
         "ratio": round(ratio, 3),
@@ -217,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 
     doc = {
         "benchmark": "bench_estimates",
-        "command": "python benchmarks/bench_estimates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/bench_estimates.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
         "loadavg_start": load_start,

@@ -125,6 +125,12 @@ class TreePss(threading.Thread):
             self.stop_event.wait(self.interval)
 
 
+def _job_estimate(extra: dict[str, Any]) -> float | None:
+    estimate = extra.get("estimated_memory_usage_mb")
+    components = extra.get("estimated_memory_components_mb") or {}
+    return None if estimate is None else round(estimate - components.get("process", 0.0), 3)
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     import pandas  # noqa: F401 - imported before the baseline, as in a task
     import pyarrow  # noqa: F401
@@ -170,7 +176,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "batch_size": result.batch_size,
         "workers": result.extra["workers"],
         "chunks": result.chunks_total,
-        "estimated_memory_usage_mb": result.extra.get("estimated_memory_usage_mb"),
+        # the memory the job adds: the estimate less the process it started in (measured here as the baseline)
+        "estimated_memory_usage_mb": _job_estimate(result.extra),
         "memory_target_mb": result.extra.get("memory_target_mb"),
         "trajectory": [(t["from"], t["to"], t["reason"]) for t in result.batch_size_trajectory],
         "reasons": result.extra.get("batch_size_reasons"),

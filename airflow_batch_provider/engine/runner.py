@@ -1092,6 +1092,9 @@ class JobRunner:
                 "estimated_memory_usage_mb": (
                     self.recommendation.estimated_memory_usage_mb if self.recommendation else None
                 ),
+                "estimated_memory_components_mb": (
+                    dict(self.recommendation.memory_components_mb) if self.recommendation else None
+                ),
             },
             batch_size_trajectory=list(self.adapter.trajectory) if self.adapter else [],
         )

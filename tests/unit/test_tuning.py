@@ -71,15 +71,17 @@ def test_wider_and_heavier_rows_give_smaller_batches(machine, shapes):
     assert narrow.bytes_per_row < strings.bytes_per_row
     assert narrow.recommended_batch_size > wide.recommended_batch_size
     assert narrow.recommended_batch_size > strings.recommended_batch_size
-    # a processor with a larger memory overhead gets smaller chunks of the same data
-    assert _size(shapes["wide"], "anomaly_detection", 64) < _size(shapes["wide"], "data_quality", 64)
+    # a processor whose rows cost more gets smaller chunks of the same data (quality keeps pandas copies,
+    # profiling's Arrow kernels fewer)
+    assert _size(shapes["wide"], "data_quality", 64) < _size(shapes["wide"], "data_profiling", 64)
 
 
 def test_estimate_respects_the_target(machine, shapes):
     for path in shapes.values():
         rec = tuning.calculate_optimal_batch_config(path, "data_quality", 64)
         if rec.recommended_batch_size > tuning.MIN_BATCH_SIZE:
-            assert rec.estimated_memory_usage_mb <= 64.0
+            assert rec.memory_components_mb["chunks"] <= 64.0  # the target bounds the chunks
+        assert rec.estimated_memory_usage_mb == pytest.approx(sum(rec.memory_components_mb.values()))
         assert rec.total_rows == ROWS
         assert rec.recommended_concurrency == 2
 
@@ -91,7 +93,7 @@ def test_row_groups_count_against_the_target(machine, shapes):
     assert rec.recommended_concurrency == 1
     assert any("row-group edges" in r for r in rec.reasons)
     assert rec.recommended_batch_size > tuning.MIN_BATCH_SIZE
-    assert rec.estimated_memory_usage_mb <= 24.0
+    assert rec.memory_components_mb["chunks"] <= 24.0
 
 
 def test_lower_target_gives_smaller_batches(machine, shapes):
@@ -298,3 +300,104 @@ def test_estimate_is_within_25_percent_of_the_measured_peak_at_100_mb_chunks(tmp
     estimate, measured = auto["estimated_memory_usage_mb"], sized["incremental_peak_mb"]
     assert measured > 0 and sized["pss_samples"] > 10
     assert abs(estimate / measured - 1) <= 0.25, (estimate, measured)
+
+
+# ------------------------------------------------------------------------------------ memory components
+MB = 2**20
+
+
+def _sample(**fields):
+    base = {"label": "s", "sample_rows": 10_000, "total_rows": 1_000_000, "bytes_per_row": 100.0,
+            "column_types": {"numeric": 3, "string": 1}, "mean_string_width": 8.0,
+            "encoded_bytes_per_row": 40.0, "string_bytes_per_row": 30.0, "row_group_rows": 10_000,
+            "numeric_bytes_per_row": 70.0}  # fmt: skip
+    return sizing.DataSample(**{**base, **fields})
+
+
+def test_row_cost_counts_each_copy_of_the_profile():
+    profile = ProcessingProfile("p", memory_overhead_factor=2.0, numeric_copies=1.5, encoded_copies=1.0,
+                                string_copies=0.5)  # fmt: skip
+    assert sizing.row_cost(_sample(), profile) == pytest.approx(2.0 * 100 + 1.5 * 70 + 1.0 * 40 + 0.5 * 30)
+    # None: the engine's constants (what passthrough was fitted with)
+    default = ProcessingProfile("d", memory_overhead_factor=1.6)
+    assert sizing.row_cost(_sample(), default) == pytest.approx(
+        1.6 * 100 + sizing.ENCODED_COPIES * 40 + sizing.STRING_COPIES * 30
+    )
+
+
+def test_memory_components_of_a_job():
+    profile = ProcessingProfile("p", memory_overhead_factor=1.0, encoded_copies=0.0, string_copies=0.0,
+                                worker_memory_mb=25.0, parent_memory_mb=50.0, parent_memory_per_column_mb=2.0,
+                                parent_numeric_copies=3.0)  # fmt: skip
+    machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=80 * MB)
+    parts = sizing.memory_components(_sample(), profile, machine, rows=90_000, workers=2)
+    assert parts == {
+        "process": 80.0,
+        "processor_parent": 50.0 + 2.0 * 4,  # four columns in the sample
+        "fit_state": pytest.approx(3.0 * 1_000_000 * 70 / MB, abs=1e-3),
+        "workers": 50.0,
+        "chunks": pytest.approx(2 * (90_000 + 10_000) * 100 / MB, abs=1e-3),
+    }
+    # a source smaller than a row group: only its rows are decoded
+    small = sizing.memory_components(_sample(total_rows=4_000), profile, machine, rows=4_000, workers=1)
+    assert small["chunks"] == pytest.approx((4_000 + 4_000) * 100 / MB, abs=1e-3)
+
+
+def test_estimate_is_the_sum_of_its_components_and_the_target_bounds_the_chunks():
+    heavy = ProcessingProfile(
+        "heavy", memory_overhead_factor=1.0, parent_memory_mb=500.0, worker_memory_mb=10.0
+    )
+    machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=100 * MB)
+    rec = sizing._recommend(_sample(), heavy, machine, 200)
+    parts = rec.memory_components_mb
+    assert rec.estimated_memory_usage_mb == pytest.approx(sum(parts.values()))
+    assert parts["process"] == 100.0 and parts["processor_parent"] == 500.0 and parts["workers"] == 20.0
+    assert parts["chunks"] <= 200.0
+    assert rec.recommended_batch_size > tuning.MIN_BATCH_SIZE
+    text = "\n".join(rec.reasons)
+    assert "estimated peak" in text and "processor parent 500" in text
+    assert "over the 200 MB target" in text and "the target bounds the chunks" in text
+    # without fixed parts the estimate is the chunks alone, under the target, and no such reason
+    light = sizing._recommend(
+        _sample(), ProcessingProfile("light", memory_overhead_factor=1.0), FIXED_MACHINE, 200
+    )
+    assert light.estimated_memory_usage_mb == pytest.approx(light.memory_components_mb["chunks"])
+    assert light.estimated_memory_usage_mb <= 200.0
+    assert not any("over the" in r for r in light.reasons)
+
+
+def test_the_sample_measures_numeric_bytes(machine):
+    df = pd.DataFrame({"x": np.arange(20_000, dtype="float64"), "flag": np.ones(20_000, dtype=bool),
+                       "s": ["abcdefgh"] * 20_000})  # fmt: skip
+    sample = tuning.sample_source(df)
+    assert sample.numeric_bytes_per_row == pytest.approx(9.0)  # float64 + bool
+    assert sample.string_bytes_per_row > 8
+    assert sample.numeric_bytes_per_row + sample.string_bytes_per_row <= sample.bytes_per_row
+
+
+def test_standard_profiles_have_their_fitted_components():
+    for name in ("data_profiling", "data_quality", "feature_engineering", "anomaly_detection"):
+        profile = tuning.get_processing_profile(name)
+        assert profile.worker_memory_mb > 0
+        assert profile.parent_memory_mb > 0 or profile.parent_numeric_copies > 0
+    # fits keep numeric data of every row in the parent; statistics-pass processors keep per-column states
+    assert tuning.get_processing_profile("feature_engineering").parent_numeric_copies > 0
+    assert tuning.get_processing_profile("anomaly_detection").parent_numeric_copies > 0
+    assert tuning.get_processing_profile("data_profiling").parent_memory_per_column_mb > 0
+    passthrough = tuning.get_processing_profile("passthrough")  # the engine's own cost: chunks only
+    assert (passthrough.parent_memory_mb, passthrough.worker_memory_mb, passthrough.encoded_copies) == (
+        0,
+        0,
+        None,
+    )
+
+
+def test_machine_info_counts_this_process():
+    info = sizing.machine_info()
+    assert info.process_bytes > 10 * MB  # an interpreter with pandas loaded
+    assert sizing.process_memory_bytes() > 10 * MB
+
+
+def test_negative_memory_components_are_refused(profiles):
+    with pytest.raises(ConfigError, match="worker_memory_mb must be >= 0"):
+        tuning.register_processing_profile(ProcessingProfile("bad", worker_memory_mb=-1.0))
