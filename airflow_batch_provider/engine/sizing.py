@@ -49,8 +49,9 @@ DEFAULT_PROFILE_NAME = "default"
 _MB = 2**20
 
 #: the profile's memory components besides ``memory_overhead_factor`` (:func:`memory_components`)
-_COMPONENT_FIELDS = ("numeric_copies", "encoded_copies", "string_copies", "worker_memory_mb", "parent_memory_mb",
-                     "parent_memory_per_column_mb", "parent_numeric_copies")  # fmt: skip
+_COMPONENT_FIELDS = ("numeric_copies", "encoded_copies", "string_copies", "string_value_bytes", "worker_memory_mb",
+                     "parent_memory_mb", "parent_memory_per_column_mb", "parent_numeric_copies",
+                     "parent_string_copies")  # fmt: skip
 
 # name -> profile; built-in defaults are added on first use (ProcessingProfile lives next to pandas)
 _PROFILES: dict[str, ProcessingProfile] = {}
@@ -59,23 +60,26 @@ _PROFILES: dict[str, ProcessingProfile] = {}
 def _builtin_profiles() -> dict[str, ProcessingProfile]:
     from airflow_batch_provider.processors.base import ProcessingProfile as P
 
-    # the four standard processors' memory components were fitted on benchmarks/bench_estimates.py's mixed and
-    # wide_nulls shapes (tree PSS of jobs at 400 and 2,000 MB targets) and checked on its other shapes
+    # the four standard processors' memory components (memory_components) were fitted on the mixed, wide_nulls,
+    # long_text and categoricals shapes of benchmarks/bench_estimates.py (peak tree PSS of jobs at 400 and
+    # 2,000 MB targets) and checked on its events and sensors shapes
     return {
         "data_profiling": P("data_profiling", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
-                            memory_overhead_factor=0.2, numeric_copies=2.4, encoded_copies=0.5,
-                            string_copies=0.0, worker_memory_mb=25.0, parent_memory_mb=50.0,
-                            parent_memory_per_column_mb=1.8),
+                            memory_overhead_factor=0.3, numeric_copies=0.8, encoded_copies=1.5,
+                            string_copies=0.0, string_value_bytes=12.0, worker_memory_mb=25.0,
+                            parent_memory_mb=50.0, parent_memory_per_column_mb=1.8),
         "data_quality": P("data_quality", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
-                          memory_overhead_factor=1.8, worker_memory_mb=25.0, parent_memory_mb=60.0,
+                          memory_overhead_factor=0.5, numeric_copies=2.0, encoded_copies=1.5,
+                          string_value_bytes=20.0, worker_memory_mb=25.0, parent_memory_mb=60.0,
                           parent_memory_per_column_mb=1.6),
         "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
-                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=0.3,
-                                 encoded_copies=1.5, worker_memory_mb=25.0, parent_numeric_copies=2.9),
+                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=0.2,
+                                 encoded_copies=1.0, string_copies=1.5, string_value_bytes=4.0,
+                                 worker_memory_mb=25.0, parent_numeric_copies=2.9, parent_string_copies=0.6),
         "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
-                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=0.8,
-                               numeric_copies=1.7, encoded_copies=1.5, worker_memory_mb=25.0,
-                               parent_memory_mb=10.0, parent_numeric_copies=2.0),
+                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=0.4,
+                               numeric_copies=1.2, string_copies=0.5, string_value_bytes=24.0,
+                               worker_memory_mb=25.0, parent_memory_mb=10.0, parent_numeric_copies=2.0),
         "passthrough": P("passthrough", cpu_intensive=False, io_intensive=True,
                          estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=1.6),
         "count": P("count", cpu_intensive=False, io_intensive=True,
@@ -553,7 +557,8 @@ def _balance(size: int, total: int, conc: int, reasons: list[str], per_worker: i
 
 def row_cost(data: DataSample, profile: ProcessingProfile, bytes_per_row: float | None = None) -> float:
     """Bytes one row of a chunk costs in its worker: the processor's copies of the DataFrame, of its numeric
-    columns and of its string columns, plus the encoded bytes (read buffers, the part written and its copy)."""
+    columns and of its string columns, a cost per string value, plus the encoded bytes (read buffers, the part
+    written and its copy)."""
     bpr = data.bytes_per_row if bytes_per_row is None else bytes_per_row
     encoded = ENCODED_COPIES if profile.encoded_copies is None else profile.encoded_copies
     strings = STRING_COPIES if profile.string_copies is None else profile.string_copies
@@ -564,6 +569,7 @@ def row_cost(data: DataSample, profile: ProcessingProfile, bytes_per_row: float 
         + profile.numeric_copies * numeric_bytes
         + encoded * data.encoded_bytes_per_row
         + strings * string_bytes
+        + profile.string_value_bytes * (data.column_types.get("string", 0) if data.sample_rows else 0)
     )
 
 
@@ -581,7 +587,7 @@ def memory_components(
     - ``processor_parent``: the processor's fixed share in the job's parent (imports such as scikit-learn,
       merged statistics: ``parent_memory_mb`` + ``parent_memory_per_column_mb`` x columns);
     - ``fit_state``: what a fit over the whole source keeps in the parent (``parent_numeric_copies`` x rows x
-      numeric bytes per row);
+      numeric bytes per row + ``parent_string_copies`` x rows x string bytes per row);
     - ``workers``: each worker's own pages beyond its chunk (``worker_memory_mb`` x workers);
     - ``chunks``: ``workers x (rows + row_group_rows) x row_cost``, the part the batch size controls. A
       statistics pass runs chunks of the same size before the main pass; the processor's row cost is that of
@@ -591,12 +597,15 @@ def memory_components(
     columns = sum(data.column_types.values())
     extra = min(data.row_group_rows, data.total_rows) if data.total_rows else data.row_group_rows
     numeric_mb = data.total_rows * data.numeric_bytes_per_row / _MB
+    string_mb = data.total_rows * data.string_bytes_per_row / _MB
     return {
         "process": round(machine.process_bytes / _MB, 3),
         "processor_parent": round(
             profile.parent_memory_mb + profile.parent_memory_per_column_mb * columns, 3
         ),
-        "fit_state": round(profile.parent_numeric_copies * numeric_mb, 3),
+        "fit_state": round(
+            profile.parent_numeric_copies * numeric_mb + profile.parent_string_copies * string_mb, 3
+        ),
         "workers": round(workers * profile.worker_memory_mb, 3),
         "chunks": round(workers * (rows + extra) * cost / _MB, 3),
     }
@@ -669,6 +678,9 @@ def _recommend(
     size = rows_for(conc)
     numeric_text = f" + {profile.numeric_copies:g} x {numeric:,.0f} numeric" if profile.numeric_copies else ""
     strings_text = f" + {string_copies:g} x {strings:,.0f} in strings" if strings and string_copies else ""
+    string_columns = data.column_types.get("string", 0) if data.sample_rows else 0
+    if profile.string_value_bytes and string_columns:
+        strings_text += f" + {profile.string_value_bytes:g} x {string_columns} string values"
     reasons.append(
         f"{conc} x (rows{f' + {extra:,}' if extra else ''}) x {cost:,.0f} bytes per row ({overhead:g} x "
         f"{bpr:,.0f}{numeric_text} + {encoded_copies:g} x {data.encoded_bytes_per_row:,.0f} encoded"

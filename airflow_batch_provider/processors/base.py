@@ -51,6 +51,8 @@ class ProcessingProfile:
     encoded_copies: float | None = None
     #: further copies of the chunk's string columns (None: ``sizing.STRING_COPIES``)
     string_copies: float | None = None
+    #: bytes per string value (cell) of a chunk, whatever its length: hashes, codes, parse attempts
+    string_value_bytes: float = 0.0
     #: MB each chunk worker holds beyond its chunk (pages it copies from the parent, module state)
     worker_memory_mb: float = 0.0
     #: MB the processor adds to the job's parent whatever the chunk size (imports, merged statistics) ...
@@ -60,6 +62,8 @@ class ProcessingProfile:
     #: copies of the source's numeric columns, all rows, that the parent holds at its peak (what a fit over
     #: the whole source keeps: the fit sample's reads, per-chunk fit states merged)
     parent_numeric_copies: float = 0.0
+    #: ... and of its string columns (vocabularies counted over every row)
+    parent_string_copies: float = 0.0
 
 
 @dataclass(frozen=True)

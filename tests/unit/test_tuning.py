@@ -316,8 +316,11 @@ def _sample(**fields):
 
 def test_row_cost_counts_each_copy_of_the_profile():
     profile = ProcessingProfile("p", memory_overhead_factor=2.0, numeric_copies=1.5, encoded_copies=1.0,
-                                string_copies=0.5)  # fmt: skip
-    assert sizing.row_cost(_sample(), profile) == pytest.approx(2.0 * 100 + 1.5 * 70 + 1.0 * 40 + 0.5 * 30)
+                                string_copies=0.5, string_value_bytes=16.0)  # fmt: skip
+    # one string column in the sample: 16 bytes per string value, whatever its length
+    assert sizing.row_cost(_sample(), profile) == pytest.approx(
+        2.0 * 100 + 1.5 * 70 + 1.0 * 40 + 0.5 * 30 + 16.0 * 1
+    )
     # None: the engine's constants (what passthrough was fitted with)
     default = ProcessingProfile("d", memory_overhead_factor=1.6)
     assert sizing.row_cost(_sample(), default) == pytest.approx(
@@ -328,13 +331,13 @@ def test_row_cost_counts_each_copy_of_the_profile():
 def test_memory_components_of_a_job():
     profile = ProcessingProfile("p", memory_overhead_factor=1.0, encoded_copies=0.0, string_copies=0.0,
                                 worker_memory_mb=25.0, parent_memory_mb=50.0, parent_memory_per_column_mb=2.0,
-                                parent_numeric_copies=3.0)  # fmt: skip
+                                parent_numeric_copies=3.0, parent_string_copies=0.5)  # fmt: skip
     machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=80 * MB)
     parts = sizing.memory_components(_sample(), profile, machine, rows=90_000, workers=2)
     assert parts == {
         "process": 80.0,
         "processor_parent": 50.0 + 2.0 * 4,  # four columns in the sample
-        "fit_state": pytest.approx(3.0 * 1_000_000 * 70 / MB, abs=1e-3),
+        "fit_state": pytest.approx((3.0 * 70 + 0.5 * 30) * 1_000_000 / MB, abs=1e-3),
         "workers": 50.0,
         "chunks": pytest.approx(2 * (90_000 + 10_000) * 100 / MB, abs=1e-3),
     }
