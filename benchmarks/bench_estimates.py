@@ -46,7 +46,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 MB = 2**20
 RESULT_MARK = "BENCH_ESTIMATES "
 PROCESSORS = ("anomaly_detection", "data_quality", "data_profiling", "feature_engineering")
-ROWS = {"mixed": 2_400_000, "wide_nulls": 1_000_000, "long_text": 1_200_000, "categoricals": 1_000_000}
+ROWS = {
+    "mixed": 2_400_000,
+    "wide_nulls": 1_000_000,
+    "long_text": 1_200_000,
+    "categoricals": 1_000_000,
+    "events": 1_500_000,
+    "sensors": 1_200_000,
+}
 ROW_GROUP = 100_000  # as a job stores a frame
 
 from bench_engine import _read_kb_fields  # noqa: E402
@@ -99,6 +106,35 @@ def _block(shape: str, rng: Any, start: int, n: int) -> Any:
         frame["count"] = counts
         frame["amount"] = floats(0.15)
         return pd.DataFrame(frame)
+    if shape == "sensors":
+        frame = {"reading_id": np.arange(start, start + n)}
+        for i in range(20):
+            values = pd.array(rng.integers(0, 50 * (i + 1), n), dtype="Int64")
+            values[rng.random(n) < 0.05] = pd.NA
+            frame[f"i{i:02d}"] = values
+        frame |= {f"t{i}": floats(0.02) for i in range(4)}
+        frame["status"] = np.array(["ok", "warn", "fail", "off", "boot"], dtype=object)[rng.integers(0, 5, n)]
+        frame["site"] = np.array([f"site-{j:03d}" for j in range(200)], dtype=object)[rng.integers(0, 200, n)]
+        return pd.DataFrame(frame)
+    if shape == "events":
+        countries = np.array([f"country_{j:02d}" for j in range(30)], dtype=object)
+        comments = np.array([f"comment number {j:06d}" for j in range(200_000)], dtype=object)
+        comment = comments[rng.integers(0, len(comments), n)]
+        comment[rng.random(n) < 0.4] = None
+        seconds = pd.array(rng.integers(0, 3600, n), dtype="Int64")
+        seconds[rng.random(n) < 0.1] = pd.NA
+        return pd.DataFrame(
+            {
+                "event_id": np.arange(start, start + n),
+                "user_id": rng.integers(0, 100_000, n),
+                "day": (pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 730, n), "D")).date,
+                "amount": floats(0.05),
+                "country": countries[rng.integers(0, 30, n)],
+                "device": np.array(["web", "ios", "android"], dtype=object)[rng.integers(0, 3, n)],
+                "session_seconds": seconds,
+                "comment": comment,
+            }
+        )
     raise SystemExit(f"unknown shape {shape!r}; known: {', '.join(ROWS)}")
 
 
