@@ -41,6 +41,9 @@ ENCODED_COPIES = 2.3  # encoded (file) bytes a chunk holds: read buffers, the pa
 STRING_COPIES = (
     1.25  # string columns cost this much more again (dictionary pages decoded, the writer's hashing)
 )
+DISTINCT_SHARE = (
+    0.5  # a sampled column with more distinct values than this share of its values is high-cardinality
+)
 DEFAULT_TARGET_FRACTION = 0.5  # of the memory available to this process
 HIGH_LOAD_FRACTION = 0.75  # load average above this fraction of the CPUs counts as busy
 CGROUP_MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2
@@ -51,7 +54,7 @@ _MB = 2**20
 #: the profile's memory components besides ``memory_overhead_factor`` (:func:`memory_components`)
 _COMPONENT_FIELDS = ("numeric_copies", "encoded_copies", "string_copies", "string_value_bytes", "worker_memory_mb",
                      "parent_memory_mb", "parent_memory_per_column_mb", "parent_numeric_copies",
-                     "parent_string_copies")  # fmt: skip
+                     "parent_distinct_numeric_copies", "parent_string_copies")  # fmt: skip
 
 # name -> profile; built-in defaults are added on first use (ProcessingProfile lives next to pandas)
 _PROFILES: dict[str, ProcessingProfile] = {}
@@ -75,7 +78,8 @@ def _builtin_profiles() -> dict[str, ProcessingProfile]:
         "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
                                  estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=0.2,
                                  encoded_copies=1.0, string_copies=1.5, string_value_bytes=4.0,
-                                 worker_memory_mb=25.0, parent_numeric_copies=2.9, parent_string_copies=0.6),
+                                 worker_memory_mb=25.0, parent_distinct_numeric_copies=2.9,
+                                 parent_string_copies=0.6),
         "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
                                estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=0.4,
                                numeric_copies=1.2, string_copies=0.5, string_value_bytes=24.0,
@@ -251,6 +255,9 @@ class DataSample:
     estimated_files: int = 0
     #: the part of ``bytes_per_row`` in numeric, date and boolean columns (what fits and sorts copy)
     numeric_bytes_per_row: float = 0.0
+    #: the part of ``numeric_bytes_per_row`` in columns whose sampled values are mostly distinct (more than
+    #: ``DISTINCT_SHARE`` of the non-null ones): exact statistics over them keep about one entry per row
+    distinct_numeric_bytes_per_row: float = 0.0
 
 
 def _describe(
@@ -266,7 +273,7 @@ def _describe(
     n = len(df)
     usage = df.memory_usage(deep=True, index=True)
     bpr = float(usage.sum()) / n if n else 0.0
-    string_bytes = numeric_bytes = 0.0
+    string_bytes = numeric_bytes = distinct_bytes = 0.0
     kinds: dict[str, int] = {}
     widths: list[float] = []
     for name in df.columns:
@@ -290,6 +297,9 @@ def _describe(
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind in ("bool", "numeric", "datetime"):
             numeric_bytes += float(usage[name])
+            present = int(col.count())
+            if kind != "bool" and present and col.nunique() > DISTINCT_SHARE * present:
+                distinct_bytes += float(usage[name])
     return DataSample(
         label=label,
         sample_rows=n,
@@ -302,6 +312,7 @@ def _describe(
         string_bytes_per_row=string_bytes / n if n else 0.0,
         row_group_rows=row_group_rows,
         numeric_bytes_per_row=numeric_bytes / n if n else 0.0,
+        distinct_numeric_bytes_per_row=distinct_bytes / n if n else 0.0,
     )
 
 
@@ -586,8 +597,9 @@ def memory_components(
     - ``process``: the process the job starts in, as it is now (interpreter, imports, whatever it holds);
     - ``processor_parent``: the processor's fixed share in the job's parent (imports such as scikit-learn,
       merged statistics: ``parent_memory_mb`` + ``parent_memory_per_column_mb`` x columns);
-    - ``fit_state``: what a fit over the whole source keeps in the parent (``parent_numeric_copies`` x rows x
-      numeric bytes per row + ``parent_string_copies`` x rows x string bytes per row);
+    - ``fit_state``: what a fit over the whole source keeps in the parent: rows x (``parent_numeric_copies`` x
+      numeric bytes + ``parent_distinct_numeric_copies`` x bytes of the mostly-distinct numeric columns +
+      ``parent_string_copies`` x string bytes, per row);
     - ``workers``: each worker's own pages beyond its chunk (``worker_memory_mb`` x workers);
     - ``chunks``: ``workers x (rows + row_group_rows) x row_cost``, the part the batch size controls. A
       statistics pass runs chunks of the same size before the main pass; the processor's row cost is that of
@@ -598,13 +610,17 @@ def memory_components(
     extra = min(data.row_group_rows, data.total_rows) if data.total_rows else data.row_group_rows
     numeric_mb = data.total_rows * data.numeric_bytes_per_row / _MB
     string_mb = data.total_rows * data.string_bytes_per_row / _MB
+    distinct_mb = data.total_rows * data.distinct_numeric_bytes_per_row / _MB
     return {
         "process": round(machine.process_bytes / _MB, 3),
         "processor_parent": round(
             profile.parent_memory_mb + profile.parent_memory_per_column_mb * columns, 3
         ),
         "fit_state": round(
-            profile.parent_numeric_copies * numeric_mb + profile.parent_string_copies * string_mb, 3
+            profile.parent_numeric_copies * numeric_mb
+            + profile.parent_distinct_numeric_copies * distinct_mb
+            + profile.parent_string_copies * string_mb,
+            3,
         ),
         "workers": round(workers * profile.worker_memory_mb, 3),
         "chunks": round(workers * (rows + extra) * cost / _MB, 3),
@@ -766,9 +782,11 @@ def calculate_optimal_batch_config(
     an unsupported type) and :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
     """
     _check_target(target_memory_usage_mb)
+    before = process_memory_bytes()  # this process as a job would start in it, before the sample is read
     sample = sample_source(_data_argument(source_or_dataframe, data))
     profile = get_processing_profile(processor_name or DEFAULT_PROFILE_NAME)
-    return _recommend(sample, profile, machine_info(), target_memory_usage_mb)
+    machine = dataclasses.replace(machine_info(), process_bytes=before)
+    return _recommend(sample, profile, machine, target_memory_usage_mb)
 
 
 def profile_of(processor: Any) -> ProcessingProfile:

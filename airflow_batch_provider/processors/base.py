@@ -62,6 +62,9 @@ class ProcessingProfile:
     #: copies of the source's numeric columns, all rows, that the parent holds at its peak (what a fit over
     #: the whole source keeps: the fit sample's reads, per-chunk fit states merged)
     parent_numeric_copies: float = 0.0
+    #: ... of its mostly-distinct numeric columns only (exact medians and quantiles keep an entry per distinct
+    #: value: few for a small-range integer, one per row for measurements)
+    parent_distinct_numeric_copies: float = 0.0
     #: ... and of its string columns (vocabularies counted over every row)
     parent_string_copies: float = 0.0
 

@@ -331,13 +331,16 @@ def test_row_cost_counts_each_copy_of_the_profile():
 def test_memory_components_of_a_job():
     profile = ProcessingProfile("p", memory_overhead_factor=1.0, encoded_copies=0.0, string_copies=0.0,
                                 worker_memory_mb=25.0, parent_memory_mb=50.0, parent_memory_per_column_mb=2.0,
-                                parent_numeric_copies=3.0, parent_string_copies=0.5)  # fmt: skip
+                                parent_numeric_copies=3.0, parent_distinct_numeric_copies=2.0,
+                                parent_string_copies=0.5)  # fmt: skip
     machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=80 * MB)
-    parts = sizing.memory_components(_sample(), profile, machine, rows=90_000, workers=2)
+    parts = sizing.memory_components(
+        _sample(distinct_numeric_bytes_per_row=20.0), profile, machine, 90_000, 2
+    )
     assert parts == {
         "process": 80.0,
         "processor_parent": 50.0 + 2.0 * 4,  # four columns in the sample
-        "fit_state": pytest.approx((3.0 * 70 + 0.5 * 30) * 1_000_000 / MB, abs=1e-3),
+        "fit_state": pytest.approx((3.0 * 70 + 2.0 * 20 + 0.5 * 30) * 1_000_000 / MB, abs=1e-3),
         "workers": 50.0,
         "chunks": pytest.approx(2 * (90_000 + 10_000) * 100 / MB, abs=1e-3),
     }
@@ -371,9 +374,11 @@ def test_estimate_is_the_sum_of_its_components_and_the_target_bounds_the_chunks(
 
 def test_the_sample_measures_numeric_bytes(machine):
     df = pd.DataFrame({"x": np.arange(20_000, dtype="float64"), "flag": np.ones(20_000, dtype=bool),
-                       "s": ["abcdefgh"] * 20_000})  # fmt: skip
+                       "k": np.arange(20_000) % 7, "s": ["abcdefgh"] * 20_000})  # fmt: skip
     sample = tuning.sample_source(df)
-    assert sample.numeric_bytes_per_row == pytest.approx(9.0)  # float64 + bool
+    assert sample.numeric_bytes_per_row == pytest.approx(17.0)  # float64 + bool + int64
+    # exact statistics over x keep an entry per row; over k (7 values) and the flag, a few
+    assert sample.distinct_numeric_bytes_per_row == pytest.approx(8.0)
     assert sample.string_bytes_per_row > 8
     assert sample.numeric_bytes_per_row + sample.string_bytes_per_row <= sample.bytes_per_row
 
@@ -382,9 +387,12 @@ def test_standard_profiles_have_their_fitted_components():
     for name in ("data_profiling", "data_quality", "feature_engineering", "anomaly_detection"):
         profile = tuning.get_processing_profile(name)
         assert profile.worker_memory_mb > 0
-        assert profile.parent_memory_mb > 0 or profile.parent_numeric_copies > 0
+        assert (
+            profile.parent_memory_mb + profile.parent_numeric_copies + profile.parent_distinct_numeric_copies
+            > 0
+        )
     # fits keep numeric data of every row in the parent; statistics-pass processors keep per-column states
-    assert tuning.get_processing_profile("feature_engineering").parent_numeric_copies > 0
+    assert tuning.get_processing_profile("feature_engineering").parent_distinct_numeric_copies > 0
     assert tuning.get_processing_profile("anomaly_detection").parent_numeric_copies > 0
     assert tuning.get_processing_profile("data_profiling").parent_memory_per_column_mb > 0
     passthrough = tuning.get_processing_profile("passthrough")  # the engine's own cost: chunks only
