@@ -412,3 +412,30 @@ def test_machine_info_counts_this_process():
 def test_negative_memory_components_are_refused(profiles):
     with pytest.raises(ConfigError, match="worker_memory_mb must be >= 0"):
         tuning.register_processing_profile(ProcessingProfile("bad", worker_memory_mb=-1.0))
+
+
+def _estimates_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_estimates.py"
+    spec = importlib.util.spec_from_file_location("bench_estimates", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_estimate_of_a_small_profiling_job_is_near_its_measured_tree_pss(tmp_path):
+    """A 240,000-row job of the mixed shape (floats with nulls, categories, a timestamp) run in a spawned process
+    at the recommended size: the estimate against the peak summed PSS of its tree (parent and workers), polled
+    from here. Memory, not time: the band holds under load (a missed peak only lowers the measured figure, so the
+    upper bound is the wider one)."""
+    bench = _estimates_module()
+    path = bench.write_shape("mixed", tmp_path, 0.1)
+    cell = bench.measure(path, tmp_path, "data_profiling", 400, "mixed", 0.01)
+    assert cell["rows"] == 240_000
+    assert cell["monitor"]["samples"] > 5
+    parts = cell["components_mb"]
+    assert set(parts) == {"process", "processor_parent", "fit_state", "workers", "chunks"}
+    assert cell["estimate_mb"] == pytest.approx(sum(parts.values()), abs=0.01)
+    assert 0.7 <= cell["ratio"] <= 1.5, cell
