@@ -63,23 +63,24 @@ _PROFILES: dict[str, ProcessingProfile] = {}
 def _builtin_profiles() -> dict[str, ProcessingProfile]:
     from airflow_batch_provider.processors.base import ProcessingProfile as P
 
-    # the four standard processors' memory components (memory_components) were fitted on the mixed, wide_nulls,
-    # long_text and categoricals shapes of benchmarks/bench_estimates.py (peak tree PSS of jobs at 400 and
-    # 2,000 MB targets) and checked on its events and sensors shapes
+    # the four standard processors' memory components (memory_components), fitted on the peak tree PSS of jobs at
+    # 400 and 2,000 MB targets in benchmarks/bench_estimates.py: quality and anomaly detection on its mixed,
+    # wide_nulls, long_text and categoricals shapes (checked on events, sensors, orders, ratios); profiling and
+    # feature engineering on those and events, sensors (checked on orders, ratios)
     return {
         "data_profiling": P("data_profiling", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
-                            memory_overhead_factor=0.3, numeric_copies=0.8, encoded_copies=1.5,
-                            string_copies=0.0, string_value_bytes=12.0, worker_memory_mb=25.0,
-                            parent_memory_mb=50.0, parent_memory_per_column_mb=1.8),
+                            memory_overhead_factor=0.7, numeric_copies=0.6, encoded_copies=1.0,
+                            string_copies=0.0, string_value_bytes=20.0, worker_memory_mb=25.0,
+                            parent_memory_mb=30.0, parent_memory_per_column_mb=2.5),
         "data_quality": P("data_quality", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
                           memory_overhead_factor=0.5, numeric_copies=2.0, encoded_copies=1.5,
                           string_value_bytes=20.0, worker_memory_mb=25.0, parent_memory_mb=60.0,
                           parent_memory_per_column_mb=1.6),
         "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
-                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=0.2,
-                                 encoded_copies=1.0, string_copies=1.5, string_value_bytes=4.0,
-                                 worker_memory_mb=25.0, parent_distinct_numeric_copies=2.9,
-                                 parent_string_copies=0.6),
+                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=1.2,
+                                 encoded_copies=0.0, string_copies=1.0, string_value_bytes=4.0,
+                                 worker_memory_mb=25.0, parent_memory_mb=180.0,
+                                 parent_distinct_numeric_copies=2.25),
         "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
                                estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=0.4,
                                numeric_copies=1.2, string_copies=0.5, string_value_bytes=24.0,
