@@ -297,8 +297,11 @@ def test_estimate_is_within_25_percent_of_the_measured_peak_at_100_mb_chunks(tmp
     sized = bench.run_child(
         {"source": str(path), "out": out, "config": {**base, "batch_size": auto["batch_size"]}}
     )
-    estimate, measured = auto["estimated_memory_usage_mb"], sized["incremental_peak_mb"]
-    assert measured > 0 and sized["pss_samples"] > 10
+    # the peaks as if they coincided (the parent's while workers exist + each worker's): what the estimate models.
+    # The polled peak of the sum depends on timing (under load the workers' chunk peaks drift apart and it
+    # falls), which made this test flaky; each process's own peak does not.
+    estimate, measured = auto["estimated_memory_usage_mb"], sized["coincident_incremental_peak_mb"]
+    assert measured >= sized["incremental_peak_mb"] > 0 and sized["pss_samples"] > 10
     assert abs(estimate / measured - 1) <= 0.25, (estimate, measured)
 
 
