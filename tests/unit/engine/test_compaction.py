@@ -238,7 +238,12 @@ def test_a_process_killed_while_compacting_is_resumed_to_the_same_output(random_
                                "max_concurrent_batches": 2}})
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the checkout first, then the caller's path (CI's floor run puts the floor versions there: the killed
+    # job must fingerprint with the same pyarrow and pandas as the resume below)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    }
     killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
     assert killed.returncode == 9, killed.stderr.decode()[-2000:]
     assert not (out / "_manifest.json").exists() and list((out / "g0001" / "compacted").glob(".*.tmp"))
