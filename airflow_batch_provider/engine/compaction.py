@@ -193,9 +193,8 @@ class _FileWriter:
 
     def abort(self) -> None:
         """Give the file up (an error while writing it): nothing is left under its name, nor a temporary file."""
-        for close in (self.writer.close if self.writer is not None else None, self.fh.close):
-            if close is None:
-                continue
+        closers = [self.writer.close] if self.writer is not None else []
+        for close in [*closers, self.fh.close]:
             try:
                 close()
             except Exception:  # noqa: BLE001 - already failing: the first error is the one raised

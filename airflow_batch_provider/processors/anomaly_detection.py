@@ -78,7 +78,7 @@ import pandas as pd
 
 from airflow_batch_provider.exceptions import ConfigError
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
-from airflow_batch_provider.processors.frames import arrow_to_pandas, kind_of_frame
+from airflow_batch_provider.processors.frames import arrow_to_pandas, arrow_to_pandas_column, kind_of_frame
 from airflow_batch_provider.processors.registry import import_object
 
 log = logging.getLogger(__name__)
@@ -521,8 +521,7 @@ def _arrow_feature(col: Any) -> np.ndarray:
     if pa.types.is_integer(t) or (pa.types.is_floating(t) and not pa.types.is_float16(t)):
         # unsafe: integers past 2**53 round to the nearest float64, as numpy and pandas convert them
         return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
-    series = arrow_to_pandas(pa.table({"v": col}))["v"]
-    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return arrow_to_pandas_column(col).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _with_column(table: Any, name: str, values: np.ndarray) -> Any:

@@ -90,7 +90,12 @@ from airflow_batch_provider.processors import (
 )
 from airflow_batch_provider.processors.base import BaseProcessor, ChunkContext, ChunkResult, check_columns
 from airflow_batch_provider.processors.catalog import did_you_mean
-from airflow_batch_provider.processors.frames import arrow_to_pandas, kind_of_frame, like, to_arrow
+from airflow_batch_provider.processors.frames import (
+    arrow_to_pandas_column,
+    kind_of_frame,
+    like,
+    to_arrow,
+)
 
 FORMAT_VERSION = 1
 STATE_VERSION = 2  # fitted state: distinct counts + repeated keys (v1: every key's first position)
@@ -1106,13 +1111,6 @@ class _Chunk:
         if missing:  # the expression names the unknown columns itself
             return self.original if self.kind == "pandas" else self.table.to_pandas()
         return pd.DataFrame({name: self.series(name) for name in names}, index=self.series(names[0]).index)
-
-
-def arrow_to_pandas_column(values: Any) -> pd.Series:
-    """One Arrow column as the pandas Series a chunk's column would be (:func:`frames.arrow_to_pandas`)."""
-    import pyarrow as pa
-
-    return arrow_to_pandas(pa.table({"v": values}))["v"]
 
 
 def _arrow_column(table: Any, name: str, rule: str) -> str:

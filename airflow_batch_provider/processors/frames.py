@@ -169,6 +169,13 @@ def arrow_to_pandas(table: Any) -> Any:
     return frame
 
 
+def arrow_to_pandas_column(values: Any) -> Any:
+    """One Arrow column as the pandas Series a chunk's column would be (:func:`arrow_to_pandas`)."""
+    import pyarrow as pa
+
+    return arrow_to_pandas(pa.table({"v": values}))["v"]
+
+
 def pandas_dtypes(schema: Any) -> Any:
     """The pandas dtype of every column of ``schema`` as :func:`to_pandas` gives it (for ``validate``)."""
     return arrow_to_pandas(schema.empty_table()).dtypes
