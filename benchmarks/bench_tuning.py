@@ -89,7 +89,12 @@ def write_shape(shape: str, folder: Path, scale: float) -> Path:
 
 # ---------------------------------------------------------------------------------------- child side
 class TreePss(threading.Thread):
-    """Polls the summed PSS of this process and its descendants (forked chunk workers)."""
+    """Polls the summed PSS of this process and its descendants (forked chunk workers).
+
+    ``peak``: the peak of the sum, which depends on timing: whether the workers' chunk peaks fall at the same
+    moment (on a loaded machine they drift apart and the sum's peak falls). ``coincident_peak``: this process's
+    peak while workers exist plus each worker's own peak, the tree's peak had they coincided (what the estimate
+    models), which does not depend on timing."""
 
     def __init__(self, interval: float = 0.01) -> None:
         super().__init__(daemon=True)
@@ -100,6 +105,14 @@ class TreePss(threading.Thread):
         self.stop_event = threading.Event()
         self.peak = 0
         self.samples = 0
+        self.parent_with_workers = 0
+        self.worker_peaks: dict[int, int] = {}
+
+    @property
+    def coincident_peak(self) -> int:
+        if not self.worker_peaks:
+            return self.peak
+        return self.parent_with_workers + sum(self.worker_peaks.values())
 
     def sample(self) -> int:
         total = 0
@@ -112,7 +125,13 @@ class TreePss(threading.Thread):
                 with open(f"/proc/{proc.pid}/smaps_rollup") as fh:
                     for line in fh:
                         if line.startswith("Pss:"):
-                            total += int(line.split()[1]) * 1024
+                            pss = int(line.split()[1]) * 1024
+                            total += pss
+                            if proc.pid == self.me.pid:
+                                if len(procs) > 1:
+                                    self.parent_with_workers = max(self.parent_with_workers, pss)
+                            else:
+                                self.worker_peaks[proc.pid] = max(self.worker_peaks.get(proc.pid, 0), pss)
                             break
             except (OSError, ValueError):
                 continue
@@ -123,6 +142,12 @@ class TreePss(threading.Thread):
             self.peak = max(self.peak, self.sample())
             self.samples += 1
             self.stop_event.wait(self.interval)
+
+
+def _job_estimate(extra: dict[str, Any]) -> float | None:
+    estimate = extra.get("estimated_memory_usage_mb")
+    components = extra.get("estimated_memory_components_mb") or {}
+    return None if estimate is None else round(estimate - components.get("process", 0.0), 3)
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -170,11 +195,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "batch_size": result.batch_size,
         "workers": result.extra["workers"],
         "chunks": result.chunks_total,
-        "estimated_memory_usage_mb": result.extra.get("estimated_memory_usage_mb"),
+        # the memory the job adds: the estimate less the process it started in (measured here as the baseline)
+        "estimated_memory_usage_mb": _job_estimate(result.extra),
         "memory_target_mb": result.extra.get("memory_target_mb"),
         "trajectory": [(t["from"], t["to"], t["reason"]) for t in result.batch_size_trajectory],
         "reasons": result.extra.get("batch_size_reasons"),
         "incremental_peak_mb": round((monitor.peak - baseline) / MB, 1),
+        "coincident_incremental_peak_mb": round((monitor.coincident_peak - baseline) / MB, 1),
         "baseline_mb": round(baseline / MB, 1),
         "pss_samples": monitor.samples,
         "max_chunk_mem_peak_mb": round(max(peaks, default=0) / MB, 1),

@@ -1115,6 +1115,9 @@ class JobRunner:
                     self.recommendation.estimated_memory_usage_mb if self.recommendation else None
                 ),
                 "compaction": compaction.to_dict(),
+                "estimated_memory_components_mb": (
+                    dict(self.recommendation.memory_components_mb) if self.recommendation else None
+                ),
             },
             batch_size_trajectory=list(self.adapter.trajectory) if self.adapter else [],
         )

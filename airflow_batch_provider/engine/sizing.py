@@ -41,12 +41,20 @@ ENCODED_COPIES = 2.3  # encoded (file) bytes a chunk holds: read buffers, the pa
 STRING_COPIES = (
     1.25  # string columns cost this much more again (dictionary pages decoded, the writer's hashing)
 )
+DISTINCT_SHARE = (
+    0.5  # a sampled column with more distinct values than this share of its values is high-cardinality
+)
 DEFAULT_TARGET_FRACTION = 0.5  # of the memory available to this process
 HIGH_LOAD_FRACTION = 0.75  # load average above this fraction of the CPUs counts as busy
 CGROUP_MEMORY_MAX = "/sys/fs/cgroup/memory.max"  # cgroup v2
 CGROUP_MEMORY_CURRENT = "/sys/fs/cgroup/memory.current"
 DEFAULT_PROFILE_NAME = "default"
 _MB = 2**20
+
+#: the profile's memory components besides ``memory_overhead_factor`` (:func:`memory_components`)
+_COMPONENT_FIELDS = ("numeric_copies", "encoded_copies", "string_copies", "string_value_bytes", "worker_memory_mb",
+                     "parent_memory_mb", "parent_memory_per_column_mb", "parent_numeric_copies",
+                     "parent_distinct_numeric_copies", "parent_string_copies")  # fmt: skip
 
 # name -> profile; built-in defaults are added on first use (ProcessingProfile lives next to pandas)
 _PROFILES: dict[str, ProcessingProfile] = {}
@@ -55,15 +63,28 @@ _PROFILES: dict[str, ProcessingProfile] = {}
 def _builtin_profiles() -> dict[str, ProcessingProfile]:
     from airflow_batch_provider.processors.base import ProcessingProfile as P
 
+    # the four standard processors' memory components (memory_components), fitted on the peak tree PSS of jobs at
+    # 400 and 2,000 MB targets in benchmarks/bench_estimates.py: quality and anomaly detection on its mixed,
+    # wide_nulls, long_text and categoricals shapes (checked on events, sensors, orders, ratios); profiling and
+    # feature engineering on those and events, sensors (checked on orders, ratios)
     return {
         "data_profiling": P("data_profiling", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
-                            memory_overhead_factor=3.0),
+                            memory_overhead_factor=0.7, numeric_copies=0.6, encoded_copies=1.0,
+                            string_copies=0.0, string_value_bytes=20.0, worker_memory_mb=25.0,
+                            parent_memory_mb=30.0, parent_memory_per_column_mb=2.5),
         "data_quality": P("data_quality", cpu_intensive=True, estimated_processing_time_per_row_ms=0.002,
-                          memory_overhead_factor=2.5),
+                          memory_overhead_factor=0.5, numeric_copies=2.0, encoded_copies=1.5,
+                          string_value_bytes=20.0, worker_memory_mb=25.0, parent_memory_mb=60.0,
+                          parent_memory_per_column_mb=1.6),
         "feature_engineering": P("feature_engineering", cpu_intensive=True, memory_intensive=True,
-                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=4.0),
+                                 estimated_processing_time_per_row_ms=0.003, memory_overhead_factor=1.2,
+                                 encoded_copies=0.0, string_copies=1.0, string_value_bytes=4.0,
+                                 worker_memory_mb=25.0, parent_memory_mb=180.0,
+                                 parent_distinct_numeric_copies=2.25),
         "anomaly_detection": P("anomaly_detection", cpu_intensive=True, memory_intensive=True,
-                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=4.0),
+                               estimated_processing_time_per_row_ms=0.005, memory_overhead_factor=0.4,
+                               numeric_copies=1.2, string_copies=0.5, string_value_bytes=24.0,
+                               worker_memory_mb=25.0, parent_memory_mb=10.0, parent_numeric_copies=2.0),
         "passthrough": P("passthrough", cpu_intensive=False, io_intensive=True,
                          estimated_processing_time_per_row_ms=0.0002, memory_overhead_factor=1.6),
         "count": P("count", cpu_intensive=False, io_intensive=True,
@@ -96,6 +117,11 @@ def register_processing_profile(profile: ProcessingProfile) -> ProcessingProfile
         raise ConfigError(
             f"ProcessingProfile {profile.processor_name!r}: memory_overhead_factor must be > 0 and "
             "estimated_processing_time_per_row_ms >= 0"
+        )
+    negative = [name for name in _COMPONENT_FIELDS if (getattr(profile, name) or 0) < 0]
+    if negative:
+        raise ConfigError(
+            f"ProcessingProfile {profile.processor_name!r}: {', '.join(negative)} must be >= 0 (memory components)"
         )
     _profiles()[profile.processor_name] = profile
     return profile
@@ -133,6 +159,9 @@ class MachineInfo:
     memory_percent: float
     cgroup_limit_bytes: int | None = None
     cgroup_usage_bytes: int | None = None
+    #: this process's own memory now (PSS where Linux reports it, else RSS): a job started here has it in its
+    #: process tree from the start (0: not counted)
+    process_bytes: int = 0
 
     @property
     def usable_bytes(self) -> int:
@@ -157,6 +186,21 @@ def _read_int(path: str) -> int | None:
         return None
 
 
+def process_memory_bytes() -> int:
+    """This process's memory now: its PSS (``/proc/self/smaps_rollup``; shared pages split between the
+    processes mapping them, as a job's tree is measured), else its RSS."""
+    try:
+        with open("/proc/self/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
 def _cpus() -> int:
     return usable_cpus()
 
@@ -179,6 +223,7 @@ def machine_info() -> MachineInfo:
         memory_percent=float(vm.percent),
         cgroup_limit_bytes=limit,
         cgroup_usage_bytes=_read_int(CGROUP_MEMORY_CURRENT) if limit is not None else None,
+        process_bytes=process_memory_bytes(),
     )
 
 
@@ -209,6 +254,11 @@ class DataSample:
     total_rows_exact: bool = True
     #: how many text files' rows were estimated from their size
     estimated_files: int = 0
+    #: the part of ``bytes_per_row`` in numeric, date and boolean columns (what fits and sorts copy)
+    numeric_bytes_per_row: float = 0.0
+    #: the part of ``numeric_bytes_per_row`` in columns whose sampled values are mostly distinct (more than
+    #: ``DISTINCT_SHARE`` of the non-null ones): exact statistics over them keep about one entry per row
+    distinct_numeric_bytes_per_row: float = 0.0
 
 
 def _describe(
@@ -224,7 +274,7 @@ def _describe(
     n = len(df)
     usage = df.memory_usage(deep=True, index=True)
     bpr = float(usage.sum()) / n if n else 0.0
-    string_bytes = 0.0
+    string_bytes = numeric_bytes = distinct_bytes = 0.0
     kinds: dict[str, int] = {}
     widths: list[float] = []
     for name in df.columns:
@@ -246,6 +296,11 @@ def _describe(
         else:
             kind = "other"
         kinds[kind] = kinds.get(kind, 0) + 1
+        if kind in ("bool", "numeric", "datetime"):
+            numeric_bytes += float(usage[name])
+            present = int(col.count())
+            if kind != "bool" and present and col.nunique() > DISTINCT_SHARE * present:
+                distinct_bytes += float(usage[name])
     return DataSample(
         label=label,
         sample_rows=n,
@@ -257,6 +312,8 @@ def _describe(
         encoded_bytes_per_row=encoded_bytes_per_row,
         string_bytes_per_row=string_bytes / n if n else 0.0,
         row_group_rows=row_group_rows,
+        numeric_bytes_per_row=numeric_bytes / n if n else 0.0,
+        distinct_numeric_bytes_per_row=distinct_bytes / n if n else 0.0,
     )
 
 
@@ -366,6 +423,9 @@ class BatchRecommendation:
     row_group_rows: int = 0
     row_cost_bytes: float = 0.0  # memory per row of a chunk in its worker, as estimated
     total_rows_exact: bool = True  # False: total_rows is partly extrapolated from text files' sizes
+    #: ``estimated_memory_usage_mb`` by component (see :func:`memory_components`); ``chunks`` is the part the
+    #: batch size controls and the memory target bounds
+    memory_components_mb: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -507,6 +567,67 @@ def _balance(size: int, total: int, conc: int, reasons: list[str], per_worker: i
     return max(1, size)
 
 
+def row_cost(data: DataSample, profile: ProcessingProfile, bytes_per_row: float | None = None) -> float:
+    """Bytes one row of a chunk costs in its worker: the processor's copies of the DataFrame, of its numeric
+    columns and of its string columns, a cost per string value, plus the encoded bytes (read buffers, the part
+    written and its copy)."""
+    bpr = data.bytes_per_row if bytes_per_row is None else bytes_per_row
+    encoded = ENCODED_COPIES if profile.encoded_copies is None else profile.encoded_copies
+    strings = STRING_COPIES if profile.string_copies is None else profile.string_copies
+    string_bytes = data.string_bytes_per_row if data.sample_rows else 0.0
+    numeric_bytes = data.numeric_bytes_per_row if data.sample_rows else 0.0
+    return (
+        profile.memory_overhead_factor * bpr
+        + profile.numeric_copies * numeric_bytes
+        + encoded * data.encoded_bytes_per_row
+        + strings * string_bytes
+        + profile.string_value_bytes * (data.column_types.get("string", 0) if data.sample_rows else 0)
+    )
+
+
+def memory_components(
+    data: DataSample,
+    profile: ProcessingProfile,
+    machine: MachineInfo,
+    rows: int,
+    workers: int,
+    cost: float | None = None,
+) -> dict[str, float]:
+    """What a job's process tree holds at its peak, in MB, by component (their sum is the estimate):
+
+    - ``process``: the process the job starts in, as it is now (interpreter, imports, whatever it holds);
+    - ``processor_parent``: the processor's fixed share in the job's parent (imports such as scikit-learn,
+      merged statistics: ``parent_memory_mb`` + ``parent_memory_per_column_mb`` x columns);
+    - ``fit_state``: what a fit over the whole source keeps in the parent: rows x (``parent_numeric_copies`` x
+      numeric bytes + ``parent_distinct_numeric_copies`` x bytes of the mostly-distinct numeric columns +
+      ``parent_string_copies`` x string bytes, per row);
+    - ``workers``: each worker's own pages beyond its chunk (``worker_memory_mb`` x workers);
+    - ``chunks``: ``workers x (rows + row_group_rows) x row_cost``, the part the batch size controls. A
+      statistics pass runs chunks of the same size before the main pass; the processor's row cost is that of
+      the costlier of the two passes.
+    """
+    cost = row_cost(data, profile) if cost is None else cost
+    columns = sum(data.column_types.values())
+    extra = min(data.row_group_rows, data.total_rows) if data.total_rows else data.row_group_rows
+    numeric_mb = data.total_rows * data.numeric_bytes_per_row / _MB
+    string_mb = data.total_rows * data.string_bytes_per_row / _MB
+    distinct_mb = data.total_rows * data.distinct_numeric_bytes_per_row / _MB
+    return {
+        "process": round(machine.process_bytes / _MB, 3),
+        "processor_parent": round(
+            profile.parent_memory_mb + profile.parent_memory_per_column_mb * columns, 3
+        ),
+        "fit_state": round(
+            profile.parent_numeric_copies * numeric_mb
+            + profile.parent_distinct_numeric_copies * distinct_mb
+            + profile.parent_string_copies * string_mb,
+            3,
+        ),
+        "workers": round(workers * profile.worker_memory_mb, 3),
+        "chunks": round(workers * (rows + extra) * cost / _MB, 3),
+    }
+
+
 def _recommend(
     data: DataSample,
     profile: ProcessingProfile,
@@ -543,10 +664,13 @@ def _recommend(
     reasons: list[str] = []
     bpr = _sample_bytes_per_row(data, reasons)
     overhead = profile.memory_overhead_factor
-    # what one row of a chunk costs in its worker: the processor's copies of the DataFrame plus the encoded
-    # bytes (read buffers, the part written and its copy)
+    # what one row of a chunk costs in its worker (row_cost: the processor's copies of the DataFrame, of its
+    # numeric and string columns, plus the encoded bytes)
     strings = data.string_bytes_per_row if data.sample_rows else 0.0
-    row_cost = overhead * bpr + ENCODED_COPIES * data.encoded_bytes_per_row + STRING_COPIES * strings
+    numeric = data.numeric_bytes_per_row if data.sample_rows else 0.0
+    encoded_copies = ENCODED_COPIES if profile.encoded_copies is None else profile.encoded_copies
+    string_copies = STRING_COPIES if profile.string_copies is None else profile.string_copies
+    cost = row_cost(data, profile, bpr)
     reasons.append(_profile_reason(profile))
     target = _target_bytes(target_mb, machine, reasons)
     if concurrency:
@@ -559,21 +683,25 @@ def _recommend(
         reasons.append(f"up to {extra:,} more rows per worker decoded at row-group edges (cached)")
 
     def rows_for(c: int) -> int:
-        return int(target / (c * row_cost) - extra)
+        return int(target / (c * cost) - extra)
 
     if conc > 1 and rows_for(conc) < MIN_BATCH_SIZE and not concurrency:
-        fitted = max(1, min(conc, int(target / ((MIN_BATCH_SIZE + extra) * row_cost))))
+        fitted = max(1, min(conc, int(target / ((MIN_BATCH_SIZE + extra) * cost))))
         reasons.append(
             f"concurrency {conc} -> {fitted}: {conc} chunks of {MIN_BATCH_SIZE:,} rows would not fit "
             f"in {target / _MB:,.0f} MB"
         )
         conc = fitted
     size = rows_for(conc)
+    numeric_text = f" + {profile.numeric_copies:g} x {numeric:,.0f} numeric" if profile.numeric_copies else ""
+    strings_text = f" + {string_copies:g} x {strings:,.0f} in strings" if strings and string_copies else ""
+    string_columns = data.column_types.get("string", 0) if data.sample_rows else 0
+    if profile.string_value_bytes and string_columns:
+        strings_text += f" + {profile.string_value_bytes:g} x {string_columns} string values"
     reasons.append(
-        f"{conc} x (rows{f' + {extra:,}' if extra else ''}) x {row_cost:,.0f} bytes per row ({overhead:g} x "
-        f"{bpr:,.0f} + {ENCODED_COPIES:g} x {data.encoded_bytes_per_row:,.0f} encoded"
-        f"{f' + {STRING_COPIES:g} x {strings:,.0f} in strings' if strings else ''}) <= {target / _MB:,.0f} MB "
-        f"gives {size:,} rows per chunk"
+        f"{conc} x (rows{f' + {extra:,}' if extra else ''}) x {cost:,.0f} bytes per row ({overhead:g} x "
+        f"{bpr:,.0f}{numeric_text} + {encoded_copies:g} x {data.encoded_bytes_per_row:,.0f} encoded"
+        f"{strings_text}) <= {target / _MB:,.0f} MB gives {size:,} rows per chunk"
     )
     total = data.total_rows
     size = _balance(_clamp(_throughput_cap(size, bpr, reasons), reasons), total, conc, reasons, per_worker)
@@ -582,7 +710,18 @@ def _recommend(
         reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")
         conc = max(1, chunks)
     busy = min(conc, chunks)  # workers holding a chunk at once
-    memory_mb = busy * (size + min(extra, total)) * row_cost / _MB
+    components = memory_components(data, profile, machine, size, busy, cost)
+    memory_mb = sum(components.values())
+    reasons.append(
+        f"estimated peak {memory_mb:,.0f} MB: "
+        + ", ".join(f"{name.replace('_', ' ')} {mb:,.0f}" for name, mb in components.items())
+    )
+    fixed = memory_mb - components["chunks"]
+    if memory_mb > target / _MB and fixed > 0.05 * memory_mb:
+        reasons.append(
+            f"the estimate is over the {target / _MB:,.0f} MB target by what smaller chunks do not reduce "
+            f"({fixed:,.0f} MB outside the chunks): the target bounds the chunks"
+        )
     per_row_s = data.read_seconds_per_row + profile.estimated_processing_time_per_row_ms / 1000
     duration = total * per_row_s / conc
     return BatchRecommendation(
@@ -596,8 +735,9 @@ def _recommend(
         bytes_per_row=round(bpr, 3),
         total_rows=total,
         row_group_rows=extra,
-        row_cost_bytes=round(row_cost, 3),
+        row_cost_bytes=round(cost, 3),
         total_rows_exact=data.total_rows_exact,
+        memory_components_mb=components,
     )
 
 
@@ -643,9 +783,11 @@ def calculate_optimal_batch_config(
     an unsupported type) and :class:`~airflow_batch_provider.exceptions.ConfigError` for a bad target.
     """
     _check_target(target_memory_usage_mb)
+    before = process_memory_bytes()  # this process as a job would start in it, before the sample is read
     sample = sample_source(_data_argument(source_or_dataframe, data))
     profile = get_processing_profile(processor_name or DEFAULT_PROFILE_NAME)
-    return _recommend(sample, profile, machine_info(), target_memory_usage_mb)
+    machine = dataclasses.replace(machine_info(), process_bytes=before)
+    return _recommend(sample, profile, machine, target_memory_usage_mb)
 
 
 def profile_of(processor: Any) -> ProcessingProfile:

@@ -41,7 +41,32 @@ class ProcessingProfile:
     #: (partial states are always merged in source order)
     requires_order: bool = False
     estimated_processing_time_per_row_ms: float = 0.01
+    #: copies of a chunk's DataFrame (its in-memory bytes) alive in a worker at the chunk's peak
     memory_overhead_factor: float = 3.0
+    #: further copies of the chunk's numeric (and date, boolean) columns: sorted copies for exact quantiles,
+    #: the float array a model scores
+    numeric_copies: float = 0.0
+    #: copies of the chunk's encoded (file) bytes: read buffers, the part written and its copy (None: the
+    #: engine's ``sizing.ENCODED_COPIES``)
+    encoded_copies: float | None = None
+    #: further copies of the chunk's string columns (None: ``sizing.STRING_COPIES``)
+    string_copies: float | None = None
+    #: bytes per string value (cell) of a chunk, whatever its length: hashes, codes, parse attempts
+    string_value_bytes: float = 0.0
+    #: MB each chunk worker holds beyond its chunk (pages it copies from the parent, module state)
+    worker_memory_mb: float = 0.0
+    #: MB the processor adds to the job's parent whatever the chunk size (imports, merged statistics) ...
+    parent_memory_mb: float = 0.0
+    #: ... and per column of the source (per-column merged states: histograms, sketches, vocabularies)
+    parent_memory_per_column_mb: float = 0.0
+    #: copies of the source's numeric columns, all rows, that the parent holds at its peak (what a fit over
+    #: the whole source keeps: the fit sample's reads, per-chunk fit states merged)
+    parent_numeric_copies: float = 0.0
+    #: ... of its mostly-distinct numeric columns only (exact medians and quantiles keep an entry per distinct
+    #: value: few for a small-range integer, one per row for measurements)
+    parent_distinct_numeric_copies: float = 0.0
+    #: ... and of its string columns (vocabularies counted over every row)
+    parent_string_copies: float = 0.0
 
 
 @dataclass(frozen=True)

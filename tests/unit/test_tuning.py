@@ -71,15 +71,17 @@ def test_wider_and_heavier_rows_give_smaller_batches(machine, shapes):
     assert narrow.bytes_per_row < strings.bytes_per_row
     assert narrow.recommended_batch_size > wide.recommended_batch_size
     assert narrow.recommended_batch_size > strings.recommended_batch_size
-    # a processor with a larger memory overhead gets smaller chunks of the same data
-    assert _size(shapes["wide"], "anomaly_detection", 64) < _size(shapes["wide"], "data_quality", 64)
+    # a processor whose rows cost more gets smaller chunks of the same data (quality keeps pandas copies,
+    # profiling's Arrow kernels fewer)
+    assert _size(shapes["wide"], "data_quality", 64) < _size(shapes["wide"], "data_profiling", 64)
 
 
 def test_estimate_respects_the_target(machine, shapes):
     for path in shapes.values():
         rec = tuning.calculate_optimal_batch_config(path, "data_quality", 64)
         if rec.recommended_batch_size > tuning.MIN_BATCH_SIZE:
-            assert rec.estimated_memory_usage_mb <= 64.0
+            assert rec.memory_components_mb["chunks"] <= 64.0  # the target bounds the chunks
+        assert rec.estimated_memory_usage_mb == pytest.approx(sum(rec.memory_components_mb.values()))
         assert rec.total_rows == ROWS
         assert rec.recommended_concurrency == 2
 
@@ -91,7 +93,7 @@ def test_row_groups_count_against_the_target(machine, shapes):
     assert rec.recommended_concurrency == 1
     assert any("row-group edges" in r for r in rec.reasons)
     assert rec.recommended_batch_size > tuning.MIN_BATCH_SIZE
-    assert rec.estimated_memory_usage_mb <= 24.0
+    assert rec.memory_components_mb["chunks"] <= 24.0
 
 
 def test_lower_target_gives_smaller_batches(machine, shapes):
@@ -295,6 +297,148 @@ def test_estimate_is_within_25_percent_of_the_measured_peak_at_100_mb_chunks(tmp
     sized = bench.run_child(
         {"source": str(path), "out": out, "config": {**base, "batch_size": auto["batch_size"]}}
     )
-    estimate, measured = auto["estimated_memory_usage_mb"], sized["incremental_peak_mb"]
-    assert measured > 0 and sized["pss_samples"] > 10
+    # the peaks as if they coincided (the parent's while workers exist + each worker's): what the estimate models.
+    # The polled peak of the sum depends on timing (under load the workers' chunk peaks drift apart and it
+    # falls), which made this test flaky; each process's own peak does not.
+    estimate, measured = auto["estimated_memory_usage_mb"], sized["coincident_incremental_peak_mb"]
+    assert measured >= sized["incremental_peak_mb"] > 0 and sized["pss_samples"] > 10
     assert abs(estimate / measured - 1) <= 0.25, (estimate, measured)
+
+
+# ------------------------------------------------------------------------------------ memory components
+MB = 2**20
+
+
+def _sample(**fields):
+    base = {"label": "s", "sample_rows": 10_000, "total_rows": 1_000_000, "bytes_per_row": 100.0,
+            "column_types": {"numeric": 3, "string": 1}, "mean_string_width": 8.0,
+            "encoded_bytes_per_row": 40.0, "string_bytes_per_row": 30.0, "row_group_rows": 10_000,
+            "numeric_bytes_per_row": 70.0}  # fmt: skip
+    return sizing.DataSample(**{**base, **fields})
+
+
+def test_row_cost_counts_each_copy_of_the_profile():
+    profile = ProcessingProfile("p", memory_overhead_factor=2.0, numeric_copies=1.5, encoded_copies=1.0,
+                                string_copies=0.5, string_value_bytes=16.0)  # fmt: skip
+    # one string column in the sample: 16 bytes per string value, whatever its length
+    assert sizing.row_cost(_sample(), profile) == pytest.approx(
+        2.0 * 100 + 1.5 * 70 + 1.0 * 40 + 0.5 * 30 + 16.0 * 1
+    )
+    # None: the engine's constants (what passthrough was fitted with)
+    default = ProcessingProfile("d", memory_overhead_factor=1.6)
+    assert sizing.row_cost(_sample(), default) == pytest.approx(
+        1.6 * 100 + sizing.ENCODED_COPIES * 40 + sizing.STRING_COPIES * 30
+    )
+
+
+def test_memory_components_of_a_job():
+    profile = ProcessingProfile("p", memory_overhead_factor=1.0, encoded_copies=0.0, string_copies=0.0,
+                                worker_memory_mb=25.0, parent_memory_mb=50.0, parent_memory_per_column_mb=2.0,
+                                parent_numeric_copies=3.0, parent_distinct_numeric_copies=2.0,
+                                parent_string_copies=0.5)  # fmt: skip
+    machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=80 * MB)
+    parts = sizing.memory_components(
+        _sample(distinct_numeric_bytes_per_row=20.0), profile, machine, 90_000, 2
+    )
+    assert parts == {
+        "process": 80.0,
+        "processor_parent": 50.0 + 2.0 * 4,  # four columns in the sample
+        "fit_state": pytest.approx((3.0 * 70 + 2.0 * 20 + 0.5 * 30) * 1_000_000 / MB, abs=1e-3),
+        "workers": 50.0,
+        "chunks": pytest.approx(2 * (90_000 + 10_000) * 100 / MB, abs=1e-3),
+    }
+    # a source smaller than a row group: only its rows are decoded
+    small = sizing.memory_components(_sample(total_rows=4_000), profile, machine, rows=4_000, workers=1)
+    assert small["chunks"] == pytest.approx((4_000 + 4_000) * 100 / MB, abs=1e-3)
+
+
+def test_estimate_is_the_sum_of_its_components_and_the_target_bounds_the_chunks():
+    heavy = ProcessingProfile(
+        "heavy", memory_overhead_factor=1.0, parent_memory_mb=500.0, worker_memory_mb=10.0
+    )
+    machine = sizing.MachineInfo(2, 0.0, 8 * GB, 16 * GB, 50.0, process_bytes=100 * MB)
+    rec = sizing._recommend(_sample(), heavy, machine, 200)
+    parts = rec.memory_components_mb
+    assert rec.estimated_memory_usage_mb == pytest.approx(sum(parts.values()))
+    assert parts["process"] == 100.0 and parts["processor_parent"] == 500.0 and parts["workers"] == 20.0
+    assert parts["chunks"] <= 200.0
+    assert rec.recommended_batch_size > tuning.MIN_BATCH_SIZE
+    text = "\n".join(rec.reasons)
+    assert "estimated peak" in text and "processor parent 500" in text
+    assert "over the 200 MB target" in text and "the target bounds the chunks" in text
+    # without fixed parts the estimate is the chunks alone, under the target, and no such reason
+    light = sizing._recommend(
+        _sample(), ProcessingProfile("light", memory_overhead_factor=1.0), FIXED_MACHINE, 200
+    )
+    assert light.estimated_memory_usage_mb == pytest.approx(light.memory_components_mb["chunks"])
+    assert light.estimated_memory_usage_mb <= 200.0
+    assert not any("over the" in r for r in light.reasons)
+
+
+def test_the_sample_measures_numeric_bytes(machine):
+    df = pd.DataFrame({"x": np.arange(20_000, dtype="float64"), "flag": np.ones(20_000, dtype=bool),
+                       "k": np.arange(20_000) % 7, "s": ["abcdefgh"] * 20_000})  # fmt: skip
+    sample = tuning.sample_source(df)
+    assert sample.numeric_bytes_per_row == pytest.approx(17.0)  # float64 + bool + int64
+    # exact statistics over x keep an entry per row; over k (7 values) and the flag, a few
+    assert sample.distinct_numeric_bytes_per_row == pytest.approx(8.0)
+    assert sample.string_bytes_per_row > 8
+    assert sample.numeric_bytes_per_row + sample.string_bytes_per_row <= sample.bytes_per_row
+
+
+def test_standard_profiles_have_their_fitted_components():
+    for name in ("data_profiling", "data_quality", "feature_engineering", "anomaly_detection"):
+        profile = tuning.get_processing_profile(name)
+        assert profile.worker_memory_mb > 0
+        assert (
+            profile.parent_memory_mb + profile.parent_numeric_copies + profile.parent_distinct_numeric_copies
+            > 0
+        )
+    # fits keep numeric data of every row in the parent; statistics-pass processors keep per-column states
+    assert tuning.get_processing_profile("feature_engineering").parent_distinct_numeric_copies > 0
+    assert tuning.get_processing_profile("anomaly_detection").parent_numeric_copies > 0
+    assert tuning.get_processing_profile("data_profiling").parent_memory_per_column_mb > 0
+    passthrough = tuning.get_processing_profile("passthrough")  # the engine's own cost: chunks only
+    assert (passthrough.parent_memory_mb, passthrough.worker_memory_mb, passthrough.encoded_copies) == (
+        0,
+        0,
+        None,
+    )
+
+
+def test_machine_info_counts_this_process():
+    info = sizing.machine_info()
+    assert info.process_bytes > 10 * MB  # an interpreter with pandas loaded
+    assert sizing.process_memory_bytes() > 10 * MB
+
+
+def test_negative_memory_components_are_refused(profiles):
+    with pytest.raises(ConfigError, match="worker_memory_mb must be >= 0"):
+        tuning.register_processing_profile(ProcessingProfile("bad", worker_memory_mb=-1.0))
+
+
+def _estimates_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_estimates.py"
+    spec = importlib.util.spec_from_file_location("bench_estimates", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_estimate_of_a_small_profiling_job_is_near_its_measured_tree_pss(tmp_path):
+    """A 240,000-row job of the mixed shape (floats with nulls, categories, a timestamp) run in a spawned process
+    at the recommended size: the estimate against the peak summed PSS of its tree (parent and workers), polled
+    from here. Memory, not time: the band holds under load (a missed peak only lowers the measured figure, so the
+    upper bound is the wider one)."""
+    bench = _estimates_module()
+    path = bench.write_shape("mixed", tmp_path, 0.1)
+    cell = bench.measure(path, tmp_path, "data_profiling", 400, "mixed", 0.01)
+    assert cell["rows"] == 240_000
+    assert cell["monitor"]["samples"] > 5
+    parts = cell["components_mb"]
+    assert set(parts) == {"process", "processor_parent", "fit_state", "workers", "chunks"}
+    assert cell["estimate_mb"] == pytest.approx(sum(parts.values()), abs=0.01)
+    assert 0.7 <= cell["ratio"] <= 1.5, cell
