@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Issue #15's proof: ``data_profiling`` and ``data_quality`` against polars and duckdb doing the same work.
+"""Issues #15 and #16's proof: our standard processors against polars, duckdb, scikit-learn and a plain scan.
 
 One command, one run::
 
-    python benchmarks/bench_peers.py [--sizes 2000000,20000000] [--repeats 3] [--only profile,quality]
+    python benchmarks/bench_peers.py [--sizes 2000000,20000000] [--repeats 3] [--only profile,quality,anomaly,noop]
                                      [--out benchmarks/results/peers.json] [--workdir DIR] [--keep]
                                      [--batch-size N] [--workers N]   (diagnostics: ours only)
 
@@ -52,6 +52,19 @@ quality
     COMPRESSION snappy)`` over a LEFT JOIN on it, the list column by ``list_filter``, each ``ORDER BY
     file_row_number`` (duckdb's hash join does not keep the source order, ``preserve_insertion_order`` or not:
     without the sort the clean rows come out shuffled); counts read back from the quarantine file.
+
+anomaly (issue #16)
+    ``anomaly_detection`` with ``features=`` the 10 numeric columns (isolation forest, its defaults: fitted on the
+    engine's deterministic 100,000-row sample, then every chunk scored in a forked worker, all columns plus
+    ``anomaly_score`` and ``is_anomaly`` written) against scikit-learn in one piece, as a ``@task`` would do it:
+    ``pq.read_table``, ``IsolationForest(random_state=0)`` fitted on the same sampled rows with the same median
+    imputation, one ``score_samples`` over the whole table, one snappy Parquet file. Agreement: the anomaly count,
+    the threshold and the output's row-hash digests (same scores, same rows, same order) are equal.
+noop (issue #16)
+    ``run_batch_job(path, fn, input_format="arrow")`` with ``fn`` returning None (no pandas on the path, nothing
+    written) against a plain ``ParquetFile(path, pre_buffer=False).iter_batches()`` over every column. Run it at
+    two sizes (``--sizes 500000,2000000``): the table ``marginal`` line gives each side's marginal rate between
+    them and its start-up apart.
 
 Measurements: every one in a fresh ``python bench_peers.py --child ...`` subprocess (``bench_engine.run_child``),
 timed inside it around the work alone (imports and connection set-up excluded, output writing and our job's
@@ -166,7 +179,11 @@ COMPARISONS: dict[str, dict[str, Any]] = {
         "tools": [("ours", "default"), ("polars", "approx"), ("duckdb", "approx")],
     },
     "quality": {"work": "quality", "tools": [("ours", ""), ("polars", ""), ("duckdb", "")]},
+    "anomaly": {"work": "anomaly", "tools": [("ours", ""), ("sklearn", "")]},
+    "noop": {"work": "noop", "tools": [("ours", ""), ("scan", "")]},
 }
+WORKS = ("profile", "quality", "anomaly", "noop")
+ANOMALY_SAMPLE = 100_000  # anomaly_detection's default sample_size: both sides fit on the same rows
 MEAN_RTOL = 1e-9
 QUANTILE_RTOL = 1e-12
 
@@ -259,11 +276,17 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_batch_provider.jobs import run_batch_job
 
     out_dir = Path(spec["output_path"])
+    processor: Any
+    kwargs: dict[str, Any] = {}
     if spec["work"] == "profile":
         processor = "data_profiling"
-        kwargs: dict[str, Any] = {"exact_quantile_limit": spec["rows"]} if spec["variant"] == "exact" else {}
-    else:
+        kwargs = {"exact_quantile_limit": spec["rows"]} if spec["variant"] == "exact" else {}
+    elif spec["work"] == "quality":
         processor, kwargs = "data_quality", {"rules": QUALITY_RULES}
+    elif spec["work"] == "anomaly":
+        processor, kwargs = "anomaly_detection", {"features": NUMERIC}
+    else:  # noop: a callable that returns None, handed Arrow tables (no pandas on the path)
+        processor, kwargs = _noop, {"input_format": "arrow"}
     phases = _instrument_phases()
     config = BatchConfig(**spec.get("ours_config", {}))  # default: BatchConfig(), what a user gets
     t_start = time.perf_counter()
@@ -284,7 +307,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": win.seconds,
         "rows_per_s": result.rows_in / win.seconds,
         "job": {
-            "processor": processor,
+            "processor": processor if isinstance(processor, str) else "noop (a callable returning None)",
             "processor_kwargs": {k: v for k, v in kwargs.items() if k != "rules"},
             "batch_size": result.batch_size,
             "chunks": result.chunks_total,
@@ -301,6 +324,19 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
         res["stats"] = _ours_profile_stats(report)
         res["job"]["duplicate_rows"] = report.get("duplicate_rows")
         shutil.rmtree(out_dir, ignore_errors=True)
+    elif spec["work"] == "noop":
+        res["counts"] = {"rows": result.rows_in, "rows_out": result.rows_out}
+        shutil.rmtree(out_dir, ignore_errors=True)
+    elif spec["work"] == "anomaly":
+        res["counts"] = {
+            "rows": report["rows"],
+            "anomalies": report["anomalies"],
+            "fit_rows": report["fit_rows"],
+            "threshold": report["threshold"],
+            "features": report["features"],
+        }
+        manifest = json.loads((out_dir / "_manifest.json").read_text())
+        res["outputs"] = {"clean": [str(out_dir / p) for p in manifest["parts"]], "cleanup": str(out_dir)}
     else:
         res["counts"] = {
             "rows": report["rows"],
@@ -314,6 +350,72 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
             "cleanup": str(out_dir),
         }
     return res
+
+
+def _noop(chunk: Any, ctx: Any) -> None:
+    """The no-op job's processor: returns None (no rows written); module level so forked workers find it."""
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# child side: scikit-learn in one piece, and the plain scan
+# --------------------------------------------------------------------------------------------------
+def child_sklearn_anomaly(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a user would write in a ``@task``: read the table, fit scikit-learn's ``IsolationForest`` (its
+    defaults, ``random_state=0``) on the same 100,000 sampled rows as ours (positions from
+    ``default_rng(0)``, sorted; NaN imputed with the sample's medians), score the whole table in one
+    ``score_samples`` call and write it with ``anomaly_score`` and ``is_anomaly`` to one snappy Parquet file."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import IsolationForest
+
+    out_dir = Path(spec["output_path"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with be.Window() as win:
+        table = pq.read_table(spec["path"])
+        x = np.empty((table.num_rows, len(NUMERIC)), dtype=np.float64)
+        for j, c in enumerate(NUMERIC):
+            x[:, j] = table.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+        total = table.num_rows
+        pick = np.sort(np.random.default_rng(0).choice(total, size=min(ANOMALY_SAMPLE, total), replace=False))
+        medians = np.nanmedian(x[pick], axis=0)
+        missing = np.isnan(x)
+        x[missing] = np.take(medians, np.nonzero(missing)[1])
+        model = IsolationForest(random_state=0).fit(x[pick])
+        scores = -model.score_samples(x)
+        threshold = -float(model.offset_)
+        flags = scores > threshold
+        table = table.append_column("anomaly_score", pa.array(scores)).append_column(
+            "is_anomaly", pa.array(flags)
+        )
+        path = out_dir / "scored.parquet"
+        pq.write_table(table, path, compression="snappy")
+    return {
+        "rows": total,
+        "seconds": win.seconds,
+        "rows_per_s": total / win.seconds,
+        "counts": {
+            "rows": total,
+            "anomalies": int(flags.sum()),
+            "fit_rows": len(pick),
+            "threshold": threshold,
+            "features": NUMERIC,
+        },
+        "outputs": {"clean": [str(path)], "cleanup": str(out_dir)},
+        **win.info,
+    }
+
+
+def child_scan(spec: dict[str, Any]) -> dict[str, Any]:
+    """The plain scan the no-op job is measured against: every column, batch by batch."""
+    import pyarrow.parquet as pq
+
+    with be.Window() as win:
+        rows = 0
+        for batch in pq.ParquetFile(spec["path"], pre_buffer=False).iter_batches():
+            rows += batch.num_rows
+    return {"rows": rows, "seconds": win.seconds, "rows_per_s": rows / win.seconds, **win.info}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -567,6 +669,10 @@ CHILDREN = {
     ("polars", "quality"): child_polars_quality,
     ("duckdb", "profile"): child_duckdb_profile,
     ("duckdb", "quality"): child_duckdb_quality,
+    ("ours", "anomaly"): child_ours,
+    ("sklearn", "anomaly"): child_sklearn_anomaly,
+    ("ours", "noop"): child_ours,
+    ("scan", "noop"): child_scan,
 }
 
 
@@ -705,7 +811,7 @@ class Bench:
         if "outputs" in res:
             outputs = res.pop("outputs")
             if not runs:  # the first run of each tool: re-read both outputs for the agreement check
-                res["digests"] = {k: output_digest(outputs[k]) for k in ("clean", "quarantine")}
+                res["digests"] = {k: output_digest(v) for k, v in outputs.items() if k != "cleanup"}
             if not self.args.keep:
                 shutil.rmtree(outputs["cleanup"], ignore_errors=True)
         phases = res.get("job", {}).get("phases")
@@ -771,6 +877,30 @@ def agreement(bench: Bench) -> dict[str, Any]:
             checks["counts"] = ref["counts"]
             checks["digests_ours"] = ref["digests"]
             by_size["quality"] = checks
+        anomaly = comps.get("anomaly", {})
+        if anomaly.get("ours") and anomaly.get("sklearn"):
+            a, b = anomaly["ours"][0], anomaly["sklearn"][0]
+            problems = [
+                f"{k} {b['counts'][k]!r} != {a['counts'][k]!r}"
+                for k in a["counts"]
+                if a["counts"][k] != b["counts"][k]
+            ]
+            x, y = a["digests"]["clean"], b["digests"]["clean"]
+            problems += [
+                f"output.{k}: {y.get(k)!r} != {x.get(k)!r}"
+                for k in ("rows", "schema", "hash_sum", "ordered_hash")
+                if x.get(k) != y.get(k)
+            ]
+            by_size["anomaly"] = {
+                "reference": "anomaly/ours",
+                "anomaly/sklearn": {"agree": not problems, "problems": problems},
+                "counts": a["counts"],
+            }
+        noop = comps.get("noop", {})
+        if noop.get("ours") and noop.get("scan"):
+            c = noop["ours"][0]["counts"]
+            problems = [] if c["rows_out"] == 0 and c["rows"] == rows else [f"ours counts {c}"]
+            by_size["noop"] = {"noop/ours": {"agree": not problems, "problems": problems}}
         result[str(rows)] = by_size
     return result
 
@@ -845,7 +975,41 @@ def summarize(bench: Bench) -> dict[str, Any]:
             for r in tools.get("ours", [])
         }
     )
-    return {"table": table, "memory_ratio": memory, "ours_sources_sha256": ours_sources}
+    return {
+        "table": table,
+        "memory_ratio": memory,
+        "marginal": marginal_rates(bench),
+        "ours_sources_sha256": ours_sources,
+    }
+
+
+def marginal_rates(bench: Bench) -> dict[str, Any]:
+    """Per comparison with two sizes or more: each tool's marginal rate between the smallest and the largest
+    size, (rows_big - rows_small) / (median s big - median s small), and its start-up, the time its linear fit
+    gives 0 rows (what a job costs before its first row: imports excluded, planning, forking, the commit)."""
+    sizes = sorted(bench.runs)
+    if len(sizes) < 2:
+        return {}
+    small, big = sizes[0], sizes[-1]
+    result: dict[str, Any] = {}
+    for comparison in COMPARISONS:
+        a, b = bench.runs[small].get(comparison, {}), bench.runs[big].get(comparison, {})
+        tools = {}
+        for tool in set(a) & set(b):
+            ta, tb = _median([r["seconds"] for r in a[tool]]), _median([r["seconds"] for r in b[tool]])
+            rate = (big - small) / (tb - ta) if tb > ta else float("inf")
+            tools[tool] = {"marginal_rows_per_s": rate, "startup_s": ta - small / rate}
+        peers = {t: v for t, v in tools.items() if t != "ours"}
+        if "ours" in tools and peers:
+            fastest = max(peers, key=lambda t: peers[t]["marginal_rows_per_s"])
+            result[comparison] = {
+                "rows_small": small,
+                "rows_big": big,
+                "tools": tools,
+                "fastest_peer": fastest,
+                "ratio": tools["ours"]["marginal_rows_per_s"] / peers[fastest]["marginal_rows_per_s"],
+            }
+    return result
 
 
 def print_table(summary: dict[str, Any], agree: dict[str, Any]) -> None:
@@ -857,10 +1021,14 @@ def print_table(summary: dict[str, Any], agree: dict[str, Any]) -> None:
         f"{'work':<16} {'rows':>11} {'ours s':>8} {'polars s':>9} {'duckdb s':>9} {'ratio':>6} {'fastest':>7}  "
         f"{'PSS ours':>9} {'PSS polars':>10} {'PSS duckdb':>10}"
     )
-    out(head)
-    out(f"{'':<16} {'':>11} {'':>8} {'':>9} {'':>9} {'':>6} {'':>7}  {'MB':>9} {'MB':>10} {'MB':>10}")
-    out("-" * len(head))
+    others = [e for e in summary["table"].values() if not set(e["tools"]) <= {"ours", "polars", "duckdb"}]
+    if len(others) < len(summary["table"]):
+        out(head)
+        out(f"{'':<16} {'':>11} {'':>8} {'':>9} {'':>9} {'':>6} {'':>7}  {'MB':>9} {'MB':>10} {'MB':>10}")
+        out("-" * len(head))
     for entry in summary["table"].values():
+        if entry in others:
+            continue
         t = entry["tools"]
 
         def cell(tool: str, key: str, fmt: str, width: int, t: dict[str, Any] = t) -> str:
@@ -872,6 +1040,29 @@ def print_table(summary: dict[str, Any], agree: dict[str, Any]) -> None:
             f"{format(entry.get('ratio', float('nan')), '.2f'):>6} {entry.get('fastest_peer', '-'):>7}  "
             f"{cell('ours', 'pss_mb_median', '.0f', 9)} {cell('polars', 'pss_mb_median', '.0f', 10)} "
             f"{cell('duckdb', 'pss_mb_median', '.0f', 10)}"
+        )
+    if others:
+        out()
+        out(
+            f"{'work':<16} {'rows':>11} {'ours s':>8} {'peer':>8} {'peer s':>8} {'ratio':>6}  {'PSS ours':>9} {'PSS peer':>9}"
+        )
+        for entry in others:
+            peer = entry.get("fastest_peer", "-")
+            t = entry["tools"]
+            out(
+                f"{entry['comparison']:<16} {entry['rows']:>11,} {t['ours']['seconds_median']:8.2f} {peer:>8} "
+                f"{t[peer]['seconds_median'] if peer in t else float('nan'):8.2f} "
+                f"{entry.get('ratio', float('nan')):6.2f}  {t['ours']['pss_mb_median']:9.0f} "
+                f"{t[peer]['pss_mb_median'] if peer in t else float('nan'):9.0f}"
+            )
+    for comparison, m in summary.get("marginal", {}).items():
+        tools = ", ".join(
+            f"{t} {v['marginal_rows_per_s'] / 1e6:.2f} M rows/s (start-up {v['startup_s']:.2f} s)"
+            for t, v in sorted(m["tools"].items())
+        )
+        out(
+            f"marginal {comparison:<16} {m['rows_small']:,} -> {m['rows_big']:,} rows: {tools}; "
+            f"ratio ours / {m['fastest_peer']} = {m['ratio']:.2f}"
         )
     out("profile_exact: ours exact_quantile_limit=rows vs polars/duckdb exact quantiles + exact distinct;")
     out(
@@ -992,7 +1183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="2000000,20000000", help="comma-separated row counts (default 2M,20M)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per size (default 3)")
-    p.add_argument("--only", default="profile,quality", help="profile and/or quality (default both)")
+    p.add_argument(
+        "--only", default="profile,quality", help=f"works among {', '.join(WORKS)} (default profile,quality)"
+    )
     p.add_argument(
         "--settle", type=float, default=3.0, help="max seconds to wait for a quiet machine per run"
     )
@@ -1019,9 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
         child_main(args.child)
         return 0
     works = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = sorted(set(works) - {"profile", "quality"})
+    unknown = sorted(set(works) - set(WORKS))
     if unknown:
-        raise SystemExit(f"--only: unknown work(s) {unknown}; choose from profile, quality")
+        raise SystemExit(f"--only: unknown work(s) {unknown}; choose from {', '.join(WORKS)}")
     comparisons = [c for c, spec in COMPARISONS.items() if spec["work"] in works]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     env = environment()
@@ -1056,7 +1249,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     env["loadavg_end"] = os.getloadavg()
     doc = {
-        "benchmark": "peers (issue #15): data_profiling / data_quality vs polars and duckdb",
+        "benchmark": "peers (issues #15, #16): our standard processors and a no-op job vs polars, duckdb, "
+        "scikit-learn and a plain Parquet scan",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "total_seconds": round(time.time() - started, 1),
