@@ -285,6 +285,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
         processor, kwargs = "data_quality", {"rules": QUALITY_RULES}
     elif spec["work"] == "anomaly":
         processor, kwargs = "anomaly_detection", {"features": NUMERIC}
+        import sklearn.ensemble  # noqa: F401  (imports are outside the window on every side, as the peer's)
     else:  # noop: a callable that returns None, handed Arrow tables (no pandas on the path)
         processor, kwargs = _noop, {"input_format": "arrow"}
     phases = _instrument_phases()

@@ -442,3 +442,52 @@ def test_estimate_of_a_small_profiling_job_is_near_its_measured_tree_pss(tmp_pat
     assert set(parts) == {"process", "processor_parent", "fit_state", "workers", "chunks"}
     assert cell["estimate_mb"] == pytest.approx(sum(parts.values()), abs=0.01)
     assert 0.7 <= cell["ratio"] <= 1.5, cell
+
+
+# ------------------------------------------------------------------------------------ row-group edges
+def _chunk_ranges(out) -> list[tuple[int, int]]:
+    from pathlib import Path
+
+    gens = sorted(Path(out).glob("g[0-9]*"))
+    records = [
+        r for seg in sorted((gens[-1] / "segments").glob("*.json")) for r in json.loads(seg.read_text())
+    ]
+    return sorted((r["s"], r["e"]) for r in records)
+
+
+@pytest.mark.parametrize("align", [True, False])
+def test_auto_sized_chunks_are_cut_at_row_group_edges(tmp_path, monkeypatch, align):
+    """200,000 rows in 20 row groups of 10,000, 2 workers: 8 equal chunks would be 25,000 rows and end inside a
+    row group (two workers decoding it); the plan takes 10 chunks of two whole row groups instead. With the
+    alignment switched off (the mutation check) the chunks end mid-group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_batch_provider import run_batch_job
+
+    rows = 200_000
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table({"x": np.arange(rows), "y": np.arange(rows) * 0.5}), path, row_group_size=10_000)
+    if not align:
+        monkeypatch.setattr(sizing, "ALIGN_BELOW_GROUPS", 0)
+    out = tmp_path / "out"
+    result = run_batch_job(
+        str(path), lambda chunk, ctx: chunk, input_format="arrow", output_path=str(out),
+        config=BatchConfig(max_concurrent_batches=2), monitor=False,
+    )  # fmt: skip
+    ranges = _chunk_ranges(out)
+    assert ranges[0][0] == 0 and ranges[-1][1] == rows and sum(e - s for s, e in ranges) == rows
+    edges = {s for s, _ in ranges} | {e for _, e in ranges}
+    if align:
+        assert result.batch_size == 20_000 and len(ranges) == 10
+        assert all(edge % 10_000 == 0 for edge in edges)
+        assert any("whole row groups of 10,000 rows" in r for r in result.extra["batch_size_reasons"])
+    else:
+        assert result.batch_size == 25_000 and any(edge % 10_000 for edge in edges)
+    assert read_table_rows(out) == list(range(rows))
+
+
+def read_table_rows(out) -> list[int]:
+    from airflow_batch_provider.engine import read_output
+
+    return read_output(str(out))["x"].tolist()
