@@ -571,15 +571,30 @@ def _balance(size: int, total: int, conc: int, reasons: list[str], per_worker: i
 ALIGN_BELOW_GROUPS = 8
 
 
-def _align_to_row_groups(size: int, total: int, conc: int, group_rows: int, reasons: list[str]) -> int:
-    """Whole row groups per chunk when a chunk holds at least one: a chunk that ends inside a row group makes
-    two workers decode that group (a 250,000-row chunk over 100,000-row groups decodes 300,000 rows). The size
-    only goes down (at most to half), so the memory bound holds and there are only more chunks; among the
-    multiples of ``group_rows`` in ``[size / 2, size]`` the largest whose chunk count is a multiple of ``conc``
-    (the same number of chunks for each worker), else the largest. Only for chunks of fewer than
-    ``ALIGN_BELOW_GROUPS`` row groups: longer chunks lose less than that share to an edge."""
-    if not group_rows or size < group_rows or not total or total <= size or size % group_rows == 0:
+def _align_to_row_groups(
+    size: int, bound: int, total: int, conc: int, group_rows: int, reasons: list[str]
+) -> int:
+    """Chunks of whole row groups: a chunk that starts or ends inside a row group decodes all of it, so two
+    chunks decode that group (a 250,000-row chunk over 100,000-row groups decodes 300,000 rows; a 62,500-row one
+    100,000 or 200,000).
+
+    - A chunk of fewer than ``ALIGN_BELOW_GROUPS`` row groups goes down (at most to half) to a multiple of
+      ``group_rows``: the largest whose chunk count is a multiple of ``conc`` (the same number of chunks for
+      each worker), else the largest. Longer chunks lose less than that share to an edge.
+    - A chunk smaller than a row group grows to one row group when the memory-bound size ``bound`` holds it and
+      the source has a row group for each worker: fewer chunks per worker than the balance asked for, but each
+      group decoded once.
+    """
+    if not group_rows or not total or total <= size or size % group_rows == 0:
         return size
+    if size < group_rows:
+        if bound < group_rows or total < conc * group_rows:
+            return size
+        reasons.append(
+            f"batch size {size:,} -> {group_rows:,}: one row group per chunk ({math.ceil(total / group_rows)} "
+            "chunk(s)): a smaller chunk decodes its whole row group"
+        )
+        return group_rows
     if size >= ALIGN_BELOW_GROUPS * group_rows:
         return size
     most = size // group_rows
@@ -733,9 +748,10 @@ def _recommend(
         f"{strings_text}) <= {target / _MB:,.0f} MB gives {size:,} rows per chunk"
     )
     total = data.total_rows
-    size = _balance(_clamp(_throughput_cap(size, bpr, reasons), reasons), total, conc, reasons, per_worker)
+    bound = _clamp(_throughput_cap(size, bpr, reasons), reasons)
+    size = _balance(bound, total, conc, reasons, per_worker)
     if per_worker > 1:  # the engine's own sizing (the advice functions give the memory-bound size)
-        size = _align_to_row_groups(size, total, conc, data.row_group_rows, reasons)
+        size = _align_to_row_groups(size, bound, total, conc, data.row_group_rows, reasons)
     chunks = math.ceil(total / size) if total else 1
     if chunks < conc and not concurrency:
         reasons.append(f"concurrency {conc} -> {chunks}: only {chunks} chunk(s)")

@@ -491,3 +491,26 @@ def read_table_rows(out) -> list[int]:
     from airflow_batch_provider.engine import read_output
 
     return read_output(str(out))["x"].tolist()
+
+
+def test_a_chunk_smaller_than_a_row_group_grows_to_one_row_group(tmp_path):
+    """50,000 rows in 5 row groups of 10,000 on 2 workers: 8 balanced chunks would be 6,250 rows, each decoding a
+    whole 10,000-row group (and most groups twice); the plan takes the 5 row groups as 5 chunks. One row group
+    holding every row (a writer's default) is not made one chunk: the balance stands."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_batch_provider import run_batch_job
+
+    for rows, group, expect in ((50_000, 10_000, 10_000), (50_000, 50_000, 6_250)):
+        path = tmp_path / f"g{group}.parquet"
+        pq.write_table(pa.table({"x": np.arange(rows)}), path, row_group_size=group)
+        out = tmp_path / f"out{group}"
+        result = run_batch_job(
+            str(path), lambda chunk, ctx: chunk, input_format="arrow", output_path=str(out),
+            config=BatchConfig(max_concurrent_batches=2), monitor=False,
+        )  # fmt: skip
+        assert result.batch_size == expect, result.extra["batch_size_reasons"]
+        assert read_table_rows(out) == list(range(rows))
+        if group == 10_000:
+            assert sorted(_chunk_ranges(out)) == [(i, i + 10_000) for i in range(0, rows, 10_000)]
