@@ -176,6 +176,42 @@ def test_exact_moments_are_bit_identical_for_any_grouping():
     assert ExactMoments.of(np.full(999, 0.1)).std() == 0.0
 
 
+def test_exact_sums_of_integers_take_a_shortcut_to_the_same_numbers(monkeypatch):
+    """Integer values (an integer column as float64) are summed without the exponent sort; the exact sums are the
+    same rationals as the general path's, for one limb, three limbs, negative values and 2**53 - 1."""
+    from fractions import Fraction
+
+    from airflow_batch_provider.processors import column_stats as cs
+
+    def exact(sums):
+        s, q, base = sums
+        return Fraction(s) * Fraction(2) ** base, Fraction(q) * Fraction(2) ** (2 * base)
+
+    rng = np.random.default_rng(4)
+    cases = [
+        rng.integers(0, 100, 5000),
+        rng.integers(-5_000_000, 5_000_000, 5000),
+        rng.integers(-(2**53) + 1, 2**53 - 1, 5000),
+        np.array([2**53 - 1, -(2**53) + 1, 0]),
+    ]
+    for values in cases:
+        x = values.astype(np.float64)
+        shortcut = cs.exact_sums(x)
+        assert shortcut[2] == 0  # the shortcut's base
+        with monkeypatch.context() as m:
+            m.setattr(cs, "_integer_sums", lambda x: None)
+            general = cs.exact_sums(x)
+        assert (
+            exact(shortcut)
+            == exact(general)
+            == (
+                Fraction(sum(int(v) for v in values)),
+                Fraction(sum(int(v) ** 2 for v in values)),
+            )
+        )
+    assert cs._integer_sums(np.array([1.0, 2.5])) is None and cs._integer_sums(np.array([2.0**53])) is None
+
+
 def test_spec_applies_to_new_data_without_fitting(source, tmp_path, make_parquet):
     fitted = run_batch_job(
         source, "feature_engineering", output_path=tmp_path / "train", config={"batch_size": 300}, **PARAMS
