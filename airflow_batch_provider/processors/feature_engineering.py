@@ -610,8 +610,8 @@ def _float_values(col: Any) -> np.ndarray:
 
 def _fast_categorical(t: Any) -> bool:
     """True for the column types whose values and counts Arrow gives exactly as pandas did (text, booleans,
-    integers and dictionaries of them); others (floats, whose NaN pandas counts as missing, bytes, decimals)
-    take pandas' own path, column by column."""
+    integers and dictionaries of them); others (floats, whose NaN pandas counts as missing, bytes, decimals,
+    string views, which some kernels lack) take pandas' own path, column by column."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(t):
@@ -619,7 +619,6 @@ def _fast_categorical(t: Any) -> bool:
     return bool(
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
-        or pa.types.is_string_view(t)
         or pa.types.is_boolean(t)
         or pa.types.is_integer(t)
     )
@@ -774,19 +773,23 @@ def _categorical_arrow(
     enc = cspec.get("encode")
     fill = (cspec.get("impute") or {}).get("value")
     values = _decoded(column) if _fast_categorical(column.type) else None
-    if (
-        enc is None
-        or values is None
-        or (fill is not None and not _python_type_fits(fill, values.type))
-        or not all(_python_type_fits(v, values.type) for v in enc["vocabulary"])
-    ):
+    vocab = (enc or {}).get("vocabulary") or []
+    try:
+        if (
+            enc is None
+            or values is None
+            or (fill is not None and not _python_type_fits(fill, values.type))
+            or not all(_python_type_fits(v, values.type) for v in vocab)
+        ):
+            raise pa.ArrowNotImplementedError("not on Arrow")
+        if fill is not None and values.null_count:
+            values = pc.fill_null(values, pa.scalar(fill, values.type))
+        value_set = pa.array(vocab, type=values.type)  # a spec fitted elsewhere may hold values out of range
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return _from_pandas(_categorical_outputs(col, arrow_to_pandas_column(column), cspec, keep), table)
-    if fill is not None and values.null_count:
-        values = pc.fill_null(values, pa.scalar(fill, values.type))
-    vocab = enc["vocabulary"]
     k = len(vocab)
     missing = values.is_null().to_numpy(zero_copy_only=False)
-    found = pc.index_in(values, value_set=pa.array(vocab, type=values.type))
+    found = pc.index_in(values, value_set=value_set)
     idx = np.asarray(found.fill_null(k).to_numpy(zero_copy_only=False), dtype=np.int64)
     if enc["method"] == "ordinal":
         return [(f"{col}_code" if keep else col, _int_array(idx, missing))]

@@ -497,3 +497,38 @@ def test_transform_takes_arrow_or_pandas_and_gives_the_same_values(monkeypatch):
     monkeypatch.setattr(fe, "arrow_to_pandas_column", refuse)
     assert fe.transform(table, spec).equals(via_arrow)
     assert proc.partial_stats(table, None) == proc.partial_stats(table.to_pandas(), None)
+
+
+def test_columns_arrow_cannot_code_take_the_pandas_way_with_the_same_result():
+    """A string view (no Arrow filter kernel) and a spec fitted elsewhere whose vocabulary does not fit the
+    column's type (300 in an int8 column: no match, so other) are coded as pandas coded them."""
+    from airflow_batch_provider.processors import feature_engineering as fe
+
+    spec = {
+        "format_version": 1,
+        "keep_original": False,
+        "columns": {
+            "s": {
+                "kind": "categorical",
+                "impute": {"strategy": "most_frequent", "value": "a"},
+                "encode": {"method": "onehot", "top_k": None, "vocabulary": ["a", "b"]},
+            },
+            "i": {
+                "kind": "categorical",
+                "impute": None,
+                "encode": {"method": "ordinal", "top_k": None, "vocabulary": [300, 1]},
+            },
+        },
+    }
+    table = pa.table(
+        {"s": pa.array(["a", "b", None, "a"], pa.string_view()), "i": pa.array([1, 2, None, 1], pa.int8())}
+    )
+    got = fe.transform(table, spec)
+    assert got.to_pydict() == {
+        "s=a": [1, 0, 1, 1],
+        "s=b": [0, 1, 0, 0],
+        "s=<other>": [0, 0, 0, 0],
+        "i": [1, 2, None, 1],
+    }
+    assert got.schema.types == [pa.uint8()] * 3 + [pa.int64()]
+    assert fe._value_counts(table.column("s")) == (["a", "b"], [2, 1], 1)
