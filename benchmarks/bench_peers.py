@@ -52,6 +52,16 @@ quality
     COMPRESSION snappy)`` over a LEFT JOIN on it, the list column by ``list_filter``, each ``ORDER BY
     file_row_number`` (duckdb's hash join does not keep the source order, ``preserve_insertion_order`` or not:
     without the sort the clean rows come out shuffled); counts read back from the quarantine file.
+features (issue #16; ``--only features``)
+    standard scaling (population std, ddof=0) of the 10 numeric columns (nulls stay null), one-hot of the 3
+    text categoricals (uint8 columns, count-descending vocabulary), date parts year, month, day, dayofweek
+    (Monday = 0), hour of ``created_at`` (int64); ``id`` and ``is_active`` passed through; written as
+    snappy Parquet. ours: ``run_batch_job(path, "feature_engineering", scale=..., encode=..., date_parts=...)``
+    (its exact statistics pass, then the transform). polars: a fit pass (means, stds, value counts: one
+    ``collect_all``), then one ``select`` over ``scan_parquet`` sunk to Parquet. No duckdb. Agreement (first
+    repeat, ``agreement["features"]``): rows, column names, order and types equal; every integer column's
+    null count, sum and row-weighted sum equal; vocabularies equal; fitted centres/scales and the values of
+    ``FEATURE_VALUE_COLUMNS`` within 1e-12 (relative to max(|a|, |b|, 1)).
 
 anomaly (issue #16)
     ``anomaly_detection`` with ``features=`` the 10 numeric columns (isolation forest, its defaults: fitted on the
@@ -181,8 +191,9 @@ COMPARISONS: dict[str, dict[str, Any]] = {
     "quality": {"work": "quality", "tools": [("ours", ""), ("polars", ""), ("duckdb", "")]},
     "anomaly": {"work": "anomaly", "tools": [("ours", ""), ("sklearn", "")]},
     "noop": {"work": "noop", "tools": [("ours", ""), ("scan", "")]},
+    "features": {"work": "features", "tools": [("ours", ""), ("polars", "")]},
 }
-WORKS = ("profile", "quality", "anomaly", "noop")
+WORKS = tuple(dict.fromkeys(spec["work"] for spec in COMPARISONS.values()))
 ANOMALY_SAMPLE = 100_000  # anomaly_detection's default sample_size: both sides fit on the same rows
 MEAN_RTOL = 1e-9
 QUANTILE_RTOL = 1e-12
@@ -663,6 +674,238 @@ def child_duckdb_quality(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------------------------------
+# features (issue #16): feature_engineering against the same work in polars
+# --------------------------------------------------------------------------------------------------
+FEATURE_CATEGORICALS = ["country", "status", "channel"]  # text columns with 5-40 distinct values
+FEATURE_DATE_PARTS = ["year", "month", "day", "dayofweek", "hour"]
+#: scaled columns whose values the agreement check compares row by row (the others: fitted centre and scale)
+FEATURE_VALUE_COLUMNS = ["user_id", "amount", "score"]
+FEATURE_RTOL = 1e-12
+#: the read-back value columns of each (rows, tool), kept in the driver for the agreement check (not in the JSON)
+_FEATURE_FRAMES: dict[tuple[int, str], Any] = {}
+
+
+def feature_kwargs() -> dict[str, Any]:
+    """Our ``feature_engineering`` settings: standard scaling of the 10 numeric columns (no imputation: nulls
+    stay null), one-hot of the 3 categoricals (every value: none is ``<other>``), date parts of ``created_at``;
+    ``id`` and ``is_active`` pass through."""
+    return {
+        "scale": dict.fromkeys(NUMERIC, "standard"),
+        "encode": dict.fromkeys(FEATURE_CATEGORICALS, "onehot"),
+        "date_parts": {"created_at": list(FEATURE_DATE_PARTS)},
+    }
+
+
+def child_ours_features(spec: dict[str, Any]) -> dict[str, Any]:
+    import bench_processors as bp
+
+    from airflow_batch_provider.config import BatchConfig
+    from airflow_batch_provider.jobs import run_batch_job
+
+    out_dir = Path(spec["output_path"])
+    kwargs = feature_kwargs()
+    phases = _instrument_phases()
+    config = BatchConfig(**spec.get("ours_config", {}))
+    t_start = time.perf_counter()
+    with be.Window() as win:
+        result = run_batch_job(
+            spec["path"],
+            "feature_engineering",
+            config=config,
+            output_path=str(out_dir),
+            records_path=spec["records_path"],
+            **kwargs,
+        )
+    t_end = time.perf_counter()
+    gen = out_dir / f"g{result.generation:04d}"
+    main, fit = bp._worker_time(bp._records(gen)), bp._worker_time(bp._records(gen / "fit" / "g0001"))
+    columns = result.report["spec"]["columns"]
+    manifest = json.loads((out_dir / "_manifest.json").read_text())
+    return {
+        "rows": result.rows_in,
+        "seconds": win.seconds,
+        "rows_per_s": result.rows_in / win.seconds,
+        "job": {
+            "processor": "feature_engineering",
+            "processor_kwargs": kwargs,
+            "batch_size": result.batch_size,
+            "chunks": result.chunks_total,
+            "concurrency": config.concurrency,
+            "memory_limit_mb": config.memory_limit_mb,
+            "main_pass": main,
+            "stats_pass": fit,
+            "phases": _phase_split(phases, t_start, t_end),
+        },
+        "fit": {
+            "scale": {c: [columns[c]["scale"]["center"], columns[c]["scale"]["scale"]] for c in NUMERIC},
+            "vocabulary": {c: columns[c]["encode"]["vocabulary"] for c in FEATURE_CATEGORICALS},
+        },
+        "outputs": {"features": [str(out_dir / p) for p in manifest["parts"]], "cleanup": str(out_dir)},
+        **win.info,
+    }
+
+
+def child_polars_features(spec: dict[str, Any]) -> dict[str, Any]:
+    """The same work in polars: a fit pass (means, population stds, value counts: one ``collect_all``), then
+    one lazy ``select`` over ``scan_parquet`` sunk to snappy Parquet (streaming engine)."""
+    import polars as pl
+
+    folder = Path(spec["output_path"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "features.parquet"
+    with be.Window() as win:
+        lf = pl.scan_parquet(spec["path"])
+        moments = lf.select(
+            pl.len().alias("rows"),
+            *(pl.col(c).cast(pl.Float64).mean().alias(f"{c}|mean") for c in NUMERIC),
+            *(pl.col(c).cast(pl.Float64).std(ddof=0).alias(f"{c}|std") for c in NUMERIC),
+        )
+        counts = [lf.group_by(c).len().drop_nulls(c) for c in FEATURE_CATEGORICALS]
+        fitted = pl.collect_all([moments, *counts], engine="streaming")
+        row = fitted[0].row(0, named=True)
+        scale = {}
+        for c in NUMERIC:
+            center, std = row[f"{c}|mean"], row[f"{c}|std"]
+            scale[c] = [0.0 if center is None else center, 1.0 if not std else std]
+        vocab = {  # count descending, then the value's text (ours' order)
+            c: [
+                v
+                for v, _ in sorted(
+                    zip(f[c].to_list(), f["len"].to_list(), strict=True), key=lambda t: (-t[1], t[0])
+                )
+            ]
+            for c, f in zip(FEATURE_CATEGORICALS, fitted[1:], strict=True)
+        }
+        dt = pl.col("created_at").dt
+        parts = {
+            "year": dt.year(),
+            "month": dt.month(),
+            "day": dt.day(),
+            "dayofweek": dt.weekday() - 1,
+            "hour": dt.hour(),
+        }
+        exprs: list[Any] = []
+        for c in COLUMNS:
+            if c in NUMERIC:
+                exprs.append(((pl.col(c).cast(pl.Float64) - scale[c][0]) / scale[c][1]).alias(c))
+            elif c in FEATURE_CATEGORICALS:
+                exprs += [
+                    (pl.col(c) == v).fill_null(False).cast(pl.UInt8).alias(f"{c}={v}") for v in vocab[c]
+                ]
+                other = pl.col(c).is_not_null() & ~pl.col(c).is_in(vocab[c])
+                exprs.append(other.cast(pl.UInt8).alias(f"{c}=<other>"))
+            elif c == "created_at":
+                exprs += [parts[p].cast(pl.Int64).alias(f"{c}_{p}") for p in FEATURE_DATE_PARTS]
+            else:
+                exprs.append(pl.col(c))
+        lf.select(exprs).sink_parquet(path, compression="snappy", engine="streaming")
+    rows = int(row["rows"])
+    return {
+        "rows": rows,
+        "seconds": win.seconds,
+        "rows_per_s": rows / win.seconds,
+        "fit": {"scale": scale, "vocabulary": vocab},
+        "outputs": {"features": [str(path)], "cleanup": str(folder)},
+        **win.info,
+    }
+
+
+FEATURE_CHILDREN = {("ours", "features"): child_ours_features, ("polars", "features"): child_polars_features}
+
+
+def features_read_back(files: list[str], key: tuple[int, str]) -> dict[str, Any]:
+    """Rows, schema and per-column digests of a features output (polars, in the driver: not measured): for every
+    integer column (one-hot, date parts) its null count, sum and row-weighted sum (a changed value, row order
+    or column order shows); the :data:`FEATURE_VALUE_COLUMNS` themselves are kept for the agreement check."""
+    import polars as pl
+
+    lf = pl.scan_parquet(files)
+    schema = {k: str(v) for k, v in lf.collect_schema().items()}
+    ints = [c for c, t in schema.items() if t in ("UInt8", "Int64") and c not in NUMERIC]
+    w = pl.int_range(pl.len(), dtype=pl.Int64) + 1
+    digest = lf.select(
+        pl.len().alias("rows"),
+        *(pl.col(c).null_count().alias(f"{c}|nulls") for c in ints),
+        *(pl.col(c).cast(pl.Int64).sum().alias(f"{c}|sum") for c in ints),
+        *((pl.col(c).cast(pl.Int64) * w).sum().alias(f"{c}|wsum") for c in ints),
+    ).collect(engine="streaming")
+    _FEATURE_FRAMES[key] = lf.select(FEATURE_VALUE_COLUMNS).collect(engine="streaming")
+    return {"schema": schema, "digests": {k: int(v) for k, v in digest.row(0, named=True).items()}}
+
+
+def _feature_values_rel(a: Any, b: Any) -> tuple[float, list[str]]:
+    """The largest ``|a - b| / max(|a|, |b|, 1)`` over the value columns (scaled values are O(1): a plain
+    relative difference near 0 measures only the fitted centre's last bit) and the columns whose nulls differ."""
+    import numpy as np
+
+    worst, problems = 0.0, []
+    for c in FEATURE_VALUE_COLUMNS:
+        x, y = a[c].to_numpy(), b[c].to_numpy()  # nulls as NaN
+        if not np.array_equal(np.isnan(x), np.isnan(y)):
+            problems.append(f"{c}: nulls at different rows")
+            continue
+        ok = ~np.isnan(x)
+        den = np.maximum(np.maximum(np.abs(x[ok]), np.abs(y[ok])), 1.0)
+        worst = max(worst, float(np.max(np.abs(x[ok] - y[ok]) / den, initial=0.0)))
+    return worst, problems
+
+
+def features_agreement(comps: dict[str, Any]) -> dict[str, Any]:
+    """polars' features output against ours: rows, column names, order and types, fitted centres and scales
+    and :data:`FEATURE_VALUE_COLUMNS` within :data:`FEATURE_RTOL`, one-hot vocabularies and every integer
+    column's digests equal."""
+    runs = comps.get("features", {})
+    if not (runs.get("ours") and runs.get("polars")):
+        return {}
+    ours, peer = runs["ours"][0], runs["polars"][0]
+    a, b = ours["features_read_back"], peer["features_read_back"]
+    problems = []
+    if a["schema"] != b["schema"]:
+        diff = [
+            (k, a["schema"].get(k), b["schema"].get(k))
+            for k in {*a["schema"], *b["schema"]}
+            if a["schema"].get(k) != b["schema"].get(k)
+        ]
+        problems.append(
+            f"schema differs: {sorted(diff)[:6]} (order equal: {list(a['schema']) == list(b['schema'])})"
+        )
+    for k, v in a["digests"].items():
+        if b["digests"].get(k) != v:
+            problems.append(f"{k}: {b['digests'].get(k)} != {v}")
+    if ours["fit"]["vocabulary"] != peer["fit"]["vocabulary"]:
+        problems.append("one-hot vocabularies differ")
+    fit_rel = max(
+        _rel(x, y)
+        for c in NUMERIC
+        for x, y in zip(ours["fit"]["scale"][c], peer["fit"]["scale"][c], strict=True)
+    )
+    if fit_rel > FEATURE_RTOL:
+        problems.append(f"fitted centre/scale rel diff {fit_rel:.2e}")
+    rows = ours["rows"]
+    values_rel, null_problems = _feature_values_rel(
+        _FEATURE_FRAMES[(rows, "ours")], _FEATURE_FRAMES[(rows, "polars")]
+    )
+    problems += null_problems
+    if values_rel > FEATURE_RTOL:
+        problems.append(f"values rel diff {values_rel:.2e}")
+    onehot = [c for c in a["schema"] if "=" in c]
+    return {
+        "features": {
+            "reference": "features/ours",
+            "features/polars": {
+                "agree": not problems,
+                "problems": problems,
+                "columns": len(a["schema"]),
+                "onehot_columns": len(onehot),
+                "fit_max_rel_diff": fit_rel,
+                "values_max_rel_diff": values_rel,
+                "value_columns": FEATURE_VALUE_COLUMNS,
+            },
+        }
+    }
+
+
 CHILDREN = {
     ("ours", "profile"): child_ours,
     ("ours", "quality"): child_ours,
@@ -674,6 +917,7 @@ CHILDREN = {
     ("sklearn", "anomaly"): child_sklearn_anomaly,
     ("ours", "noop"): child_ours,
     ("scan", "noop"): child_scan,
+    **FEATURE_CHILDREN,
 }
 
 
@@ -811,7 +1055,9 @@ class Bench:
         runs = self.runs.setdefault(data["rows"], {}).setdefault(comparison, {}).setdefault(tool, [])
         if "outputs" in res:
             outputs = res.pop("outputs")
-            if not runs:  # the first run of each tool: re-read both outputs for the agreement check
+            if not runs and work == "features":  # the first run of each tool: re-read the output
+                res["features_read_back"] = features_read_back(outputs["features"], (data["rows"], tool))
+            elif not runs:  # the first run of each tool: re-read its outputs for the agreement check
                 res["digests"] = {k: output_digest(v) for k, v in outputs.items() if k != "cleanup"}
             if not self.args.keep:
                 shutil.rmtree(outputs["cleanup"], ignore_errors=True)
@@ -902,6 +1148,7 @@ def agreement(bench: Bench) -> dict[str, Any]:
             c = noop["ours"][0]["counts"]
             problems = [] if c["rows_out"] == 0 and c["rows"] == rows else [f"ours counts {c}"]
             by_size["noop"] = {"noop/ours": {"agree": not problems, "problems": problems}}
+        by_size.update(features_agreement(comps))
         result[str(rows)] = by_size
     return result
 

@@ -18,9 +18,19 @@ column gets default steps by its type, each listed in ``spec["defaults"]``
 - ``encode={"currency": "onehot" | "ordinal" | {"method": "onehot", "top_k": 10}}``: a global vocabulary
   of the ``top_k`` most frequent values (count descending, then value text); everything else is
   ``other``. One-hot adds uint8 columns ``{col}={value}`` and ``{col}=<other>`` (missing values: all 0);
-  ordinal gives Int64 codes ``0..k-1`` and ``k`` for other (missing stays missing).
-- ``date_parts={"created_at": ["year", "month", "dayofweek", "hour"]}``: Int64 ``{col}_{part}`` columns;
-  parts: year, quarter, month, day, dayofweek, dayofyear, hour, minute, second, is_weekend.
+  ordinal gives int64 codes ``0..k-1`` and ``k`` for other (missing stays missing: null).
+- ``date_parts={"created_at": ["year", "month", "dayofweek", "hour"]}``: int64 ``{col}_{part}`` columns
+  (null where missing); parts: year, quarter, month, day, dayofweek (Monday = 0), dayofyear, hour, minute,
+  second, is_weekend; a zoned timestamp's parts in its local time.
+
+Computed on Arrow (``input_format = "arrow"``): the engine hands both passes ``pyarrow.Table`` chunks, never
+converted to pandas; statistics and transforms are pyarrow.compute and numpy on the Arrow columns (zero-copy
+float64 views where a column has no nulls, nulls from the validity bitmaps) and the output rows are a
+``pyarrow.Table``. Column kinds come from the schema's pandas dtypes (an empty frame), so every chunk takes the
+same path and the messages for bad input are unchanged. The few column types whose values pandas compared
+differently (encoded/imputed floats, bytes, decimals) are converted to pandas alone, column by column, and
+give exactly what they did. Columns not transformed are passed through as they are (their exact Arrow type and
+values: a float NaN stays NaN).
 
 Numeric order: impute -> log -> scale (scaler statistics include the imputed values, as in a
 scikit-learn pipeline); bins use the imputed, untransformed values. ``keep_original=False`` (default)
@@ -60,7 +70,7 @@ from airflow_batch_provider.processors.column_stats import (
     bin_index,
     equal_width_edges,
 )
-from airflow_batch_provider.processors.frames import arrow_to_pandas
+from airflow_batch_provider.processors.frames import arrow_to_pandas, arrow_to_pandas_column
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +178,11 @@ class FeatureEngineeringProcessor(BaseProcessor):
     """
 
     name = "feature_engineering"
-    version = "2"  # 2: no settings means the defaults (feature_defaults), not a pass-through
+    # 2: no settings means the defaults (feature_defaults), not a pass-through; 3: Arrow chunks and kernels
+    # (partial states list values in another order, pass-through columns keep their exact values)
+    version = "3"
     chunk_invariant = True
+    input_format = "arrow"  # the engine hands pyarrow Tables to partial_stats and process, never pandas
 
     def __init__(
         self,
@@ -296,27 +309,30 @@ class FeatureEngineeringProcessor(BaseProcessor):
             return None  # read everything: partial_stats reports the problem
         return list(plan) or None
 
-    def partial_stats(self, chunk: pd.DataFrame, ctx: ChunkContext) -> Any:
+    def partial_stats(self, chunk: Any, ctx: ChunkContext) -> Any:
+        """One chunk's statistics (a ``pyarrow.Table`` from the engine; a pandas DataFrame is converted)."""
+        pandas_chunk = isinstance(chunk, pd.DataFrame)
+        table = _as_table(chunk)
+        empty = _empty_frame(table)  # the pandas dtypes the column kinds come from: the schema's alone
         defaults = feature_defaults.active(self)  # no settings: every column planned by its type
-        plan = feature_defaults.plan_for(chunk) if defaults else self._plan()
-        kinds = self._check_columns(plan, chunk)
+        plan = feature_defaults.plan_for(empty) if defaults else self._plan()
+        kinds = self._check_columns(plan, empty)
         if defaults:
-            feature_defaults.check_hashable(chunk, plan)
-            kinds.update(feature_defaults.passthrough_kinds(chunk))
-        out: dict[str, Any] = {"rows": len(chunk), "kinds": kinds, "cols": {}}
+            if pandas_chunk:  # an Arrow column always holds countable values (text, bytes, numbers)
+                feature_defaults.check_hashable(chunk, plan)
+            kinds.update(feature_defaults.passthrough_kinds(empty))
+        out: dict[str, Any] = {"rows": table.num_rows, "kinds": kinds, "cols": {}}
         for col, steps in plan.items():
-            series = chunk[col]
+            column = table.column(col)
             if kinds[col] == "numeric":
-                out["cols"][col] = self._numeric_stats(series, steps)
+                out["cols"][col] = self._numeric_stats(_float_values(column), steps)
             elif kinds[col] == "categorical" and ("encode" in steps or steps.get("impute")):
-                counts = series.value_counts(dropna=True, sort=False)
-                counts = counts[counts > 0]
-                tv = TopValues.of_counts(counts.index.tolist(), counts.tolist(), self.vocabulary_limit)
-                out["cols"][col] = {"tv": tv.to_state(), "missing": int(series.isna().sum())}
+                values, counts, missing = _value_counts(column)
+                tv = TopValues.of_counts(values, counts, self.vocabulary_limit)
+                out["cols"][col] = {"tv": tv.to_state(), "missing": missing}
         return out
 
-    def _numeric_stats(self, series: pd.Series, steps: dict[str, Any]) -> dict[str, Any]:
-        x = series.to_numpy(dtype="float64", na_value=np.nan)
+    def _numeric_stats(self, x: np.ndarray, steps: dict[str, Any]) -> dict[str, Any]:
         finite = x[np.isfinite(x)]
         out: dict[str, Any] = {
             "missing": int(len(x) - len(finite)),
@@ -451,10 +467,12 @@ class FeatureEngineeringProcessor(BaseProcessor):
             spec = self.spec_ = load_spec(self.spec)
         return spec
 
-    def process(self, chunk: pd.DataFrame, ctx: ChunkContext) -> ChunkResult:
+    def process(self, chunk: Any, ctx: ChunkContext) -> ChunkResult:
+        """The transformed rows: a ``pyarrow.Table`` for the engine's Arrow chunks (the kind given)."""
         spec = self.fitted_spec()
         out = transform(chunk, spec)
-        return ChunkResult(rows=out, state={"rows": len(chunk), "columns": [str(c) for c in out.columns]})
+        names = out.column_names if hasattr(out, "column_names") else [str(c) for c in out.columns]
+        return ChunkResult(rows=out, state={"rows": len(chunk), "columns": names})
 
     def merge(self, states: list[Any]) -> Any:
         states = [s for s in states if s]
@@ -558,68 +576,287 @@ def load_spec(spec: Mapping[str, Any] | str | Any) -> dict[str, Any]:
     return dict(spec)
 
 
+# -- chunk columns on Arrow -------------------------------------------------------------------------
+def _as_table(chunk: Any) -> Any:
+    """``chunk`` as a ``pyarrow.Table`` (a pandas DataFrame converted without its index)."""
+    import pyarrow as pa
+
+    if isinstance(chunk, pa.Table):
+        return chunk
+    if isinstance(chunk, pa.RecordBatch):
+        return pa.Table.from_batches([chunk])
+    return pa.Table.from_pandas(chunk, preserve_index=False)
+
+
+def _empty_frame(table: Any) -> pd.DataFrame:
+    """The pandas frame of no rows with ``table``'s dtypes: what column kinds and type checks look at (the
+    schema's, pandas metadata included, so every chunk of a job takes the same path)."""
+    return arrow_to_pandas(table.schema.empty_table())
+
+
+def _float_values(col: Any) -> np.ndarray:
+    """One numeric column as float64, nulls as NaN (read-only when zero-copy: a float64 column without nulls
+    in one chunk): integers and floats cast by Arrow (integers past 2**53 round to nearest, as numpy and pandas
+    convert them); other numeric types (decimals, float16) through pandas, as pandas converted them."""
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_float64(t) and col.null_count == 0 and col.num_chunks == 1:
+        return col.chunk(0).to_numpy(zero_copy_only=False)  # a view of the Arrow buffer
+    if pa.types.is_integer(t) or pa.types.is_float32(t) or pa.types.is_float64(t):
+        return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return arrow_to_pandas_column(col).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _fast_categorical(t: Any) -> bool:
+    """True for the column types whose values and counts Arrow gives exactly as pandas did (text, booleans,
+    integers and dictionaries of them); others (floats, whose NaN pandas counts as missing, bytes, decimals,
+    string views, which some kernels lack) take pandas' own path, column by column."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+    )
+
+
+def _decoded(col: Any) -> Any:
+    import pyarrow as pa
+
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _value_counts(col: Any) -> tuple[list[Any], list[int], int]:
+    """``(values, counts, missing)`` of one column: the non-missing values' counts, as pandas'
+    ``value_counts(dropna=True)`` and ``isna().sum()`` gave them."""
+    import pyarrow.compute as pc
+
+    if _fast_categorical(col.type):
+        vc = pc.value_counts(_decoded(col))
+        values, counts = vc.field("values"), vc.field("counts")
+        keep = values.is_valid()
+        return values.filter(keep).to_pylist(), counts.filter(keep).to_pylist(), int(col.null_count)
+    series = arrow_to_pandas_column(col)
+    counts = series.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]
+    return counts.index.tolist(), counts.tolist(), int(series.isna().sum())
+
+
+def _float_array(y: np.ndarray) -> Any:
+    """float64 values as an Arrow array, NaN as null (what the pandas conversion of a result did)."""
+    import pyarrow as pa
+
+    nan = np.isnan(y)
+    return pa.array(y, mask=nan) if nan.any() else pa.array(y)
+
+
+def _int_array(values: np.ndarray, missing: np.ndarray | None) -> Any:
+    import pyarrow as pa
+
+    if missing is not None and missing.any():
+        return pa.array(values.astype(np.int64, copy=False), type=pa.int64(), mask=missing)
+    return pa.array(values.astype(np.int64, copy=False), type=pa.int64())
+
+
 # -- transforming ------------------------------------------------------------------------------------
-def transform(chunk: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
-    """Apply a fitted spec to one chunk; columns keep the input order, derived ones next to their source."""
+def transform(chunk: Any, spec: dict[str, Any]) -> Any:
+    """Apply a fitted spec to one chunk; columns keep the input order, derived ones next to their source.
+
+    ``chunk``: a ``pyarrow.Table`` (what the engine gives: the result is a ``pyarrow.Table``, computed with
+    pyarrow.compute and numpy on the Arrow columns, unnamed columns passed through as they are) or a pandas
+    DataFrame (converted to Arrow without its index; the result is a DataFrame on ``chunk``'s index, bins,
+    codes and date parts ``Int64`` as before). Output types: float64 for numeric results (null where the value
+    is missing), uint8 one-hot columns, int64 (with nulls) bins, ordinal codes and date parts."""
+    import pyarrow as pa
+
+    pandas_chunk = isinstance(chunk, pd.DataFrame)
+    table = _as_table(chunk)
     columns = spec["columns"]
     keep = bool(spec.get("keep_original"))
     pieces: list[tuple[str, Any]] = []
-    for name in chunk.columns:
-        col = str(name)
-        series = chunk[name]
+    nullable_ints: list[str] = []
+    for col, column in zip(table.column_names, table.columns, strict=True):
         if col not in columns:
-            pieces.append((col, series))
+            pieces.append((col, column))
             continue
         cspec = columns[col]
         if keep:
-            pieces.append((col, series))
-        if cspec["kind"] == "numeric":
-            pieces.extend(_numeric_outputs(col, series, cspec, keep))
-        elif cspec["kind"] == "categorical":
-            pieces.extend(_categorical_outputs(col, series, cspec, keep))
-        else:
-            pieces.extend(_date_outputs(col, series, cspec["date_parts"]))
+            pieces.append((col, column))
+        derived, ints = _column_outputs(col, column, cspec, keep, table)
+        pieces.extend(derived)
+        nullable_ints += ints
     names = [n for n, _ in pieces]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise _fail(
             "keep_original", f"output column name(s) {dup[:10]!r} collide with input columns; rename them"
         )
-    out = pd.concat([s.rename(n) if isinstance(s, pd.Series) else s for n, s in pieces], axis=1)
-    out.index = chunk.index
-    return out
+    out = pa.Table.from_arrays([a for _, a in pieces], names=names)
+    if not pandas_chunk:
+        return out
+    frame = arrow_to_pandas(out)
+    for name in dict.fromkeys(nullable_ints):  # pandas' own transform gave these Int64, nulls or not
+        if pa.types.is_int64(out.schema.field(name).type):
+            frame[name] = frame[name].astype("Int64")
+    frame.index = chunk.index
+    return frame
 
 
-def _numeric_outputs(col: str, series: pd.Series, cspec: dict[str, Any], keep: bool) -> list[tuple[str, Any]]:
-    x = series.to_numpy(dtype="float64", na_value=np.nan).copy()
-    x[~np.isfinite(x)] = np.nan
-    if cspec.get("impute") is not None:
-        x[np.isnan(x)] = cspec["impute"]["value"]
+def _column_outputs(
+    col: str, column: Any, cspec: dict[str, Any], keep: bool, table: Any
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """One spec column's output columns, and which of them are integer codes (bins, ordinal codes, date parts)."""
+    if cspec["kind"] == "numeric":
+        derived = _numeric_outputs(col, column, cspec, keep)
+        return derived, [n for n, _ in derived if n == f"{col}_bin"]
+    if cspec["kind"] == "categorical":
+        derived = _categorical_arrow(col, column, cspec, keep, table)
+        ordinal = (cspec.get("encode") or {}).get("method") == "ordinal"
+        return derived, [n for n, _ in derived] if ordinal else []
+    derived = _date_arrow(col, column, cspec["date_parts"], table)
+    return derived, [n for n, _ in derived]
+
+
+def _numeric_outputs(col: str, column: Any, cspec: dict[str, Any], keep: bool) -> list[tuple[str, Any]]:
+    x = _float_values(column)
+    bad = ~np.isfinite(x)
+    impute = cspec.get("impute")
+    if bad.any():  # NaN and +/-inf are missing: imputed, else NaN (a null in the output)
+        x = np.where(bad, np.nan if impute is None else impute["value"], x)
     out: list[tuple[str, Any]] = []
-    transformed = cspec.get("impute") is not None or cspec.get("log") or cspec.get("scale") is not None
+    transformed = impute is not None or cspec.get("log") or cspec.get("scale") is not None
     y = x
     if cspec.get("log"):
         y = signed_log1p(y)
     if cspec.get("scale") is not None:
         y = (y - cspec["scale"]["center"]) / cspec["scale"]["scale"]
     if transformed:
-        out.append((f"{col}_transformed" if keep else col, pd.Series(y, index=series.index)))
+        out.append((f"{col}_transformed" if keep else col, _float_array(np.asarray(y, dtype=np.float64))))
     elif not keep:
-        out.append((col, series))
+        out.append((col, column))
     if cspec.get("bins") is not None:
-        out.append((f"{col}_bin", _bins(x, cspec["bins"]["edges"], series.index)))
+        out.append((f"{col}_bin", _bins(x, cspec["bins"]["edges"])))
     return out
 
 
-def _bins(x: np.ndarray, edges: list[float] | None, index: pd.Index) -> pd.Series:
-    codes = pd.array(np.zeros(len(x), dtype=np.int64), dtype="Int64")
+def _bins(x: np.ndarray, edges: list[float] | None) -> Any:
+    import pyarrow as pa
+
     if edges is None:
-        codes[:] = pd.NA
-        return pd.Series(codes, index=index)
-    idx = bin_index(x, np.asarray(edges, dtype=np.float64))
-    codes = pd.array(idx, dtype="Int64")
-    codes[np.isnan(x)] = pd.NA
-    return pd.Series(codes, index=index)
+        return pa.nulls(len(x), pa.int64())
+    return _int_array(bin_index(x, np.asarray(edges, dtype=np.float64)), np.isnan(x))
+
+
+def _python_type_fits(value: Any, t: Any) -> bool:
+    """True when ``value`` (from the JSON spec) is a value of Arrow type ``t`` exactly as pandas compared it."""
+    import pyarrow as pa
+
+    if pa.types.is_boolean(t):
+        return isinstance(value, bool)
+    if pa.types.is_integer(t):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _categorical_arrow(
+    col: str, column: Any, cspec: dict[str, Any], keep: bool, table: Any
+) -> list[tuple[str, Any]]:
+    """Imputation and vocabulary codes with pyarrow.compute (text, boolean and integer columns with an
+    encoding whose values are of the column's type); anything else the pandas way (:func:`_categorical_outputs`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    enc = cspec.get("encode")
+    fill = (cspec.get("impute") or {}).get("value")
+    values = _decoded(column) if _fast_categorical(column.type) else None
+    vocab = (enc or {}).get("vocabulary") or []
+    try:
+        if (
+            enc is None
+            or values is None
+            or (fill is not None and not _python_type_fits(fill, values.type))
+            or not all(_python_type_fits(v, values.type) for v in vocab)
+        ):
+            raise pa.ArrowNotImplementedError("not on Arrow")
+        if fill is not None and values.null_count:
+            values = pc.fill_null(values, pa.scalar(fill, values.type))
+        value_set = pa.array(vocab, type=values.type)  # a spec fitted elsewhere may hold values out of range
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return _from_pandas(_categorical_outputs(col, arrow_to_pandas_column(column), cspec, keep), table)
+    k = len(vocab)
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    found = pc.index_in(values, value_set=value_set)
+    idx = np.asarray(found.fill_null(k).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if enc["method"] == "ordinal":
+        return [(f"{col}_code" if keep else col, _int_array(idx, missing))]
+    onehot = np.zeros((k + 1, len(idx)), dtype=np.uint8)
+    present = np.flatnonzero(~missing)
+    onehot[idx[present], present] = 1  # one pass; missing values: all 0
+    names = [f"{col}={v}" for v in vocab] + [f"{col}={OTHER}"]
+    return [(n, pa.array(onehot[i])) for i, n in enumerate(names)]
+
+
+def _from_pandas(pieces: list[tuple[str, Any]], table: Any) -> list[tuple[str, Any]]:
+    """pandas result columns as the Arrow columns the engine wrote for them (``frames.to_arrow``: a column named
+    like a source column gets its type back when only the layout changed)."""
+    import pyarrow as pa
+
+    from airflow_batch_provider.processors.frames import chunk_dictionaries, restore_types
+
+    if not pieces:
+        return []
+    frame = pd.concat([s.rename(n).reset_index(drop=True) for n, s in pieces], axis=1)
+    frame.columns = [n for n, _ in pieces]
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = restore_types(arrow, table.schema, chunk_dictionaries(table))
+    return list(zip(arrow.column_names, arrow.columns, strict=True))
+
+
+#: days from 1970 within which Arrow's date parts are exact (about the years -25400..29300; beyond, pandas')
+_FAR_DAYS = 10_000_000
+_PARTS = {
+    "year": "year",
+    "quarter": "quarter",
+    "month": "month",
+    "day": "day",
+    "dayofweek": "day_of_week",  # Monday = 0, as pandas
+    "dayofyear": "day_of_year",
+    "hour": "hour",
+    "minute": "minute",
+    "second": "second",
+}
+
+
+def _date_arrow(col: str, column: Any, parts: list[str], table: Any) -> list[tuple[str, Any]]:
+    """Date parts with pyarrow.compute (local time for a timestamp with a time zone, as pandas); a date as a
+    timestamp of its midnight. A column Arrow cannot split (no time zone database) goes the pandas way."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        ts = column.cast(pa.timestamp("s")) if pa.types.is_date(column.type) else column
+        if not pa.types.is_timestamp(ts.type):
+            raise pa.ArrowNotImplementedError(f"not a timestamp: {ts.type}")
+        if ts.type.unit != "ns":  # Arrow's calendar holds years -32767..32767 only (pandas' every year)
+            limit = _FAR_DAYS * 86_400 * {"s": 1, "ms": 1_000, "us": 1_000_000}[ts.type.unit]
+            bounds = pc.min_max(ts.cast(pa.int64()))
+            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+            if lo is not None and (lo < -limit or hi > limit):
+                raise pa.ArrowNotImplementedError("a year outside -25000..29000")
+        out = []
+        for part in parts:
+            if part == "is_weekend":
+                value = pc.greater_equal(pc.day_of_week(ts), 5).cast(pa.int64())
+            else:
+                value = getattr(pc, _PARTS[part])(ts).cast(pa.int64())
+            out.append((f"{col}_{part}", value))
+        return out
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return _from_pandas(_date_outputs(col, arrow_to_pandas_column(column), parts), table)
 
 
 def _categorical_outputs(

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import airflow_batch_provider.processors.feature_engineering  # noqa: F401 - registers "feature_engineering"
@@ -123,7 +125,17 @@ def test_chunked_runs_match_scikit_learn_and_each_other_exactly(source, tmp_path
         pd.testing.assert_frame_equal(other, outputs[0])  # bit-identical rows for any chunking
     assert all(s == specs[0] for s in specs)
     assert list(outputs[0].columns[:3]) == ["id", "amount $", "risk"]
-    assert outputs[0]["channel"].dtype == "Int64" and outputs[0]["risk_bin"].dtype == "Int64"
+    types = output_types(tmp_path / "o0")  # the Arrow types written: int64 codes and bins (nulls allowed)
+    assert types["channel"] == pa.int64() and types["risk_bin"] == pa.int64()
+    assert types["amount $"] == pa.float64() and types["currency=<other>"] == pa.uint8()
+
+
+def output_types(folder) -> dict[str, pa.DataType]:
+    """``{column: Arrow type}`` of the files of a job's output (all alike)."""
+    files = [folder / p for p in json.loads((folder / "_manifest.json").read_text())["parts"]]
+    schemas = {pq.read_schema(p).remove_metadata() for p in files}
+    assert len(files) and len(schemas) == 1, schemas
+    return {f.name: f.type for f in schemas.pop()}
 
 
 def test_scaler_parameters_match_the_fsum_oracle(source, tmp_path):
@@ -162,6 +174,42 @@ def test_exact_moments_are_bit_identical_for_any_grouping():
         one.mean()
     )
     assert ExactMoments.of(np.full(999, 0.1)).std() == 0.0
+
+
+def test_exact_sums_of_integers_take_a_shortcut_to_the_same_numbers(monkeypatch):
+    """Integer values (an integer column as float64) are summed without the exponent sort; the exact sums are the
+    same rationals as the general path's, for one limb, three limbs, negative values and 2**53 - 1."""
+    from fractions import Fraction
+
+    from airflow_batch_provider.processors import column_stats as cs
+
+    def exact(sums):
+        s, q, base = sums
+        return Fraction(s) * Fraction(2) ** base, Fraction(q) * Fraction(2) ** (2 * base)
+
+    rng = np.random.default_rng(4)
+    cases = [
+        rng.integers(0, 100, 5000),
+        rng.integers(-5_000_000, 5_000_000, 5000),
+        rng.integers(-(2**53) + 1, 2**53 - 1, 5000),
+        np.array([2**53 - 1, -(2**53) + 1, 0]),
+    ]
+    for values in cases:
+        x = values.astype(np.float64)
+        shortcut = cs.exact_sums(x)
+        assert shortcut[2] == 0  # the shortcut's base
+        with monkeypatch.context() as m:
+            m.setattr(cs, "_integer_sums", lambda x: None)
+            general = cs.exact_sums(x)
+        assert (
+            exact(shortcut)
+            == exact(general)
+            == (
+                Fraction(sum(int(v) for v in values)),
+                Fraction(sum(int(v) ** 2 for v in values)),
+            )
+        )
+    assert cs._integer_sums(np.array([1.0, 2.5])) is None and cs._integer_sums(np.array([2.0**53])) is None
 
 
 def test_spec_applies_to_new_data_without_fitting(source, tmp_path, make_parquet):
@@ -319,3 +367,168 @@ def test_failed_run_resumes_to_identical_rows(source, tmp_path):
         source, "feature_engineering", config={"batch_size": 1000}, output_path=tmp_path / "c", **PARAMS
     )
     pd.testing.assert_frame_equal(read_output(resumed.output_uri), read_output(clean.output_uri))
+
+
+def golden_table() -> pa.Table:
+    """Seven rows whose every output value is known by hand."""
+    utc = [
+        "2024-03-09T13:45:30",  # Saturday
+        "2024-03-31T01:30:00",  # Sunday; 03:30 in Berlin (summer time starts at 01:00 UTC)
+        "2024-12-31T23:59:59",  # Tuesday; 2025-01-01 00:59:59 in Berlin
+        None,
+        "2023-01-02T00:00:00",  # Monday
+        "2024-02-29T12:00:00",  # Thursday
+        "2024-07-05T06:07:08",  # Friday
+    ]
+    ts = pa.array([None if t is None else np.datetime64(t, "s") for t in utc], pa.timestamp("s"))
+    return pa.table(
+        {
+            "id": pa.array(range(7), pa.int64()),
+            "cat": pa.array(["b", "a", "b", None, "c", "b", "a"]),
+            "ts": ts,
+            "berlin": ts.cast(pa.timestamp("s", tz="Europe/Berlin")),
+            "n": pa.array([1, 2, None, 4, 5, 6, 7], pa.int32()),
+        }
+    )
+
+
+GOLDEN = {
+    "scale": {"n": "minmax"},
+    "bins": {"n": 3},
+    "encode": {"cat": "onehot"},
+    "date_parts": {
+        "ts": ["year", "month", "day", "dayofweek", "hour", "is_weekend"],
+        "berlin": ["year", "hour"],
+    },
+}
+
+
+def test_outputs_match_values_known_by_hand(make_parquet, tmp_path):
+    """One-hot column order (count descending, then text), date parts (Monday = 0; local time of a zoned
+    timestamp), bins and scaled values, their Arrow types and the report's column list, for two chunkings."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    pq.write_table(golden_table(), folder / "g.parquet", row_group_size=3)
+    tables = []
+    for i, batch_size in enumerate((2, 7)):
+        result = run_batch_job(
+            folder,
+            "feature_engineering",
+            output_path=tmp_path / f"o{i}",
+            config={"batch_size": batch_size},
+            **GOLDEN,
+        )
+        files = [
+            tmp_path / f"o{i}" / p
+            for p in json.loads((tmp_path / f"o{i}" / "_manifest.json").read_text())["parts"]
+        ]
+        got = pa.concat_tables([pq.read_table(f) for f in files])
+        assert result.report["output_columns"] == got.column_names
+        tables.append(got)
+    got = tables[0]
+    assert tables[1].equals(got)
+    want = {
+        "id": (pa.int64(), [0, 1, 2, 3, 4, 5, 6]),
+        "cat=b": (pa.uint8(), [1, 0, 1, 0, 0, 1, 0]),
+        "cat=a": (pa.uint8(), [0, 1, 0, 0, 0, 0, 1]),
+        "cat=c": (pa.uint8(), [0, 0, 0, 0, 1, 0, 0]),
+        "cat=<other>": (pa.uint8(), [0] * 7),
+        "ts_year": (pa.int64(), [2024, 2024, 2024, None, 2023, 2024, 2024]),
+        "ts_month": (pa.int64(), [3, 3, 12, None, 1, 2, 7]),
+        "ts_day": (pa.int64(), [9, 31, 31, None, 2, 29, 5]),
+        "ts_dayofweek": (pa.int64(), [5, 6, 1, None, 0, 3, 4]),
+        "ts_hour": (pa.int64(), [13, 1, 23, None, 0, 12, 6]),
+        "ts_is_weekend": (pa.int64(), [1, 1, 0, None, 0, 0, 0]),
+        "berlin_year": (pa.int64(), [2024, 2024, 2025, None, 2023, 2024, 2024]),
+        "berlin_hour": (pa.int64(), [14, 3, 0, None, 1, 13, 8]),
+        "n": (pa.float64(), [0.0, 1 / 6, None, 0.5, 4 / 6, 5 / 6, 1.0]),
+        "n_bin": (pa.int64(), [0, 0, None, 1, 2, 2, 2]),
+    }
+    assert got.column_names == list(want)
+    for name, (dtype, values) in want.items():
+        assert got.schema.field(name).type == dtype, name
+        assert got.column(name).to_pylist() == (pytest.approx(values) if dtype == pa.float64() else values), (
+            name
+        )
+
+
+def test_transform_takes_arrow_or_pandas_and_gives_the_same_values(monkeypatch):
+    """The public helper: an Arrow table gives an Arrow table, a DataFrame a DataFrame (on its index, codes Int64),
+    with the same values; the engine's Arrow chunks are never converted to pandas."""
+    from airflow_batch_provider.processors import feature_engineering as fe
+
+    table = golden_table()
+    proc = FeatureEngineeringProcessor(**GOLDEN)
+    proc.fit_stats(
+        proc.merge_stats(
+            [proc.partial_stats(table.slice(0, 4), None), proc.partial_stats(table.slice(4), None)]
+        )
+    )
+    spec = proc.get_state()
+    via_arrow = fe.transform(table, spec)
+    frame = table.to_pandas().set_axis(range(10, 17))
+    via_pandas = fe.transform(frame, spec)
+    assert isinstance(via_arrow, pa.Table) and isinstance(via_pandas, pd.DataFrame)
+    assert list(via_pandas.columns) == via_arrow.column_names and list(via_pandas.index) == list(
+        range(10, 17)
+    )
+    assert via_pandas["ts_hour"].dtype == "Int64" and via_pandas["n_bin"].dtype == "Int64"
+    for name in via_arrow.column_names:
+        assert via_pandas[name].astype(object).where(via_pandas[name].notna(), None).tolist() == (
+            via_arrow.column(name).to_pylist()
+        ), name
+    # pandas input to the statistics pass fits the same spec
+    again = FeatureEngineeringProcessor(**GOLDEN)
+    again.fit_stats(
+        again.merge_stats(
+            [again.partial_stats(frame.iloc[:4], None), again.partial_stats(frame.iloc[4:], None)]
+        )
+    )
+    assert again.get_state() == spec
+
+    real = fe.arrow_to_pandas
+
+    def refuse(values):
+        if len(values):
+            raise AssertionError("a chunk was converted to pandas")
+        return real(values)
+
+    monkeypatch.setattr(fe, "arrow_to_pandas", refuse)
+    monkeypatch.setattr(fe, "arrow_to_pandas_column", refuse)
+    assert fe.transform(table, spec).equals(via_arrow)
+    assert proc.partial_stats(table, None) == proc.partial_stats(table.to_pandas(), None)
+
+
+def test_columns_arrow_cannot_code_take_the_pandas_way_with_the_same_result():
+    """A string view (no Arrow filter kernel) and a spec fitted elsewhere whose vocabulary does not fit the
+    column's type (300 in an int8 column: no match, so other) are coded as pandas coded them."""
+    from airflow_batch_provider.processors import feature_engineering as fe
+
+    spec = {
+        "format_version": 1,
+        "keep_original": False,
+        "columns": {
+            "s": {
+                "kind": "categorical",
+                "impute": {"strategy": "most_frequent", "value": "a"},
+                "encode": {"method": "onehot", "top_k": None, "vocabulary": ["a", "b"]},
+            },
+            "i": {
+                "kind": "categorical",
+                "impute": None,
+                "encode": {"method": "ordinal", "top_k": None, "vocabulary": [300, 1]},
+            },
+        },
+    }
+    table = pa.table(
+        {"s": pa.array(["a", "b", None, "a"], pa.string_view()), "i": pa.array([1, 2, None, 1], pa.int8())}
+    )
+    got = fe.transform(table, spec)
+    assert got.to_pydict() == {
+        "s=a": [1, 0, 1, 1],
+        "s=b": [0, 1, 0, 0],
+        "s=<other>": [0, 0, 0, 0],
+        "i": [1, 2, None, 1],
+    }
+    assert got.schema.types == [pa.uint8()] * 3 + [pa.int64()]
+    assert fe._value_counts(table.column("s")) == (["a", "b"], [2, 1], 1)

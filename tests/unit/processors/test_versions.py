@@ -12,6 +12,7 @@ from airflow_batch_provider.exceptions import ChunkFailedError
 from airflow_batch_provider.processors.anomaly_detection import AnomalyDetectionProcessor
 from airflow_batch_provider.processors.data_profiling import DataProfilingProcessor
 from airflow_batch_provider.processors.data_quality import DataQualityProcessor
+from airflow_batch_provider.processors.feature_engineering import FeatureEngineeringProcessor
 from airflow_batch_provider.processors.registry import resolve_processor
 from tests.unit.processors.test_data_profiling import _FlakyProfiling, source  # noqa: F401
 
@@ -25,6 +26,7 @@ class _OldProfiling(_FlakyProfiling):
 def test_standard_processor_versions_were_bumped_with_the_kernels():
     assert DataProfilingProcessor.version == "5" and DataQualityProcessor.version == "3"
     assert AnomalyDetectionProcessor.version == "3"  # 2: float32 clipping; 3: Arrow chunks
+    assert FeatureEngineeringProcessor.version == "3"  # 2: the defaults; 3: Arrow chunks and kernels
 
 
 def test_a_checkpoint_written_by_an_older_processor_version_restarts_clean(source, tmp_path):  # noqa: F811
