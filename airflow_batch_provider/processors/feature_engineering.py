@@ -54,6 +54,7 @@ No Airflow imports.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,7 @@ from airflow_batch_provider.processors.column_stats import (
     equal_width_edges,
 )
 from airflow_batch_provider.processors.frames import arrow_to_pandas, arrow_to_pandas_column
+from airflow_batch_provider.processors.hashing import spill_folder
 
 log = logging.getLogger(__name__)
 
@@ -322,17 +324,24 @@ class FeatureEngineeringProcessor(BaseProcessor):
                 feature_defaults.check_hashable(chunk, plan)
             kinds.update(feature_defaults.passthrough_kinds(empty))
         out: dict[str, Any] = {"rows": table.num_rows, "kinds": kinds, "cols": {}}
-        for col, steps in plan.items():
+        folder = spill_folder(getattr(ctx, "work_uri", "") or getattr(ctx, "output_uri", None), "features")
+        base = f"{folder}/f{ctx.file_index:05d}-r{ctx.start_row:012d}-{ctx.stop_row:012d}" if folder else None
+        for j, (col, steps) in enumerate(plan.items()):
             column = table.column(col)
             if kinds[col] == "numeric":
-                out["cols"][col] = self._numeric_stats(_float_values(column), steps)
+                spill = f"{base}-c{j}" if base else None
+                out["cols"][col] = self._numeric_stats(_float_values(column), steps, spill)
             elif kinds[col] == "categorical" and ("encode" in steps or steps.get("impute")):
                 values, counts, missing = _value_counts(column)
                 tv = TopValues.of_counts(values, counts, self.vocabulary_limit)
                 out["cols"][col] = {"tv": tv.to_state(), "missing": missing}
         return out
 
-    def _numeric_stats(self, x: np.ndarray, steps: dict[str, Any]) -> dict[str, Any]:
+    def _numeric_stats(
+        self, x: np.ndarray, steps: dict[str, Any], spill: str | None = None
+    ) -> dict[str, Any]:
+        """``spill``: where large distributions go as raw side files (a chunk's median/quantile entries: about
+        one per distinct value), instead of base64 inside the JSON state."""
         finite = x[np.isfinite(x)]
         out: dict[str, Any] = {
             "missing": int(len(x) - len(finite)),
@@ -342,12 +351,12 @@ class FeatureEngineeringProcessor(BaseProcessor):
         if rule.get("strategy") in ("median", "most_frequent") or (
             steps.get("scale") == "robust" and not steps.get("log")
         ):
-            out["rawd"] = self._dist(finite).to_state()
+            out["rawd"] = self._dist(finite).to_state(spill_to=f"{spill}-rawd" if spill else None)
         if steps.get("log") and steps.get("scale"):
             pre = signed_log1p(finite)
             out["pre"] = ExactMoments.of(pre).to_state()
             if steps["scale"] == "robust":
-                out["pred"] = self._dist(pre).to_state()
+                out["pred"] = self._dist(pre).to_state(spill_to=f"{spill}-pred" if spill else None)
         return out
 
     def _dist(self, values: np.ndarray) -> Distribution:
@@ -500,7 +509,11 @@ def _merge_col_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = ExactMoments.merge([ExactMoments.from_state(p[key]) for p in parts]).to_state()
     for key in ("rawd", "pred"):
         if key in first:
-            out[key] = Distribution.merge([Distribution.from_state(p[key]) for p in parts]).to_state()
+            # a merge of spilled states spills next to them, under a name of its own (one column's entries in
+            # memory at a time, not every column's until the fit)
+            spill = next((f"{p[key]['file']}-m{uuid.uuid4().hex}" for p in parts if "file" in p[key]), None)
+            merged = Distribution.merge([Distribution.from_state(p[key]) for p in parts])
+            out[key] = merged.to_state(spill_to=spill)
     if "tv" in first:
         out["tv"] = TopValues.merge([TopValues.from_state(p["tv"]) for p in parts]).to_state()
     return out

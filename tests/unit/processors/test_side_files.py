@@ -1,6 +1,6 @@
 """The conformance checks over the binary side files that hold states growing with the data (key hashes of
-distinct counts, duplicate rows and unique keys): with a spill threshold low enough that every chunk of the
-conformance source spills, the result equals the inline run for any chunking and concurrency (round trip),
+distinct counts, duplicate rows and unique keys; feature engineering's median distributions, its defaults):
+with a spill threshold low enough that every chunk of the conformance source spills, the result equals the inline run for any chunking and concurrency (round trip),
 and a damaged side file is noticed instead of giving wrong counts (mutation check)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from airflow_batch_provider.engine.runner import JobRunner
 from airflow_batch_provider.processors import column_stats, hashing
 from tests.unit.processors.test_conformance import CASES, _frame, _run, _strip, source  # noqa: F401
 
-SPILLING = ("data_profiling", "data_quality")
+SPILLING = ("data_profiling", "data_quality", "feature_engineering_defaults")
 
 
 @pytest.fixture(scope="module")
