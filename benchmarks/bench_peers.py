@@ -294,6 +294,8 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
         kwargs = {"exact_quantile_limit": spec["rows"]} if spec["variant"] == "exact" else {}
     elif spec["work"] == "quality":
         processor, kwargs = "data_quality", {"rules": QUALITY_RULES}
+    elif spec["work"] == "features":
+        processor, kwargs = "feature_engineering", feature_kwargs()
     elif spec["work"] == "anomaly":
         processor, kwargs = "anomaly_detection", {"features": NUMERIC}
         import sklearn.ensemble  # noqa: F401  (imports are outside the window on every side, as the peer's)
@@ -339,6 +341,14 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     elif spec["work"] == "noop":
         res["counts"] = {"rows": result.rows_in, "rows_out": result.rows_out}
         shutil.rmtree(out_dir, ignore_errors=True)
+    elif spec["work"] == "features":
+        columns = report["spec"]["columns"]
+        res["fit"] = {
+            "scale": {c: [columns[c]["scale"]["center"], columns[c]["scale"]["scale"]] for c in NUMERIC},
+            "vocabulary": {c: columns[c]["encode"]["vocabulary"] for c in FEATURE_CATEGORICALS},
+        }
+        manifest = json.loads((out_dir / "_manifest.json").read_text())
+        res["outputs"] = {"features": [str(out_dir / p) for p in manifest["parts"]], "cleanup": str(out_dir)}
     elif spec["work"] == "anomaly":
         res["counts"] = {
             "rows": report["rows"],
@@ -697,55 +707,6 @@ def feature_kwargs() -> dict[str, Any]:
     }
 
 
-def child_ours_features(spec: dict[str, Any]) -> dict[str, Any]:
-    import bench_processors as bp
-
-    from airflow_batch_provider.config import BatchConfig
-    from airflow_batch_provider.jobs import run_batch_job
-
-    out_dir = Path(spec["output_path"])
-    kwargs = feature_kwargs()
-    phases = _instrument_phases()
-    config = BatchConfig(**spec.get("ours_config", {}))
-    t_start = time.perf_counter()
-    with be.Window() as win:
-        result = run_batch_job(
-            spec["path"],
-            "feature_engineering",
-            config=config,
-            output_path=str(out_dir),
-            records_path=spec["records_path"],
-            **kwargs,
-        )
-    t_end = time.perf_counter()
-    gen = out_dir / f"g{result.generation:04d}"
-    main, fit = bp._worker_time(bp._records(gen)), bp._worker_time(bp._records(gen / "fit" / "g0001"))
-    columns = result.report["spec"]["columns"]
-    manifest = json.loads((out_dir / "_manifest.json").read_text())
-    return {
-        "rows": result.rows_in,
-        "seconds": win.seconds,
-        "rows_per_s": result.rows_in / win.seconds,
-        "job": {
-            "processor": "feature_engineering",
-            "processor_kwargs": kwargs,
-            "batch_size": result.batch_size,
-            "chunks": result.chunks_total,
-            "concurrency": config.concurrency,
-            "memory_limit_mb": config.memory_limit_mb,
-            "main_pass": main,
-            "stats_pass": fit,
-            "phases": _phase_split(phases, t_start, t_end),
-        },
-        "fit": {
-            "scale": {c: [columns[c]["scale"]["center"], columns[c]["scale"]["scale"]] for c in NUMERIC},
-            "vocabulary": {c: columns[c]["encode"]["vocabulary"] for c in FEATURE_CATEGORICALS},
-        },
-        "outputs": {"features": [str(out_dir / p) for p in manifest["parts"]], "cleanup": str(out_dir)},
-        **win.info,
-    }
-
-
 def child_polars_features(spec: dict[str, Any]) -> dict[str, Any]:
     """The same work in polars: a fit pass (means, population stds, value counts: one ``collect_all``), then
     one lazy ``select`` over ``scan_parquet`` sunk to snappy Parquet (streaming engine)."""
@@ -811,7 +772,7 @@ def child_polars_features(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-FEATURE_CHILDREN = {("ours", "features"): child_ours_features, ("polars", "features"): child_polars_features}
+FEATURE_CHILDREN = {("ours", "features"): child_ours, ("polars", "features"): child_polars_features}
 
 
 def features_read_back(files: list[str], key: tuple[int, str]) -> dict[str, Any]:
