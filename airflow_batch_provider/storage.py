@@ -208,6 +208,15 @@ def _protocols(fs: Any) -> set[str]:
     return set(proto) if isinstance(proto, (tuple, list)) else {proto}
 
 
+def is_local_filesystem(fs: Any) -> bool:
+    """True for fsspec's own local filesystem (``file://`` paths), also inside the retrying wrapper; False for
+    its subclasses (a mount with behaviour of its own, such as retries or faults, keeps its own ``open``)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    inner = fs.base_fs if isinstance(fs, ResilientFileSystem) else fs
+    return type(inner) is LocalFileSystem
+
+
 def _fresh_instance(fs: Any) -> Any:
     """The same filesystem opened anew in this process (fsspec caches instances per process)."""
     if not getattr(fs, "async_impl", False):

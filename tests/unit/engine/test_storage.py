@@ -106,3 +106,37 @@ def test_remote_filesystems_are_wrapped_local_ones_are_not(tmp_path):
     mem.child("a.json").write_json({"k": 1})
     assert mem.child("a.json").read_json() == {"k": 1} and mem.listdir() == ["a.json"]
     assert mem.child("b").create_exclusive(b"1") and not mem.child("b").create_exclusive(b"2")
+
+
+def test_local_parquet_is_read_through_arrows_own_file_and_a_custom_mount_through_its_open(tmp_path):
+    """Reading rows of a local Parquet file bypasses fsspec's Python file object (Arrow's ``OSFile``: faster
+    decoding); a subclass of the local filesystem (a mount with its own ``open``) keeps its own."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from fsspec.implementations.local import LocalFileSystem
+
+    from airflow_batch_provider.engine import sources
+    from airflow_batch_provider.storage import is_local_filesystem
+
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"x": np.arange(1_000)}), path, row_group_size=100)
+
+    class Mount(LocalFileSystem):
+        protocol = ("testmount", "local")
+        opened: list[str] = []
+
+        def _open(self, p, *args, **kwargs):
+            Mount.opened.append(p)
+            return super()._open(p, *args, **kwargs)
+
+    plain, mount = LocalFileSystem(), Mount()
+    assert is_local_filesystem(plain) and not is_local_filesystem(mount)
+    with sources._open_local_natively(plain, str(path)) as fh:
+        assert isinstance(fh, pa.OSFile)
+    f = sources.SourceFile(str(path), "parquet", path.stat().st_size, "v1", 1_000, (100,) * 10)
+    for fs in (plain, mount):
+        sources.clear_row_group_cache()
+        rows = sources._read_parquet_rows(fs, f, 150, 420)
+        assert rows.column("x").to_pylist() == list(range(150, 420))
+    assert Mount.opened, "the mount's own open was not used"
