@@ -260,12 +260,13 @@ def test_cli_missing_source_exits_2(tmp_path):
     assert proc.stdout == ""
 
 
-def _bench_module():
+def _benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the tests share its data and measurement code)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_tuning.py"
-    spec = importlib.util.spec_from_file_location("bench_tuning", path)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -282,7 +283,7 @@ def test_estimate_is_within_25_percent_of_the_measured_peak_at_100_mb_chunks(tmp
     ``sizing.CHUNKS_PER_WORKER``; the memory target is set for 4 chunks of half the file): the estimate against the
     process tree's measured incremental PSS peak of a run at the recommended size (benchmarks/bench_tuning.py
     measures all three shapes); the auto-tuned, adapting run stays under its memory limit."""
-    bench = _bench_module()
+    bench = _benchmark("bench_tuning")
     path = bench.write_shape("narrow", tmp_path, 2.0)
     sample = bench.run_child({"sample_only": True, "source": str(path)})
     half = {**sample, "total_rows": sample["total_rows"] // 2}  # sizing_limit aims at 4 chunks of its rows
@@ -417,23 +418,12 @@ def test_negative_memory_components_are_refused(profiles):
         tuning.register_processing_profile(ProcessingProfile("bad", worker_memory_mb=-1.0))
 
 
-def _estimates_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_estimates.py"
-    spec = importlib.util.spec_from_file_location("bench_estimates", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_estimate_of_a_small_profiling_job_is_near_its_measured_tree_pss(tmp_path):
     """A 240,000-row job of the mixed shape (floats with nulls, categories, a timestamp) run in a spawned process
     at the recommended size: the estimate against the peak summed PSS of its tree (parent and workers), polled
     from here. Memory, not time: the band holds under load (a missed peak only lowers the measured figure, so the
     upper bound is the wider one)."""
-    bench = _estimates_module()
+    bench = _benchmark("bench_estimates")
     path = bench.write_shape("mixed", tmp_path, 0.1)
     cell = bench.measure(path, tmp_path, "data_profiling", 400, "mixed", 0.01)
     assert cell["rows"] == 240_000
